@@ -1,0 +1,1 @@
+//! insite-ingest: not yet implemented.

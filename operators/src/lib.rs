@@ -1,0 +1,1 @@
+//! insite-operators: not yet implemented.

@@ -1,0 +1,1 @@
+//! insite-pipeline: not yet implemented.

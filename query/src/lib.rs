@@ -1,0 +1,1 @@
+//! insite-query: not yet implemented.

@@ -1,0 +1,165 @@
+//! Connection and stream settings shared by every stage.
+//!
+//! Plain serde structs with defaults that match the local servers; the CLI
+//! layers them (defaults, then a TOML file, then `INSITE_*` env vars) into
+//! one typed config. No secret has a default: passwords come from the file
+//! or the environment.
+
+use serde::{Deserialize, Serialize};
+
+/// Where NATS is and how its JetStream streams are named and kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URL(s), comma-separated.
+    pub url: String,
+    /// Optional user name.
+    pub user: Option<String>,
+    /// Optional password.
+    pub password: Option<String>,
+    /// The streams.
+    pub streams: StreamsConfig,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            user: None,
+            password: None,
+            streams: StreamsConfig::default(),
+        }
+    }
+}
+
+/// Names, replicas and retention of the JetStream streams.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamsConfig {
+    /// Raw trades and quotes (`md.>`).
+    pub market: String,
+    /// Raw posts (`social.>`).
+    pub social: String,
+    /// Results (`insite.bars.>`, `insite.sentiment.>`, ...).
+    pub derived: String,
+    /// Dead letters (`insite.dlq.>`).
+    pub dlq: String,
+    /// Replicas of every stream: 1 on one server, 3 in a cluster.
+    pub replicas: usize,
+    /// Max age of MARKET and SOCIAL, in seconds.
+    pub raw_max_age_s: u64,
+    /// Max bytes of MARKET and SOCIAL each (-1: unlimited).
+    pub raw_max_bytes: i64,
+    /// Max age of DERIVED, in seconds.
+    pub derived_max_age_s: u64,
+    /// Max age of DLQ, in seconds.
+    pub dlq_max_age_s: u64,
+    /// JetStream's duplicate window, in seconds.
+    pub duplicate_window_s: u64,
+    /// A prefix put before every subject (empty in production; tests use it
+    /// to give each test its own subjects on a shared server).
+    pub subject_prefix: String,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        Self {
+            market: "MARKET".into(),
+            social: "SOCIAL".into(),
+            derived: "DERIVED".into(),
+            dlq: "DLQ".into(),
+            replicas: 1,
+            raw_max_age_s: 7 * 86_400,
+            raw_max_bytes: -1,
+            derived_max_age_s: 86_400,
+            dlq_max_age_s: 30 * 86_400,
+            duplicate_window_s: 120,
+            subject_prefix: String::new(),
+        }
+    }
+}
+
+impl StreamsConfig {
+    /// `subject` with the configured prefix (if any) in front.
+    pub fn subject(&self, subject: &str) -> String {
+        if self.subject_prefix.is_empty() {
+            subject.to_owned()
+        } else {
+            format!("{}.{subject}", self.subject_prefix)
+        }
+    }
+
+    /// `subject` with the configured prefix removed, if it has it.
+    pub fn strip_prefix<'a>(&self, subject: &'a str) -> Option<&'a str> {
+        if self.subject_prefix.is_empty() {
+            Some(subject)
+        } else {
+            subject
+                .strip_prefix(self.subject_prefix.as_str())
+                .and_then(|rest| rest.strip_prefix('.'))
+        }
+    }
+}
+
+/// Where ClickHouse is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// HTTP URL.
+    pub url: String,
+    /// Database holding insite's tables.
+    pub database: String,
+    /// User name.
+    pub user: String,
+    /// Password (empty: none).
+    pub password: String,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8123".into(),
+            database: "insite".into(),
+            user: "default".into(),
+            password: String::new(),
+        }
+    }
+}
+
+/// Where Redis is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// URL, e.g. `redis://127.0.0.1:6379/0` (`rediss://` for TLS, user and
+    /// password in the URL for ACL users).
+    pub url: String,
+    /// A prefix put before every key (tests give each test its own).
+    pub key_prefix: String,
+    /// Default time to live of hot keys, in seconds.
+    pub ttl_s: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379/0".into(),
+            key_prefix: "insite:".into(),
+            ttl_s: 86_400,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_round_trip() {
+        let mut s = StreamsConfig::default();
+        assert_eq!(s.subject("md.trades.A"), "md.trades.A");
+        s.subject_prefix = "t42".into();
+        assert_eq!(s.subject("md.trades.A"), "t42.md.trades.A");
+        assert_eq!(s.strip_prefix("t42.md.trades.A"), Some("md.trades.A"));
+        assert_eq!(s.strip_prefix("md.trades.A"), None);
+    }
+}

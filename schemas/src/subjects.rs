@@ -1,0 +1,156 @@
+//! NATS subject builders and parsers.
+//!
+//! | subject | content |
+//! |---|---|
+//! | `md.trades.<SYM>` | trades |
+//! | `md.quotes.<SYM>` | quotes |
+//! | `social.posts.<source>` | posts |
+//! | `insite.bars.<interval>.<SYM>` | bars |
+//! | `insite.sentiment.<interval>.<SYM>` | sentiment windows |
+//! | `insite.trending.<interval>` | trending lists |
+//! | `insite.alerts.<SYM>` | alerts |
+//! | `insite.dlq.<stage>` | rejected input |
+//!
+//! A symbol's `.` is written `_` in a subject token (see
+//! [`Symbol::subject_token`]); every other token is validated, so a subject
+//! never carries a wildcard or an empty token.
+
+use crate::error::InvalidValue;
+use crate::symbol::{SourceName, Symbol};
+use crate::time::Interval;
+
+/// Subject of a symbol's trades.
+pub fn trades(symbol: &Symbol) -> String {
+    format!("md.trades.{}", symbol.subject_token())
+}
+
+/// Subject of a symbol's quotes.
+pub fn quotes(symbol: &Symbol) -> String {
+    format!("md.quotes.{}", symbol.subject_token())
+}
+
+/// Subject of a source's posts.
+pub fn posts(source: &SourceName) -> String {
+    format!("social.posts.{source}")
+}
+
+/// Subject of a symbol's bars of one interval.
+pub fn bars(interval: Interval, symbol: &Symbol) -> String {
+    format!("insite.bars.{interval}.{}", symbol.subject_token())
+}
+
+/// Subject of a symbol's sentiment windows of one interval.
+pub fn sentiment(interval: Interval, symbol: &Symbol) -> String {
+    format!("insite.sentiment.{interval}.{}", symbol.subject_token())
+}
+
+/// Subject of the trending lists of one interval.
+pub fn trending(interval: Interval) -> String {
+    format!("insite.trending.{interval}")
+}
+
+/// Subject of a symbol's alerts.
+pub fn alerts(symbol: &Symbol) -> String {
+    format!("insite.alerts.{}", symbol.subject_token())
+}
+
+/// Dead-letter subject of a stage (`ingest`, `pipeline`, ...).
+pub fn dlq(stage: &str) -> String {
+    format!("insite.dlq.{stage}")
+}
+
+/// What a parsed subject names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// `md.trades.<SYM>`
+    Trades(Symbol),
+    /// `md.quotes.<SYM>`
+    Quotes(Symbol),
+    /// `social.posts.<source>`
+    Posts(SourceName),
+    /// `insite.bars.<interval>.<SYM>`
+    Bars(Interval, Symbol),
+    /// `insite.sentiment.<interval>.<SYM>`
+    Sentiment(Interval, Symbol),
+    /// `insite.trending.<interval>`
+    Trending(Interval),
+    /// `insite.alerts.<SYM>`
+    Alerts(Symbol),
+    /// `insite.dlq.<stage>`
+    DeadLetter(String),
+}
+
+/// Parses a subject into what it names, validating every token.
+///
+/// ```
+/// use insite_schemas::subjects::{parse, Subject};
+/// use insite_schemas::Symbol;
+/// assert_eq!(parse("md.trades.BRK_B").unwrap(), Subject::Trades(Symbol::new("BRK.B").unwrap()));
+/// assert!(parse("md.trades.*").is_err());
+/// ```
+pub fn parse(subject: &str) -> Result<Subject, InvalidValue> {
+    let tokens: Vec<&str> = subject.split('.').collect();
+    let parsed = match tokens.as_slice() {
+        ["md", "trades", sym] => Subject::Trades(Symbol::from_subject_token(sym)?),
+        ["md", "quotes", sym] => Subject::Quotes(Symbol::from_subject_token(sym)?),
+        ["social", "posts", source] => Subject::Posts(SourceName::new(source)?),
+        ["insite", "bars", interval, sym] => {
+            Subject::Bars(interval.parse()?, Symbol::from_subject_token(sym)?)
+        }
+        ["insite", "sentiment", interval, sym] => {
+            Subject::Sentiment(interval.parse()?, Symbol::from_subject_token(sym)?)
+        }
+        ["insite", "trending", interval] => Subject::Trending(interval.parse()?),
+        ["insite", "alerts", sym] => Subject::Alerts(Symbol::from_subject_token(sym)?),
+        ["insite", "dlq", stage] if SourceName::new(stage).is_ok() => {
+            Subject::DeadLetter((*stage).to_owned())
+        }
+        _ => {
+            return Err(InvalidValue::new(
+                "subject",
+                format!("{subject:?} is not an insite subject"),
+            ))
+        }
+    };
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builders_and_parser_agree() {
+        let sym = Symbol::new("BRK.B").unwrap();
+        let src = SourceName::new("reddit").unwrap();
+        let m = Interval::MINUTE;
+        let cases = [
+            (trades(&sym), Subject::Trades(sym.clone())),
+            (quotes(&sym), Subject::Quotes(sym.clone())),
+            (posts(&src), Subject::Posts(src.clone())),
+            (bars(m, &sym), Subject::Bars(m, sym.clone())),
+            (sentiment(m, &sym), Subject::Sentiment(m, sym.clone())),
+            (trending(m), Subject::Trending(m)),
+            (alerts(&sym), Subject::Alerts(sym.clone())),
+            (dlq("pipeline"), Subject::DeadLetter("pipeline".into())),
+        ];
+        for (subject, expected) in cases {
+            assert_eq!(parse(&subject).unwrap(), expected, "{subject}");
+        }
+        assert_eq!(bars(m, &sym), "insite.bars.1m.BRK_B");
+    }
+
+    #[test]
+    fn rejects_foreign_and_wildcard_subjects() {
+        for bad in [
+            "md.trades",
+            "md.trades.>",
+            "md.trades.aapl",
+            "insite.bars.7x.AAPL",
+            "x.y.z",
+            "",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+}

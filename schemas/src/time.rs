@@ -1,0 +1,191 @@
+//! Event time and window intervals.
+//!
+//! Every timestamp in insite is event time in UTC as integer **milliseconds**
+//! since the Unix epoch ([`TimestampMs`]); one unit everywhere, on the wire,
+//! in ClickHouse (`*_ms UInt64` beside a `DateTime`) and in Redis.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::InvalidValue;
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type TimestampMs = i64;
+
+/// The earliest event time accepted: 2000-01-01T00:00:00Z.
+pub const MIN_EVENT_TS_MS: TimestampMs = 946_684_800_000;
+
+/// The latest event time accepted: 2100-01-01T00:00:00Z. ClickHouse's
+/// `DateTime` ends in 2106, so later values could not be stored.
+pub const MAX_EVENT_TS_MS: TimestampMs = 4_102_444_800_000;
+
+/// Checks that `ts` is a plausible event time.
+pub fn check_event_time(field: &'static str, ts: TimestampMs) -> Result<(), InvalidValue> {
+    if (MIN_EVENT_TS_MS..MAX_EVENT_TS_MS).contains(&ts) {
+        Ok(())
+    } else {
+        Err(InvalidValue::new(
+            field,
+            format!("{ts} ms is outside 2000-01-01..2100-01-01 (event time is milliseconds since the epoch)"),
+        ))
+    }
+}
+
+/// The length of a tumbling window (or the size/slide of a sliding one), in
+/// whole seconds. Written as `1s`, `1m`, `5m`, `1h`, `1d` (or any count of
+/// those units, e.g. `15s`, `90m`) in subjects, config and the API.
+///
+/// ```
+/// use insite_schemas::Interval;
+/// let five: Interval = "5m".parse().unwrap();
+/// assert_eq!(five.seconds(), 300);
+/// assert_eq!(five.to_string(), "5m");
+/// assert_eq!(five.window_start(1_700_000_123_456), 1_700_000_100_000);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Interval(u32);
+
+impl Interval {
+    /// One second.
+    pub const SECOND: Interval = Interval(1);
+    /// One minute.
+    pub const MINUTE: Interval = Interval(60);
+    /// Five minutes.
+    pub const FIVE_MINUTES: Interval = Interval(300);
+    /// One hour.
+    pub const HOUR: Interval = Interval(3_600);
+    /// One day.
+    pub const DAY: Interval = Interval(86_400);
+
+    /// An interval of `seconds` seconds (at least 1, at most 366 days).
+    pub fn from_seconds(seconds: u32) -> Result<Self, InvalidValue> {
+        if (1..=366 * 86_400).contains(&seconds) {
+            Ok(Self(seconds))
+        } else {
+            Err(InvalidValue::new(
+                "interval",
+                format!("{seconds} s is outside 1 s..366 d"),
+            ))
+        }
+    }
+
+    /// The length in seconds.
+    pub fn seconds(self) -> u32 {
+        self.0
+    }
+
+    /// The length in milliseconds.
+    pub fn millis(self) -> i64 {
+        i64::from(self.0) * 1_000
+    }
+
+    /// The start of the epoch-aligned window holding `ts`.
+    pub fn window_start(self, ts: TimestampMs) -> TimestampMs {
+        ts - ts.rem_euclid(self.millis())
+    }
+
+    /// The (exclusive) end of the window starting at `window_start`.
+    pub fn window_end(self, window_start: TimestampMs) -> TimestampMs {
+        window_start + self.millis()
+    }
+}
+
+impl fmt::Display for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        if s % 86_400 == 0 {
+            write!(f, "{}d", s / 86_400)
+        } else if s % 3_600 == 0 {
+            write!(f, "{}h", s / 3_600)
+        } else if s % 60 == 0 {
+            write!(f, "{}m", s / 60)
+        } else {
+            write!(f, "{s}s")
+        }
+    }
+}
+
+impl fmt::Debug for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Interval({self})")
+    }
+}
+
+impl FromStr for Interval {
+    type Err = InvalidValue;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            InvalidValue::new(
+                "interval",
+                format!("{text:?} is not a count followed by s, m, h or d (e.g. 1s, 5m, 1h)"),
+            )
+        };
+        let split = text.len().checked_sub(1).ok_or_else(bad)?;
+        if !text.is_char_boundary(split) {
+            return Err(bad());
+        }
+        let (count, unit) = text.split_at(split);
+        let count: u32 = count.parse().map_err(|_| bad())?;
+        let unit_seconds = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3_600,
+            "d" => 86_400,
+            _ => return Err(bad()),
+        };
+        Self::from_seconds(count.checked_mul(unit_seconds).ok_or_else(bad)?)
+    }
+}
+
+impl Serialize for Interval {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u32(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Interval::from_seconds(u32::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints() {
+        for (text, secs) in [
+            ("1s", 1),
+            ("15s", 15),
+            ("1m", 60),
+            ("5m", 300),
+            ("1h", 3600),
+            ("1d", 86400),
+        ] {
+            let i: Interval = text.parse().unwrap();
+            assert_eq!(i.seconds(), secs);
+            assert_eq!(i.to_string(), text);
+        }
+        assert_eq!("90s".parse::<Interval>().unwrap().to_string(), "90s");
+        assert_eq!("120s".parse::<Interval>().unwrap().to_string(), "2m");
+    }
+
+    #[test]
+    fn rejects_bad_intervals() {
+        for bad in ["", "m", "0s", "5", "5x", "-1m", "1 m", "999999999d", "é"] {
+            assert!(bad.parse::<Interval>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn windows_align_to_epoch_even_before_it() {
+        let m = Interval::MINUTE;
+        assert_eq!(m.window_start(60_000), 60_000);
+        assert_eq!(m.window_start(119_999), 60_000);
+        assert_eq!(m.window_start(-1), -60_000);
+        assert_eq!(m.window_end(60_000), 120_000);
+    }
+}

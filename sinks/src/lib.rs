@@ -1,0 +1,1 @@
+//! insite-sinks: not yet implemented.
