@@ -24,7 +24,7 @@ pub struct NatsConfig {
 impl Default for NatsConfig {
     fn default() -> Self {
         Self {
-            url: "nats://127.0.0.1:4222".into(),
+            url: "nats://127.0.0.1:14222".into(),
             user: None,
             password: None,
             streams: StreamsConfig::default(),
@@ -118,7 +118,7 @@ pub struct ClickHouseConfig {
 impl Default for ClickHouseConfig {
     fn default() -> Self {
         Self {
-            url: "http://127.0.0.1:8123".into(),
+            url: "http://127.0.0.1:18123".into(),
             database: "insite".into(),
             user: "default".into(),
             password: String::new(),
@@ -130,7 +130,7 @@ impl Default for ClickHouseConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
-    /// URL, e.g. `redis://127.0.0.1:6379/0` (`rediss://` for TLS, user and
+    /// URL, e.g. `redis://127.0.0.1:16379/0` (`rediss://` for TLS, user and
     /// password in the URL for ACL users).
     pub url: String,
     /// A prefix put before every key (tests give each test its own).
@@ -142,7 +142,7 @@ pub struct RedisConfig {
 impl Default for RedisConfig {
     fn default() -> Self {
         Self {
-            url: "redis://127.0.0.1:6379/0".into(),
+            url: "redis://127.0.0.1:16379/0".into(),
             key_prefix: "insite:".into(),
             ttl_s: 86_400,
         }

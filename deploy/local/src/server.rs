@@ -1,0 +1,464 @@
+//! One local server: its command line, generated config, pid file, health
+//! check and stop.
+
+use std::fmt;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::install::Binaries;
+use crate::{LocalConfig, LocalError, StopOutcome};
+
+/// The servers of the local stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerKind {
+    /// NATS with JetStream.
+    Nats,
+    /// Redis.
+    Redis,
+    /// ClickHouse.
+    ClickHouse,
+}
+
+impl ServerKind {
+    /// All servers, in start order.
+    pub const ALL: [ServerKind; 3] = [Self::Nats, Self::Redis, Self::ClickHouse];
+
+    /// A lower-case name for files and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Nats => "nats",
+            Self::Redis => "redis",
+            Self::ClickHouse => "clickhouse",
+        }
+    }
+
+    /// What the process's command line contains (guards against a recycled
+    /// pid).
+    fn process_marker(self) -> &'static str {
+        match self {
+            Self::Nats => "nats-server",
+            Self::Redis => "redis-server",
+            Self::ClickHouse => "clickhouse",
+        }
+    }
+}
+
+impl fmt::Display for ServerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// A health check's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// It answers as it should.
+    Healthy,
+    /// It is listening but answers wrongly, or not at all.
+    Unhealthy(String),
+    /// Nothing listens.
+    Down,
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Healthy => f.write_str("healthy"),
+            Self::Unhealthy(why) => write!(f, "unhealthy: {why}"),
+            Self::Down => f.write_str("down"),
+        }
+    }
+}
+
+/// One server's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerStatus {
+    /// Which server.
+    pub kind: ServerKind,
+    /// Where clients reach it.
+    pub url: String,
+    /// The pid of the process we started, if it is still running.
+    pub pid: Option<u32>,
+    /// Its health.
+    pub health: Health,
+}
+
+impl fmt::Display for ServerStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pid = self.pid.map(|p| format!("pid {p}")).unwrap_or_else(|| "no pid".into());
+        write!(f, "{:<10} {:<28} {:<10} {}", self.kind, self.url, pid, self.health)
+    }
+}
+
+fn pid_file(config: &LocalConfig, kind: ServerKind) -> PathBuf {
+    config.dir("run").join(format!("{kind}.pid"))
+}
+
+/// The log file of a server.
+pub fn log_file(config: &LocalConfig, kind: ServerKind) -> PathBuf {
+    config.dir("logs").join(format!("{kind}.log"))
+}
+
+fn url(config: &LocalConfig, kind: ServerKind) -> String {
+    match kind {
+        ServerKind::Nats => config.nats_url(),
+        ServerKind::Redis => config.redis_url(),
+        ServerKind::ClickHouse => config.clickhouse_url(),
+    }
+}
+
+fn port(config: &LocalConfig, kind: ServerKind) -> u16 {
+    match kind {
+        ServerKind::Nats => config.nats_port,
+        ServerKind::Redis => config.redis_port,
+        ServerKind::ClickHouse => config.clickhouse_http_port,
+    }
+}
+
+fn create_dir(path: &Path) -> Result<(), LocalError> {
+    fs::create_dir_all(path).map_err(|e| LocalError::io(format!("creating {}", path.display()), e))
+}
+
+fn write_file(path: &Path, contents: &str) -> Result<(), LocalError> {
+    fs::write(path, contents).map_err(|e| LocalError::io(format!("writing {}", path.display()), e))
+}
+
+/// The command line that runs `kind`, writing any config file it needs.
+pub fn command(config: &LocalConfig, binaries: &Binaries, kind: ServerKind) -> Result<Command, LocalError> {
+    let data = config.dir(kind.name());
+    create_dir(&data)?;
+    let mut cmd = match kind {
+        ServerKind::Nats => {
+            let mut cmd = Command::new(&binaries.nats);
+            cmd.args(["-js", "-a", "127.0.0.1", "-p"])
+                .arg(config.nats_port.to_string())
+                .arg("-sd")
+                .arg(&data);
+            cmd
+        }
+        ServerKind::Redis => {
+            let mut cmd = Command::new(&binaries.redis);
+            cmd.args(["--port", &config.redis_port.to_string(), "--bind", "127.0.0.1", "--dir"])
+                .arg(&data)
+                .args([
+                    "--daemonize",
+                    "no",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--protected-mode",
+                    "yes",
+                    "--maxmemory-policy",
+                    "volatile-lru",
+                    "--loglevel",
+                    "warning",
+                ]);
+            cmd
+        }
+        ServerKind::ClickHouse => {
+            let config_path = write_clickhouse_config(config, &data)?;
+            let mut cmd = Command::new(&binaries.clickhouse);
+            cmd.arg(format!("--config-file={}", config_path.display()));
+            cmd.current_dir(&data);
+            cmd
+        }
+    };
+    cmd.stdin(Stdio::null());
+    Ok(cmd)
+}
+
+fn write_clickhouse_config(config: &LocalConfig, data: &Path) -> Result<PathBuf, LocalError> {
+    let data = &std::path::absolute(data).map_err(|e| LocalError::io(format!("resolving {}", data.display()), e))?;
+    for sub in ["data", "tmp", "user_files", "log"] {
+        create_dir(&data.join(sub))?;
+    }
+    let d = data.display();
+    let server = format!(
+        r#"<?xml version="1.0"?>
+<!-- Generated by insite: a ClickHouse on loopback with its data under {d}. -->
+<yandex>
+  <logger>
+    <level>warning</level>
+    <log>{d}/log/server.log</log>
+    <errorlog>{d}/log/error.log</errorlog>
+    <size>100M</size>
+    <count>2</count>
+  </logger>
+  <http_port>{http}</http_port>
+  <tcp_port>{tcp}</tcp_port>
+  <interserver_http_port>{inter}</interserver_http_port>
+  <interserver_http_host>127.0.0.1</interserver_http_host>
+  <listen_host>127.0.0.1</listen_host>
+  <max_connections>4096</max_connections>
+  <keep_alive_timeout>10</keep_alive_timeout>
+  <max_concurrent_queries>200</max_concurrent_queries>
+  <uncompressed_cache_size>1073741824</uncompressed_cache_size>
+  <mark_cache_size>536870912</mark_cache_size>
+  <path>{d}/data/</path>
+  <tmp_path>{d}/tmp/</tmp_path>
+  <user_files_path>{d}/user_files/</user_files_path>
+  <users_config>{d}/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <timezone>UTC</timezone>
+  <mlock_executable>false</mlock_executable>
+  <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
+  <max_session_timeout>3600</max_session_timeout>
+  <default_session_timeout>60</default_session_timeout>
+</yandex>
+"#,
+        http = config.clickhouse_http_port,
+        tcp = config.clickhouse_tcp_port,
+        inter = config.clickhouse_interserver_port,
+    );
+    let users = r#"<?xml version="1.0"?>
+<!-- Generated by insite: the default user, loopback only, no password. -->
+<yandex>
+  <profiles>
+    <default>
+      <max_memory_usage>4000000000</max_memory_usage>
+      <load_balancing>random</load_balancing>
+    </default>
+    <readonly>
+      <readonly>1</readonly>
+    </readonly>
+  </profiles>
+  <users>
+    <default>
+      <password></password>
+      <networks>
+        <ip>127.0.0.1</ip>
+        <ip>::1</ip>
+      </networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </default>
+  </users>
+  <quotas>
+    <default>
+      <interval>
+        <duration>3600</duration>
+        <queries>0</queries>
+        <errors>0</errors>
+        <result_rows>0</result_rows>
+        <read_rows>0</read_rows>
+        <execution_time>0</execution_time>
+      </interval>
+    </default>
+  </quotas>
+</yandex>
+"#;
+    let config_path = data.join("config.xml");
+    write_file(&config_path, &server)?;
+    write_file(&data.join("users.xml"), users)?;
+    Ok(config_path)
+}
+
+/// Spawns `kind`, writing its pid file. `customize` may adjust the command.
+pub fn start(
+    config: &LocalConfig,
+    binaries: &Binaries,
+    kind: ServerKind,
+    customize: &mut dyn FnMut(&mut Command),
+) -> Result<u32, LocalError> {
+    // A stale pid file (process gone) is cleared; a port held by someone
+    // else is an error rather than a silent clash.
+    let _ = stop(config, kind)?;
+    if check_health(kind, port(config, kind)) != Health::Down {
+        return Err(LocalError::PortInUse {
+            kind,
+            port: port(config, kind),
+        });
+    }
+    create_dir(&config.dir("run"))?;
+    create_dir(&config.dir("logs"))?;
+    let log_path = log_file(config, kind);
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| LocalError::io(format!("opening {}", log_path.display()), e))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| LocalError::io(format!("opening {}", log_path.display()), e))?;
+    let mut cmd = command(config, binaries, kind)?;
+    cmd.stdout(log).stderr(log_err);
+    customize(&mut cmd);
+    let child = cmd
+        .spawn()
+        .map_err(|e| LocalError::io(format!("starting {kind} ({cmd:?})"), e))?;
+    let pid = child.id();
+    write_file(&pid_file(config, kind), &pid.to_string())?;
+    tracing::info!(server = %kind, pid, url = %url(config, kind), "started");
+    // The child is reaped by whoever outlives it; dropping the handle does
+    // not stop the process.
+    drop(child);
+    Ok(pid)
+}
+
+/// Waits until `kind` answers its health check.
+pub fn wait_healthy(config: &LocalConfig, kind: ServerKind, timeout: Duration) -> Result<(), LocalError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let health = check_health(kind, port(config, kind));
+        if health == Health::Healthy {
+            return Ok(());
+        }
+        if Instant::now() >= deadline || running_pid(config, kind).is_none() {
+            return Err(LocalError::Unhealthy {
+                kind,
+                seconds: timeout.as_secs(),
+                detail: if running_pid(config, kind).is_none() {
+                    format!("the process exited ({health})")
+                } else {
+                    health.to_string()
+                },
+                log: log_file(config, kind).display().to_string(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The pid from `kind`'s pid file, if that process still runs and is still
+/// the server.
+pub fn running_pid(config: &LocalConfig, kind: ServerKind) -> Option<u32> {
+    let pid: u32 = fs::read_to_string(pid_file(config, kind)).ok()?.trim().parse().ok()?;
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // A zombie (state Z) has exited and only waits to be reaped.
+    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+    let is_server = String::from_utf8_lossy(&cmdline).contains(kind.process_marker());
+    (is_server && state != Some('Z')).then_some(pid)
+}
+
+/// The state of `kind`.
+pub fn status(config: &LocalConfig, kind: ServerKind) -> ServerStatus {
+    ServerStatus {
+        kind,
+        url: url(config, kind),
+        pid: running_pid(config, kind),
+        health: check_health(kind, port(config, kind)),
+    }
+}
+
+/// Stops `kind` if this crate started it: SIGTERM, then SIGKILL after 15 s.
+pub fn stop(config: &LocalConfig, kind: ServerKind) -> Result<StopOutcome, LocalError> {
+    let pid_path = pid_file(config, kind);
+    let Some(pid) = running_pid(config, kind) else {
+        if pid_path.exists() {
+            fs::remove_file(&pid_path).map_err(|e| LocalError::io(format!("removing {}", pid_path.display()), e))?;
+        }
+        return Ok(StopOutcome::NotRunning);
+    };
+    let target = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+    let _ = kill(target, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while running_pid(config, kind).is_some() {
+        if Instant::now() >= deadline {
+            tracing::warn!(server = %kind, pid, "did not stop on SIGTERM; sending SIGKILL");
+            let _ = kill(target, Signal::SIGKILL);
+            std::thread::sleep(Duration::from_millis(200));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    fs::remove_file(&pid_path).map_err(|e| LocalError::io(format!("removing {}", pid_path.display()), e))?;
+    tracing::info!(server = %kind, pid, "stopped");
+    Ok(StopOutcome::Stopped { pid })
+}
+
+/// Asks the server on `port` whether it is healthy, by its own protocol:
+/// NATS sends an `INFO` line with JetStream on, Redis answers `PING`,
+/// ClickHouse answers `GET /ping` with `Ok.`.
+pub fn check_health(kind: ServerKind, port: u16) -> Health {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let timeout = Duration::from_secs(2);
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
+        return Health::Down;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    let answer = match kind {
+        ServerKind::Nats => read_some(&mut stream),
+        ServerKind::Redis => stream
+            .write_all(b"PING\r\n")
+            .map_err(|e| e.to_string())
+            .and_then(|()| read_some(&mut stream)),
+        ServerKind::ClickHouse => stream
+            .write_all(b"GET /ping HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .map_err(|e| e.to_string())
+            .and_then(|()| read_to_end(&mut stream)),
+    };
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(e) => return Health::Unhealthy(e),
+    };
+    let healthy = match kind {
+        ServerKind::Nats => answer.starts_with("INFO ") && answer.contains("\"jetstream\":true"),
+        ServerKind::Redis => answer.starts_with("+PONG"),
+        ServerKind::ClickHouse => answer.starts_with("HTTP/1.") && answer.contains(" 200 ") && answer.ends_with("Ok.\n"),
+    };
+    if healthy {
+        Health::Healthy
+    } else {
+        let first_line = answer.lines().next().unwrap_or("").chars().take(120).collect::<String>();
+        Health::Unhealthy(format!("unexpected answer {first_line:?}"))
+    }
+}
+
+fn read_some(stream: &mut TcpStream) -> Result<String, String> {
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+fn read_to_end(stream: &mut TcpStream) -> Result<String, String> {
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_listening_is_down() {
+        let port = crate::free_ports(1).unwrap()[0];
+        assert_eq!(check_health(ServerKind::Redis, port), Health::Down);
+    }
+
+    #[test]
+    fn wrong_protocol_is_unhealthy() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.write_all(b"HELLO\r\n").unwrap();
+        });
+        let health = check_health(ServerKind::Nats, port);
+        server.join().unwrap();
+        assert!(matches!(health, Health::Unhealthy(_)), "{health:?}");
+    }
+
+    #[test]
+    fn stale_pid_files_are_not_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LocalConfig::new(dir.path());
+        fs::create_dir_all(config.dir("run")).unwrap();
+        // Our own pid is alive but is not a server.
+        fs::write(pid_file(&config, ServerKind::Redis), std::process::id().to_string()).unwrap();
+        assert_eq!(running_pid(&config, ServerKind::Redis), None);
+        assert_eq!(stop(&config, ServerKind::Redis).unwrap(), StopOutcome::NotRunning);
+        assert!(!pid_file(&config, ServerKind::Redis).exists());
+    }
+}
