@@ -1,1 +1,11 @@
-//! insite-sinks: not yet implemented.
+//! # insite-sinks
+//!
+//! Where insite's results go: ClickHouse for analytics, Redis for hot reads,
+//! NATS for subscribers.
+//!
+//! ## Layout
+//! - [`clickhouse`]: connecting ([`clickhouse::connect`]), applying the
+//!   versioned migrations ([`clickhouse::migrate`]) and the row types of
+//!   every table ([`clickhouse::rows`]).
+
+pub mod clickhouse;

@@ -1,1 +1,295 @@
-//! testkit
+//! # insite-testkit
+//!
+//! The one test harness of insite. The first test in a process that asks for
+//! [`servers`] starts a real NATS (with JetStream), Redis and ClickHouse on
+//! random free loopback ports, with their data in a fresh folder under
+//! `target/insite-test/`; every later test in that process shares them. The
+//! servers die with the test process (Linux's parent-death signal), so a
+//! crashed or interrupted run leaves nothing running; the next run removes
+//! the data folders of dead runs.
+//!
+//! Each test takes a [`TestEnv`]: its own JetStream stream names and subject
+//! prefix, its own ClickHouse database and its own Redis key prefix, all
+//! removed again when the `TestEnv` is dropped.
+//!
+//! To run against servers that are already up (say `insite services up`),
+//! set `INSITE_TEST_NATS_URL`, `INSITE_TEST_REDIS_URL` and
+//! `INSITE_TEST_CLICKHOUSE_URL`; the isolation per test is the same.
+//!
+//! ## Layout
+//! - [`servers`]: start or reuse the servers.
+//! - [`TestEnv`]: one test's isolated names and clients.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, OnceLock};
+use std::time::Duration;
+
+use insite_local::LocalConfig;
+use insite_schemas::config::{ClickHouseConfig, NatsConfig, RedisConfig, StreamsConfig};
+
+/// Where the shared servers are.
+#[derive(Debug, Clone)]
+pub struct Servers {
+    /// NATS URL.
+    pub nats_url: String,
+    /// Redis URL.
+    pub redis_url: String,
+    /// ClickHouse HTTP URL.
+    pub clickhouse_url: String,
+    /// The local config they were started with (`None` for external servers).
+    pub local: Option<LocalConfig>,
+}
+
+/// The workspace root (this crate lives in `tests/`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The shared servers, started on first use.
+///
+/// # Panics
+/// If a server cannot be installed or started: no test can run without them.
+pub fn servers() -> &'static Servers {
+    static SERVERS: OnceLock<Servers> = OnceLock::new();
+    SERVERS.get_or_init(|| {
+        init_tracing();
+        if let (Ok(nats_url), Ok(redis_url), Ok(clickhouse_url)) = (
+            std::env::var("INSITE_TEST_NATS_URL"),
+            std::env::var("INSITE_TEST_REDIS_URL"),
+            std::env::var("INSITE_TEST_CLICKHOUSE_URL"),
+        ) {
+            return Servers {
+                nats_url,
+                redis_url,
+                clickhouse_url,
+                local: None,
+            };
+        }
+        start_own_servers()
+    })
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("INSITE_TEST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+fn start_own_servers() -> Servers {
+    let base = workspace_root().join("target").join("insite-test");
+    remove_dead_runs(&base);
+    let root = base.join(std::process::id().to_string());
+    let tools = insite_local::default_root(&workspace_root()).join("tools");
+    let config = LocalConfig::with_free_ports(&root, tools).expect("reserving free ports");
+    // The servers get the parent-death signal when the thread that spawned
+    // them ends, so they are spawned from a thread that lives as long as the
+    // process: they die with the test process, however it ends.
+    let (done_tx, done_rx) = mpsc::channel();
+    let keeper_config = config.clone();
+    std::thread::Builder::new()
+        .name("insite-test-servers".into())
+        .spawn(move || {
+            let result = insite_local::up(&keeper_config, &mut die_with_parent);
+            let _ = done_tx.send(result);
+            loop {
+                std::thread::park();
+            }
+        })
+        .expect("spawning the server keeper thread");
+    let statuses = done_rx
+        .recv()
+        .expect("server keeper thread ended")
+        .unwrap_or_else(|e| panic!("starting test servers under {}: {e}", root.display()));
+    tracing::info!(?statuses, "test servers up");
+    Servers {
+        nats_url: config.nats_url(),
+        redis_url: config.redis_url(),
+        clickhouse_url: config.clickhouse_url(),
+        local: Some(config),
+    }
+}
+
+/// Makes the spawned server receive SIGKILL when its parent thread ends.
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls prctl(2), which is async-signal-safe, and reads no shared state.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Removes the data folders of earlier test runs whose process is gone.
+fn remove_dead_runs(base: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !PathBuf::from(format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// One test's isolated slice of the shared servers.
+#[derive(Debug)]
+pub struct TestEnv {
+    /// A short unique id (`[a-z0-9_]`), used in every name below.
+    pub id: String,
+    /// NATS settings: stream names and subject prefix unique to this test.
+    pub nats: NatsConfig,
+    /// ClickHouse settings: a database unique to this test.
+    pub clickhouse: ClickHouseConfig,
+    /// Redis settings: a key prefix unique to this test.
+    pub redis: RedisConfig,
+}
+
+impl TestEnv {
+    /// A fresh environment for the test `name`.
+    pub fn new(name: &str) -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let servers = servers();
+        let clean: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .take(24)
+            .collect();
+        let id = format!(
+            "{clean}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let upper = id.to_ascii_uppercase();
+        let streams = StreamsConfig {
+            market: format!("{upper}_MARKET"),
+            social: format!("{upper}_SOCIAL"),
+            derived: format!("{upper}_DERIVED"),
+            dlq: format!("{upper}_DLQ"),
+            subject_prefix: format!("t_{id}"),
+            ..StreamsConfig::default()
+        };
+        Self {
+            nats: NatsConfig {
+                url: servers.nats_url.clone(),
+                streams,
+                ..NatsConfig::default()
+            },
+            clickhouse: ClickHouseConfig {
+                url: servers.clickhouse_url.clone(),
+                database: format!("t_{id}"),
+                ..ClickHouseConfig::default()
+            },
+            redis: RedisConfig {
+                url: servers.redis_url.clone(),
+                key_prefix: format!("t_{id}:"),
+                ..RedisConfig::default()
+            },
+            id,
+        }
+    }
+
+    /// A NATS client.
+    pub async fn nats(&self) -> async_nats::Client {
+        async_nats::connect(&self.nats.url).await.expect("connecting to NATS")
+    }
+
+    /// A JetStream context.
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(self.nats().await)
+    }
+
+    /// A ClickHouse client on this test's database (which may not exist
+    /// until migrations run).
+    pub fn clickhouse(&self) -> clickhouse::Client {
+        insite_sinks::clickhouse::connect(&self.clickhouse)
+    }
+
+    /// A Redis connection.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis.url.as_str())
+            .expect("parsing the Redis URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connecting to Redis")
+    }
+
+    /// Removes this test's streams, database and keys.
+    pub async fn cleanup(&self) {
+        cleanup(&self.nats, &self.clickhouse, &self.redis).await;
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        // Drop cannot await, and may run inside a runtime: clean up on a
+        // thread of its own with a runtime of its own.
+        let (nats, clickhouse, redis) = (self.nats.clone(), self.clickhouse.clone(), self.redis.clone());
+        let cleaner = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(async {
+                    let _ = tokio::time::timeout(Duration::from_secs(20), cleanup(&nats, &clickhouse, &redis)).await;
+                });
+            }
+        });
+        let _ = cleaner.join();
+    }
+}
+
+async fn cleanup(nats: &NatsConfig, clickhouse: &ClickHouseConfig, redis_config: &RedisConfig) {
+    if let Ok(client) = async_nats::connect(&nats.url).await {
+        let js = async_nats::jetstream::new(client);
+        let s = &nats.streams;
+        for name in [&s.market, &s.social, &s.derived, &s.dlq] {
+            let _ = js.delete_stream(name).await;
+        }
+    }
+    let admin = insite_sinks::clickhouse::client_without_database(clickhouse);
+    let _ = admin
+        .query(&format!("DROP DATABASE IF EXISTS {}", clickhouse.database))
+        .execute()
+        .await;
+    if let Ok(client) = redis::Client::open(redis_config.url.as_str()) {
+        if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+            let pattern = format!("{}*", redis_config.key_prefix);
+            let mut cursor: u64 = 0;
+            loop {
+                let scanned: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await;
+                let Ok((next, keys)) = scanned else { break };
+                if !keys.is_empty() {
+                    let _: redis::RedisResult<u64> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+    }
+}

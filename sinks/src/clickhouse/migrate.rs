@@ -1,0 +1,119 @@
+//! Applies the versioned migrations of `insite_schemas::migrations`.
+
+use insite_schemas::config::ClickHouseConfig;
+use insite_schemas::migrations::{Migration, MIGRATIONS, MIGRATIONS_TABLE_DDL};
+
+/// Why migrating failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrateError {
+    /// The database name is not a plain identifier.
+    #[error("invalid database name {0:?}: use letters, digits and '_' only")]
+    InvalidDatabase(String),
+    /// A statement failed.
+    #[error("migration {version} ({name}) failed on `{statement}`: {source}")]
+    Statement {
+        /// The migration's version.
+        version: u32,
+        /// The migration's name.
+        name: &'static str,
+        /// The start of the failing statement.
+        statement: String,
+        /// The server's error.
+        #[source]
+        source: clickhouse::error::Error,
+    },
+    /// The server could not be reached or answered an error.
+    #[error("ClickHouse: {0}")]
+    Server(#[from] clickhouse::error::Error),
+}
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// The server's version string.
+    pub server_version: String,
+    /// Versions applied now.
+    pub applied: Vec<u32>,
+    /// Versions that were already applied.
+    pub already_applied: Vec<u32>,
+}
+
+#[derive(Debug, clickhouse::Row, serde::Serialize, serde::Deserialize)]
+struct AppliedRow {
+    version: u32,
+    name: String,
+    applied_at: u32,
+}
+
+/// The server's version, e.g. `18.16.1` or `24.8.4.13`.
+pub async fn server_version(client: &clickhouse::Client) -> Result<String, clickhouse::error::Error> {
+    client.query("SELECT version()").fetch_one::<String>().await
+}
+
+/// Creates the database if missing and applies every migration not yet
+/// recorded in `schema_migrations`. Safe to run at every start-up and from
+/// several processes at once (each statement is `IF NOT EXISTS`).
+pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, MigrateError> {
+    let db = &config.database;
+    if db.is_empty() || !db.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(MigrateError::InvalidDatabase(db.clone()));
+    }
+    let admin = super::client_without_database(config);
+    let server_version = server_version(&admin).await?;
+    admin
+        .query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
+        .execute()
+        .await?;
+    let client = super::connect(config);
+    client.query(MIGRATIONS_TABLE_DDL).execute().await?;
+    let done: Vec<u32> = client
+        .query("SELECT DISTINCT version FROM schema_migrations")
+        .fetch_all::<u32>()
+        .await?;
+    let mut report = MigrationReport {
+        server_version,
+        applied: Vec::new(),
+        already_applied: Vec::new(),
+    };
+    for migration in MIGRATIONS {
+        if done.contains(&migration.version) {
+            report.already_applied.push(migration.version);
+            continue;
+        }
+        apply(&client, migration).await?;
+        report.applied.push(migration.version);
+    }
+    tracing::info!(database = %db, applied = ?report.applied, server = %report.server_version, "ClickHouse migrations up to date");
+    Ok(report)
+}
+
+async fn apply(client: &clickhouse::Client, migration: &Migration) -> Result<(), MigrateError> {
+    for statement in migration.statements() {
+        client
+            .query(&statement)
+            .execute()
+            .await
+            .map_err(|source| MigrateError::Statement {
+                version: migration.version,
+                name: migration.name,
+                statement: statement.chars().take(80).collect(),
+                source,
+            })?;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+        .unwrap_or_default();
+    let mut insert = client.insert::<AppliedRow>("schema_migrations").await?;
+    insert
+        .write(&AppliedRow {
+            version: migration.version,
+            name: migration.name.to_owned(),
+            applied_at: now,
+        })
+        .await?;
+    insert.end().await?;
+    tracing::info!(version = migration.version, name = migration.name, "applied migration");
+    Ok(())
+}

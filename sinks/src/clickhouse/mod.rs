@@ -1,0 +1,31 @@
+//! ClickHouse: connection, migrations and row types.
+//!
+//! The client speaks RowBinary over HTTP with schema validation off, which
+//! works on ClickHouse 18.16 (no `RowBinaryWithNamesAndTypes` there) as on
+//! current releases; every value reaches SQL through `.bind()`.
+
+mod migrate;
+pub mod rows;
+
+pub use migrate::{migrate, server_version, MigrateError, MigrationReport};
+
+use insite_schemas::config::ClickHouseConfig;
+
+/// A client for the configured server, user and database.
+pub fn connect(config: &ClickHouseConfig) -> clickhouse::Client {
+    client_without_database(config).with_database(&config.database)
+}
+
+/// A client for the configured server and user, on the `default` database
+/// (to create or drop the configured one).
+pub fn client_without_database(config: &ClickHouseConfig) -> clickhouse::Client {
+    let client = clickhouse::Client::default()
+        .with_url(&config.url)
+        .with_user(&config.user)
+        .with_validation(false);
+    if config.password.is_empty() {
+        client
+    } else {
+        client.with_password(&config.password)
+    }
+}

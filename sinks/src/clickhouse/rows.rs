@@ -1,0 +1,338 @@
+//! One row type per ClickHouse table, in column order, with conversions
+//! from the schema types. `DateTime` columns are whole seconds (`u32`); the
+//! `*_ms` column beside each holds the exact milliseconds.
+//!
+//! See `docs/schema.md` for every table and column.
+
+use clickhouse::Row;
+use insite_schemas::{Alert, Bar, LateEvent, Post, Quote, SentimentWindow, TimestampMs, Trade, Trending};
+use serde::{Deserialize, Serialize};
+
+/// Seconds of a millisecond timestamp, clamped to `DateTime`'s range.
+pub fn datetime_secs(ts: TimestampMs) -> u32 {
+    u32::try_from(ts.div_euclid(1_000)).unwrap_or(if ts < 0 { 0 } else { u32::MAX })
+}
+
+/// A millisecond timestamp as the unsigned column type (negative clamps to 0).
+pub fn millis(ts: TimestampMs) -> u64 {
+    u64::try_from(ts).unwrap_or(0)
+}
+
+/// A row of `bars`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct BarRow {
+    /// Symbol.
+    pub symbol: String,
+    /// Interval in seconds.
+    pub interval_s: u32,
+    /// Window start, seconds.
+    pub window_start: u32,
+    /// Window start, ms.
+    pub window_start_ms: u64,
+    /// First price.
+    pub open: f64,
+    /// Highest price.
+    pub high: f64,
+    /// Lowest price.
+    pub low: f64,
+    /// Last price.
+    pub close: f64,
+    /// Shares traded.
+    pub volume: u64,
+    /// Volume-weighted average price.
+    pub vwap: f64,
+    /// Trade count.
+    pub trades: u64,
+    /// Version for `ReplacingMergeTree` (the highest wins).
+    pub version: u64,
+}
+
+impl BarRow {
+    /// The row of a bar, with `version`.
+    pub fn from_bar(bar: &Bar, version: u64) -> Self {
+        Self {
+            symbol: bar.symbol.to_string(),
+            interval_s: bar.interval.seconds(),
+            window_start: datetime_secs(bar.window_start),
+            window_start_ms: millis(bar.window_start),
+            open: bar.open,
+            high: bar.high,
+            low: bar.low,
+            close: bar.close,
+            volume: bar.volume,
+            vwap: bar.vwap,
+            trades: bar.trades,
+            version,
+        }
+    }
+}
+
+/// A row of `sentiment`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct SentimentRow {
+    /// Symbol.
+    pub symbol: String,
+    /// Interval in seconds.
+    pub interval_s: u32,
+    /// Window start, seconds.
+    pub window_start: u32,
+    /// Window start, ms.
+    pub window_start_ms: u64,
+    /// Posts.
+    pub posts: u64,
+    /// Mean compound score in [-1, 1].
+    pub score: f64,
+    /// Positive posts.
+    pub positive: u64,
+    /// Negative posts.
+    pub negative: u64,
+    /// Neutral posts.
+    pub neutral: u64,
+    /// Author-weighted mean score.
+    pub weighted_score: f64,
+    /// Version.
+    pub version: u64,
+}
+
+impl SentimentRow {
+    /// The row of a sentiment window, with `version`.
+    pub fn from_window(w: &SentimentWindow, version: u64) -> Self {
+        Self {
+            symbol: w.symbol.to_string(),
+            interval_s: w.interval.seconds(),
+            window_start: datetime_secs(w.window_start),
+            window_start_ms: millis(w.window_start),
+            posts: w.posts,
+            score: w.score,
+            positive: w.positive,
+            negative: w.negative,
+            neutral: w.neutral,
+            weighted_score: w.weighted_score,
+            version,
+        }
+    }
+}
+
+/// A row of `trades`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct TradeRow {
+    /// Symbol.
+    pub symbol: String,
+    /// Event time, seconds.
+    pub ts: u32,
+    /// Event time, ms.
+    pub ts_ms: u64,
+    /// Price.
+    pub price: f64,
+    /// Shares.
+    pub size: u64,
+    /// Venue.
+    pub exchange: String,
+    /// Venue trade id.
+    pub trade_id: String,
+    /// Condition codes.
+    pub conditions: Vec<String>,
+}
+
+impl From<&Trade> for TradeRow {
+    fn from(t: &Trade) -> Self {
+        Self {
+            symbol: t.symbol.to_string(),
+            ts: datetime_secs(t.ts),
+            ts_ms: millis(t.ts),
+            price: t.price,
+            size: t.size,
+            exchange: t.exchange.to_string(),
+            trade_id: t.trade_id.to_string(),
+            conditions: t.conditions.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// A row of `quotes`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct QuoteRow {
+    /// Symbol.
+    pub symbol: String,
+    /// Event time, seconds.
+    pub ts: u32,
+    /// Event time, ms.
+    pub ts_ms: u64,
+    /// Bid.
+    pub bid: f64,
+    /// Bid size.
+    pub bid_size: u64,
+    /// Ask.
+    pub ask: f64,
+    /// Ask size.
+    pub ask_size: u64,
+}
+
+impl From<&Quote> for QuoteRow {
+    fn from(q: &Quote) -> Self {
+        Self {
+            symbol: q.symbol.to_string(),
+            ts: datetime_secs(q.ts),
+            ts_ms: millis(q.ts),
+            bid: q.bid,
+            bid_size: q.bid_size,
+            ask: q.ask,
+            ask_size: q.ask_size,
+        }
+    }
+}
+
+/// A row of `posts`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct PostRow {
+    /// Source.
+    pub source: String,
+    /// The source's post id.
+    pub id: String,
+    /// Author.
+    pub author: String,
+    /// Event time, seconds.
+    pub ts: u32,
+    /// Event time, ms.
+    pub ts_ms: u64,
+    /// Text.
+    pub text: String,
+    /// Symbols mentioned.
+    pub cashtags: Vec<String>,
+    /// Author's followers (0 when unknown).
+    pub author_followers: u64,
+    /// Compound sentiment score in [-1, 1].
+    pub score: f64,
+}
+
+impl PostRow {
+    /// The row of a scored post.
+    pub fn from_post(p: &Post, score: f64) -> Self {
+        Self {
+            source: p.source.to_string(),
+            id: p.id.clone(),
+            author: p.author.clone(),
+            ts: datetime_secs(p.ts),
+            ts_ms: millis(p.ts),
+            text: p.text.clone(),
+            cashtags: p.cashtags.iter().map(ToString::to_string).collect(),
+            author_followers: p.author_followers.unwrap_or(0),
+            score,
+        }
+    }
+}
+
+/// A row of `trending` (one per ranked symbol).
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct TrendingRow {
+    /// Interval in seconds.
+    pub interval_s: u32,
+    /// Window start, seconds.
+    pub window_start: u32,
+    /// Window start, ms.
+    pub window_start_ms: u64,
+    /// Rank, 1 = most mentioned.
+    pub rank: u32,
+    /// Symbol.
+    pub symbol: String,
+    /// Mentions in the window.
+    pub mentions: u64,
+    /// Z-score against the symbol's baseline.
+    pub zscore: f64,
+    /// Version.
+    pub version: u64,
+}
+
+impl TrendingRow {
+    /// The rows of a trending list, with `version`.
+    pub fn from_trending(t: &Trending, version: u64) -> Vec<Self> {
+        t.entries
+            .iter()
+            .zip(1u32..)
+            .map(|(e, rank)| Self {
+                interval_s: t.interval.seconds(),
+                window_start: datetime_secs(t.window_start),
+                window_start_ms: millis(t.window_start),
+                rank,
+                symbol: e.symbol.to_string(),
+                mentions: e.mentions,
+                zscore: e.zscore,
+                version,
+            })
+            .collect()
+    }
+}
+
+/// A row of `alerts`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct AlertRow {
+    /// Symbol.
+    pub symbol: String,
+    /// `price_move`, `volume_spike` or `sentiment_shift`.
+    pub kind: String,
+    /// Interval in seconds.
+    pub interval_s: u32,
+    /// Window start, seconds.
+    pub window_start: u32,
+    /// Window start, ms.
+    pub window_start_ms: u64,
+    /// Measured value.
+    pub value: f64,
+    /// Threshold crossed.
+    pub threshold: f64,
+    /// Sentence.
+    pub message: String,
+    /// Version.
+    pub version: u64,
+}
+
+impl AlertRow {
+    /// The row of an alert, with `version`.
+    pub fn from_alert(a: &Alert, version: u64) -> Self {
+        Self {
+            symbol: a.symbol.to_string(),
+            kind: a.kind.as_str().to_owned(),
+            interval_s: a.interval.seconds(),
+            window_start: datetime_secs(a.window_start),
+            window_start_ms: millis(a.window_start),
+            value: a.value,
+            threshold: a.threshold,
+            message: a.message.clone(),
+            version,
+        }
+    }
+}
+
+/// A row of `late_events`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct LateEventRow {
+    /// `trade`, `quote` or `post`.
+    pub kind: String,
+    /// Symbol.
+    pub symbol: String,
+    /// Event time, seconds.
+    pub ts: u32,
+    /// Event time, ms.
+    pub ts_ms: u64,
+    /// Watermark on arrival, ms.
+    pub watermark_ms: u64,
+    /// Event id.
+    pub event_id: String,
+    /// When it was recorded (processing time), seconds.
+    pub received_at: u32,
+}
+
+impl LateEventRow {
+    /// The row of a late event recorded at `received_at` (ms).
+    pub fn from_late(e: &LateEvent, received_at: TimestampMs) -> Self {
+        Self {
+            kind: e.kind.as_str().to_owned(),
+            symbol: e.symbol.to_string(),
+            ts: datetime_secs(e.ts),
+            ts_ms: millis(e.ts),
+            watermark_ms: millis(e.watermark),
+            event_id: e.event_id.clone(),
+            received_at: datetime_secs(received_at),
+        }
+    }
+}

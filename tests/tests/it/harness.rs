@@ -1,0 +1,171 @@
+//! The harness itself: real round trips through each server, and isolation
+//! and clean-up between tests.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, stream};
+use futures::StreamExt;
+use insite_schemas::{subjects, wire, Symbol, Trade};
+use insite_sinks::clickhouse::{migrate, rows::BarRow};
+use insite_testkit::TestEnv;
+use redis::AsyncCommands;
+
+fn trade(id: &str, price: f64) -> Trade {
+    Trade {
+        symbol: Symbol::new("AAPL").unwrap(),
+        ts: 1_700_000_000_000,
+        price,
+        size: 100,
+        exchange: "XNAS".into(),
+        trade_id: id.into(),
+        conditions: vec![],
+    }
+}
+
+#[tokio::test]
+async fn jetstream_round_trip_drops_duplicates_by_msg_id() {
+    let env = TestEnv::new("js_dedup");
+    let js = env.jetstream().await;
+    let streams = &env.nats.streams;
+    js.create_stream(stream::Config {
+        name: streams.market.clone(),
+        subjects: vec![streams.subject("md.>")],
+        duplicate_window: Duration::from_secs(streams.duplicate_window_s),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    let sym = Symbol::new("AAPL").unwrap();
+    let subject = streams.subject(&subjects::trades(&sym));
+    // Three publishes, two of them the same trade: JetStream keeps two.
+    for t in [trade("1", 10.0), trade("2", 11.0), trade("1", 10.0)] {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(wire::SCHEMA_HEADER, wire::schema_of::<Trade>().to_string().as_str());
+        headers.insert(wire::MSG_ID_HEADER, insite_schemas::msgid::trade_msg_id(&t).as_str());
+        let ack = js
+            .publish_with_headers(subject.clone(), headers, wire::encode(&t).unwrap().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(ack.stream, streams.market);
+    }
+
+    let stream = js.get_stream(&streams.market).await.unwrap();
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("harness".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.fetch().max_messages(10).expires(Duration::from_secs(1)).messages().await.unwrap();
+    let mut got = Vec::new();
+    while let Some(message) = messages.next().await {
+        let message = message.unwrap();
+        let schema = message.headers.as_ref().and_then(|h| h.get(wire::SCHEMA_HEADER)).map(|v| v.as_str().to_owned());
+        let inbound = wire::decode_inbound(schema.as_deref(), &message.payload).unwrap();
+        got.push(inbound);
+        message.ack().await.unwrap();
+    }
+    assert_eq!(
+        got,
+        vec![
+            insite_schemas::Inbound::Trades(vec![trade("1", 10.0)]),
+            insite_schemas::Inbound::Trades(vec![trade("2", 11.0)]),
+        ]
+    );
+    let mut stream = js.get_stream(&streams.market).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 2);
+    let _ = jetstream::Context::clone(&js);
+}
+
+#[tokio::test]
+async fn migrations_apply_twice_then_bars_round_trip() {
+    let env = TestEnv::new("ch_migrate");
+    let first = migrate(&env.clickhouse).await.unwrap();
+    assert_eq!(first.applied, vec![1]);
+    assert!(first.already_applied.is_empty());
+    let second = migrate(&env.clickhouse).await.unwrap();
+    assert!(second.applied.is_empty());
+    assert_eq!(second.already_applied, vec![1]);
+
+    let client = env.clickhouse();
+    let row = |version, close| BarRow {
+        symbol: "AAPL".into(),
+        interval_s: 60,
+        window_start: 1_700_000_040,
+        window_start_ms: 1_700_000_040_000,
+        open: 10.0,
+        high: 12.5,
+        low: 9.5,
+        close,
+        volume: 300,
+        vwap: 10.75,
+        trades: 3,
+        version,
+    };
+    // A recomputation (higher version) replaces, never duplicates.
+    for r in [row(1, 11.0), row(2, 11.5)] {
+        let mut insert = client.insert::<BarRow>("bars").await.unwrap();
+        insert.write(&r).await.unwrap();
+        insert.end().await.unwrap();
+    }
+    let rows = client
+        .query("SELECT ?fields FROM bars FINAL WHERE symbol = ? AND interval_s = ? ORDER BY window_start_ms")
+        .bind("AAPL")
+        .bind(60u32)
+        .fetch_all::<BarRow>()
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![row(2, 11.5)]);
+
+    // A hostile value is bound, not interpolated.
+    let none = client
+        .query("SELECT count() FROM bars WHERE symbol = ?")
+        .bind("AAPL' OR '1'='1")
+        .fetch_one::<u64>()
+        .await
+        .unwrap();
+    assert_eq!(none, 0);
+
+    env.cleanup().await;
+    let admin = insite_sinks::clickhouse::client_without_database(&env.clickhouse);
+    let exists = admin
+        .query("SELECT count() FROM system.databases WHERE name = ?")
+        .bind(env.clickhouse.database.as_str())
+        .fetch_one::<u64>()
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "cleanup drops the test database");
+}
+
+#[tokio::test]
+async fn redis_set_get_with_ttl_under_the_test_prefix() {
+    let env = TestEnv::new("redis_ttl");
+    let mut conn = env.redis().await;
+    let key = format!("{}{{AAPL}}:latest_trade", env.redis.key_prefix);
+    let payload = wire::encode(&trade("9", 12.0)).unwrap();
+    let () = conn.set_ex(&key, payload.clone(), 30).await.unwrap();
+    let back: Vec<u8> = conn.get(&key).await.unwrap();
+    assert_eq!(back, payload);
+    let ttl: i64 = conn.ttl(&key).await.unwrap();
+    assert!((1..=30).contains(&ttl), "ttl {ttl}");
+
+    let () = conn.set_ex(format!("{}other", env.redis.key_prefix), 1, 30).await.unwrap();
+    env.cleanup().await;
+    let left: Vec<String> = conn.keys(format!("{}*", env.redis.key_prefix)).await.unwrap();
+    assert!(left.is_empty(), "cleanup removes the test's keys: {left:?}");
+}
+
+#[tokio::test]
+async fn environments_do_not_share_names() {
+    let a = TestEnv::new("same");
+    let b = TestEnv::new("same");
+    assert_ne!(a.id, b.id);
+    assert_ne!(a.clickhouse.database, b.clickhouse.database);
+    assert_ne!(a.redis.key_prefix, b.redis.key_prefix);
+    assert_ne!(a.nats.streams.market, b.nats.streams.market);
+    assert_ne!(a.nats.streams.subject_prefix, b.nats.streams.subject_prefix);
+}

@@ -1,0 +1,7 @@
+//! insite's integration tests: one binary, real servers from the shared
+//! harness (`insite_testkit`), an isolated [`insite_testkit::TestEnv`] per
+//! test.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
+
+mod harness;
