@@ -24,19 +24,45 @@ pub struct InsiteConfig {
     pub local: LocalSection,
 }
 
-/// Where `insite services` keeps local servers.
+/// Where `insite services` keeps local servers and which ports they use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LocalSection {
     /// Data folder (relative paths are from the current directory).
     pub root: PathBuf,
+    /// NATS port.
+    pub nats_port: u16,
+    /// Redis port.
+    pub redis_port: u16,
+    /// ClickHouse HTTP port.
+    pub clickhouse_http_port: u16,
+    /// ClickHouse native TCP port (the interserver port is this plus 9).
+    pub clickhouse_tcp_port: u16,
 }
 
 impl Default for LocalSection {
     fn default() -> Self {
+        let ports = insite_local::LocalConfig::new(".insite");
         Self {
             root: PathBuf::from(".insite"),
+            nats_port: ports.nats_port,
+            redis_port: ports.redis_port,
+            clickhouse_http_port: ports.clickhouse_http_port,
+            clickhouse_tcp_port: ports.clickhouse_tcp_port,
         }
+    }
+}
+
+impl LocalSection {
+    /// The local servers' config.
+    pub fn local_config(&self) -> insite_local::LocalConfig {
+        let mut local = insite_local::LocalConfig::new(&self.root);
+        local.nats_port = self.nats_port;
+        local.redis_port = self.redis_port;
+        local.clickhouse_http_port = self.clickhouse_http_port;
+        local.clickhouse_tcp_port = self.clickhouse_tcp_port;
+        local.clickhouse_interserver_port = self.clickhouse_tcp_port.saturating_add(9);
+        local
     }
 }
 
@@ -44,10 +70,21 @@ impl Default for LocalSection {
 pub fn load(file: Option<&Path>) -> anyhow::Result<InsiteConfig> {
     let mut figment = Figment::from(Serialized::defaults(InsiteConfig::default()));
     if let Some(file) = file {
-        anyhow::ensure!(file.is_file(), "config file {} does not exist", file.display());
+        anyhow::ensure!(
+            file.is_file(),
+            "config file {} does not exist",
+            file.display()
+        );
         figment = figment.merge(Toml::file_exact(file));
     }
-    figment = figment.merge(Env::prefixed("INSITE_").split("__").ignore(&["CONFIG", "LOG"]));
+    // Every setting sits in a section, so its variable has a `__`
+    // (`INSITE_NATS__URL`); other INSITE_* variables (INSITE_CONFIG,
+    // INSITE_LOG, ...) are not settings.
+    figment = figment.merge(
+        Env::prefixed("INSITE_")
+            .filter(|key| key.as_str().contains("__"))
+            .split("__"),
+    );
     figment
         .extract()
         .context("invalid configuration (defaults, then the config file, then INSITE_* variables)")

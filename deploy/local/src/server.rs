@@ -92,8 +92,15 @@ pub struct ServerStatus {
 
 impl fmt::Display for ServerStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pid = self.pid.map(|p| format!("pid {p}")).unwrap_or_else(|| "no pid".into());
-        write!(f, "{:<10} {:<28} {:<10} {}", self.kind, self.url, pid, self.health)
+        let pid = self
+            .pid
+            .map(|p| format!("pid {p}"))
+            .unwrap_or_else(|| "no pid".into());
+        write!(
+            f,
+            "{:<10} {:<28} {:<10} {}",
+            self.kind, self.url, pid, self.health
+        )
     }
 }
 
@@ -131,7 +138,11 @@ fn write_file(path: &Path, contents: &str) -> Result<(), LocalError> {
 }
 
 /// The command line that runs `kind`, writing any config file it needs.
-pub fn command(config: &LocalConfig, binaries: &Binaries, kind: ServerKind) -> Result<Command, LocalError> {
+pub fn command(
+    config: &LocalConfig,
+    binaries: &Binaries,
+    kind: ServerKind,
+) -> Result<Command, LocalError> {
     let data = config.dir(kind.name());
     create_dir(&data)?;
     let mut cmd = match kind {
@@ -145,22 +156,28 @@ pub fn command(config: &LocalConfig, binaries: &Binaries, kind: ServerKind) -> R
         }
         ServerKind::Redis => {
             let mut cmd = Command::new(&binaries.redis);
-            cmd.args(["--port", &config.redis_port.to_string(), "--bind", "127.0.0.1", "--dir"])
-                .arg(&data)
-                .args([
-                    "--daemonize",
-                    "no",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--protected-mode",
-                    "yes",
-                    "--maxmemory-policy",
-                    "volatile-lru",
-                    "--loglevel",
-                    "warning",
-                ]);
+            cmd.args([
+                "--port",
+                &config.redis_port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+            ])
+            .arg(&data)
+            .args([
+                "--daemonize",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--maxmemory-policy",
+                "volatile-lru",
+                "--loglevel",
+                "warning",
+            ]);
             cmd
         }
         ServerKind::ClickHouse => {
@@ -176,7 +193,8 @@ pub fn command(config: &LocalConfig, binaries: &Binaries, kind: ServerKind) -> R
 }
 
 fn write_clickhouse_config(config: &LocalConfig, data: &Path) -> Result<PathBuf, LocalError> {
-    let data = &std::path::absolute(data).map_err(|e| LocalError::io(format!("resolving {}", data.display()), e))?;
+    let data = &std::path::absolute(data)
+        .map_err(|e| LocalError::io(format!("resolving {}", data.display()), e))?;
     for sub in ["data", "tmp", "user_files", "log"] {
         create_dir(&data.join(sub))?;
     }
@@ -305,7 +323,11 @@ pub fn start(
 }
 
 /// Waits until `kind` answers its health check.
-pub fn wait_healthy(config: &LocalConfig, kind: ServerKind, timeout: Duration) -> Result<(), LocalError> {
+pub fn wait_healthy(
+    config: &LocalConfig,
+    kind: ServerKind,
+    timeout: Duration,
+) -> Result<(), LocalError> {
     let deadline = Instant::now() + timeout;
     loop {
         let health = check_health(kind, port(config, kind));
@@ -331,11 +353,17 @@ pub fn wait_healthy(config: &LocalConfig, kind: ServerKind, timeout: Duration) -
 /// The pid from `kind`'s pid file, if that process still runs and is still
 /// the server.
 pub fn running_pid(config: &LocalConfig, kind: ServerKind) -> Option<u32> {
-    let pid: u32 = fs::read_to_string(pid_file(config, kind)).ok()?.trim().parse().ok()?;
+    let pid: u32 = fs::read_to_string(pid_file(config, kind))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // A zombie (state Z) has exited and only waits to be reaped.
-    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
     let is_server = String::from_utf8_lossy(&cmdline).contains(kind.process_marker());
     (is_server && state != Some('Z')).then_some(pid)
 }
@@ -355,7 +383,8 @@ pub fn stop(config: &LocalConfig, kind: ServerKind) -> Result<StopOutcome, Local
     let pid_path = pid_file(config, kind);
     let Some(pid) = running_pid(config, kind) else {
         if pid_path.exists() {
-            fs::remove_file(&pid_path).map_err(|e| LocalError::io(format!("removing {}", pid_path.display()), e))?;
+            fs::remove_file(&pid_path)
+                .map_err(|e| LocalError::io(format!("removing {}", pid_path.display()), e))?;
         }
         return Ok(StopOutcome::NotRunning);
     };
@@ -371,7 +400,8 @@ pub fn stop(config: &LocalConfig, kind: ServerKind) -> Result<StopOutcome, Local
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    fs::remove_file(&pid_path).map_err(|e| LocalError::io(format!("removing {}", pid_path.display()), e))?;
+    fs::remove_file(&pid_path)
+        .map_err(|e| LocalError::io(format!("removing {}", pid_path.display()), e))?;
     tracing::info!(server = %kind, pid, "stopped");
     Ok(StopOutcome::Stopped { pid })
 }
@@ -405,12 +435,20 @@ pub fn check_health(kind: ServerKind, port: u16) -> Health {
     let healthy = match kind {
         ServerKind::Nats => answer.starts_with("INFO ") && answer.contains("\"jetstream\":true"),
         ServerKind::Redis => answer.starts_with("+PONG"),
-        ServerKind::ClickHouse => answer.starts_with("HTTP/1.") && answer.contains(" 200 ") && answer.ends_with("Ok.\n"),
+        ServerKind::ClickHouse => {
+            answer.starts_with("HTTP/1.") && answer.contains(" 200 ") && answer.ends_with("Ok.\n")
+        }
     };
     if healthy {
         Health::Healthy
     } else {
-        let first_line = answer.lines().next().unwrap_or("").chars().take(120).collect::<String>();
+        let first_line = answer
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(120)
+            .collect::<String>();
         Health::Unhealthy(format!("unexpected answer {first_line:?}"))
     }
 }
@@ -456,9 +494,16 @@ mod tests {
         let config = LocalConfig::new(dir.path());
         fs::create_dir_all(config.dir("run")).unwrap();
         // Our own pid is alive but is not a server.
-        fs::write(pid_file(&config, ServerKind::Redis), std::process::id().to_string()).unwrap();
+        fs::write(
+            pid_file(&config, ServerKind::Redis),
+            std::process::id().to_string(),
+        )
+        .unwrap();
         assert_eq!(running_pid(&config, ServerKind::Redis), None);
-        assert_eq!(stop(&config, ServerKind::Redis).unwrap(), StopOutcome::NotRunning);
+        assert_eq!(
+            stop(&config, ServerKind::Redis).unwrap(),
+            StopOutcome::NotRunning
+        );
         assert!(!pid_file(&config, ServerKind::Redis).exists());
     }
 }

@@ -47,7 +47,9 @@ struct AppliedRow {
 }
 
 /// The server's version, e.g. `18.16.1` or `24.8.4.13`.
-pub async fn server_version(client: &clickhouse::Client) -> Result<String, clickhouse::error::Error> {
+pub async fn server_version(
+    client: &clickhouse::Client,
+) -> Result<String, clickhouse::error::Error> {
     client.query("SELECT version()").fetch_one::<String>().await
 }
 
@@ -114,6 +116,10 @@ async fn apply(client: &clickhouse::Client, migration: &Migration) -> Result<(),
         })
         .await?;
     insert.end().await?;
-    tracing::info!(version = migration.version, name = migration.name, "applied migration");
+    tracing::info!(
+        version = migration.version,
+        name = migration.name,
+        "applied migration"
+    );
     Ok(())
 }

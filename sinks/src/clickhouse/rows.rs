@@ -5,7 +5,9 @@
 //! See `docs/schema.md` for every table and column.
 
 use clickhouse::Row;
-use insite_schemas::{Alert, Bar, LateEvent, Post, Quote, SentimentWindow, TimestampMs, Trade, Trending};
+use insite_schemas::{
+    Alert, Bar, LateEvent, Post, Quote, SentimentWindow, TimestampMs, Trade, Trending,
+};
 use serde::{Deserialize, Serialize};
 
 /// Seconds of a millisecond timestamp, clamped to `DateTime`'s range.

@@ -41,8 +41,14 @@ async fn jetstream_round_trip_drops_duplicates_by_msg_id() {
     // Three publishes, two of them the same trade: JetStream keeps two.
     for t in [trade("1", 10.0), trade("2", 11.0), trade("1", 10.0)] {
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert(wire::SCHEMA_HEADER, wire::schema_of::<Trade>().to_string().as_str());
-        headers.insert(wire::MSG_ID_HEADER, insite_schemas::msgid::trade_msg_id(&t).as_str());
+        headers.insert(
+            wire::SCHEMA_HEADER,
+            wire::schema_of::<Trade>().to_string().as_str(),
+        );
+        headers.insert(
+            wire::MSG_ID_HEADER,
+            insite_schemas::msgid::trade_msg_id(&t).as_str(),
+        );
         let ack = js
             .publish_with_headers(subject.clone(), headers, wire::encode(&t).unwrap().into())
             .await
@@ -60,11 +66,21 @@ async fn jetstream_round_trip_drops_duplicates_by_msg_id() {
         })
         .await
         .unwrap();
-    let mut messages = consumer.fetch().max_messages(10).expires(Duration::from_secs(1)).messages().await.unwrap();
+    let mut messages = consumer
+        .fetch()
+        .max_messages(10)
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .unwrap();
     let mut got = Vec::new();
     while let Some(message) = messages.next().await {
         let message = message.unwrap();
-        let schema = message.headers.as_ref().and_then(|h| h.get(wire::SCHEMA_HEADER)).map(|v| v.as_str().to_owned());
+        let schema = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(wire::SCHEMA_HEADER))
+            .map(|v| v.as_str().to_owned());
         let inbound = wire::decode_inbound(schema.as_deref(), &message.payload).unwrap();
         got.push(inbound);
         message.ack().await.unwrap();
@@ -153,9 +169,15 @@ async fn redis_set_get_with_ttl_under_the_test_prefix() {
     let ttl: i64 = conn.ttl(&key).await.unwrap();
     assert!((1..=30).contains(&ttl), "ttl {ttl}");
 
-    let () = conn.set_ex(format!("{}other", env.redis.key_prefix), 1, 30).await.unwrap();
+    let () = conn
+        .set_ex(format!("{}other", env.redis.key_prefix), 1, 30)
+        .await
+        .unwrap();
     env.cleanup().await;
-    let left: Vec<String> = conn.keys(format!("{}*", env.redis.key_prefix)).await.unwrap();
+    let left: Vec<String> = conn
+        .keys(format!("{}*", env.redis.key_prefix))
+        .await
+        .unwrap();
     assert!(left.is_empty(), "cleanup removes the test's keys: {left:?}");
 }
 

@@ -1,0 +1,92 @@
+//! `insite services up`, `status` and `down` as a user runs them: real
+//! servers on free ports under a temporary folder.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
+
+use std::process::{Command, Output};
+
+fn insite(root: &std::path::Path, ports: &[u16], args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_insite"))
+        .args(args)
+        .env("INSITE_LOCAL__ROOT", root)
+        .env("INSITE_LOCAL__NATS_PORT", ports[0].to_string())
+        .env("INSITE_LOCAL__REDIS_PORT", ports[1].to_string())
+        .env("INSITE_LOCAL__CLICKHOUSE_HTTP_PORT", ports[2].to_string())
+        .env("INSITE_LOCAL__CLICKHOUSE_TCP_PORT", ports[3].to_string())
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("running insite")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn up_status_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    // Reuse the workspace's installed tools instead of installing again.
+    let tools = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.insite/tools");
+    std::fs::create_dir_all(&root).unwrap();
+    if tools.exists() {
+        std::os::unix::fs::symlink(std::fs::canonicalize(&tools).unwrap(), root.join("tools"))
+            .unwrap();
+    }
+    // Free ports, with the interserver port (native + 9) free as well.
+    let ports = loop {
+        let p = insite_local::free_ports(4).unwrap();
+        if std::net::TcpListener::bind(("127.0.0.1", p[3] + 9)).is_ok() {
+            break p;
+        }
+    };
+
+    let up = insite(&root, &ports, &["services", "up"]);
+    assert!(up.status.success(), "up failed: {}", text(&up));
+
+    let status = insite(&root, &ports, &["services", "status"]);
+    let out = text(&status);
+    assert!(status.status.success(), "status failed: {out}");
+    assert_eq!(out.matches("healthy").count(), 3, "{out}");
+    for (name, port) in [
+        ("nats", ports[0]),
+        ("redis", ports[1]),
+        ("clickhouse", ports[2]),
+    ] {
+        assert!(
+            out.contains(name) && out.contains(&format!("127.0.0.1:{port}")),
+            "{out}"
+        );
+    }
+
+    // Idempotent: a second `up` starts nothing new.
+    let again = insite(&root, &ports, &["services", "up"]);
+    assert!(again.status.success(), "{}", text(&again));
+
+    let down = insite(&root, &ports, &["services", "down"]);
+    let out = text(&down);
+    assert!(down.status.success(), "{out}");
+    assert_eq!(out.matches("stopped (pid").count(), 3, "{out}");
+
+    let status = insite(&root, &ports, &["services", "status"]);
+    assert!(
+        !status.status.success(),
+        "status must fail with every server down"
+    );
+    assert_eq!(
+        text(&status).matches(" down").count(),
+        3,
+        "{}",
+        text(&status)
+    );
+    for port in &ports[..3] {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", *port)).is_err(),
+            "port {port} still open"
+        );
+    }
+}
