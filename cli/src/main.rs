@@ -5,13 +5,15 @@
 //!
 //! | subcommand | library |
 //! |---|---|
-//! | `services up\|down\|status` | `insite-local` |
+//! | `services install\|up\|down\|status` | `insite-local` |
+//! | `migrate` | `insite-sinks` |
 //!
 //! Config is layered: built-in defaults, then a TOML file (`--config`, or
 //! `INSITE_CONFIG`), then `INSITE_*` environment variables with `__` between
 //! levels (`INSITE_NATS__URL`, `INSITE_CLICKHOUSE__DATABASE`, ...).
 
 mod config;
+mod migrate;
 mod services;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +39,8 @@ enum Command {
     /// Install (if missing), start, check or stop the local NATS, Redis and
     /// ClickHouse servers.
     Services(services::ServicesArgs),
+    /// Create the ClickHouse database and apply the versioned migrations.
+    Migrate,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,5 +52,6 @@ fn main() -> anyhow::Result<()> {
     let config = config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Services(args) => services::run(&config, args),
+        Command::Migrate => migrate::run(&config),
     }
 }
