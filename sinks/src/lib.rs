@@ -6,6 +6,7 @@
 //! ## Layout
 //! - [`clickhouse`]: connecting ([`clickhouse::connect`]), applying the
 //!   versioned migrations ([`clickhouse::migrate`]) and the row types of
-//!   every table ([`clickhouse::rows`]).
+//!   every table ([`clickhouse::rows`]), and the batching, retrying
+//!   [`clickhouse::TableWriter`] (flush by size or age, confirm, back-pressure).
 
 pub mod clickhouse;

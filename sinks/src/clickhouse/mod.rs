@@ -6,8 +6,10 @@
 
 mod migrate;
 pub mod rows;
+pub mod writer;
 
 pub use migrate::{migrate, server_version, MigrateError, MigrationReport};
+pub use writer::{FlushReport, TableWriter, WriteError, WriterConfig};
 
 use insite_schemas::config::ClickHouseConfig;
 

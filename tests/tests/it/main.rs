@@ -4,4 +4,5 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
 
+mod clickhouse_writer;
 mod harness;

@@ -1,0 +1,266 @@
+//! A batching, retrying writer for one ClickHouse table.
+//!
+//! The shape every insite sink shares: rows are written into a bounded
+//! buffer, flushed as one RowBinary `INSERT` when the buffer reaches a size
+//! or an age, and a flush is confirmed only once ClickHouse has accepted the
+//! whole batch. A failed flush keeps the batch and retries with capped
+//! exponential backoff while the error is retryable (network, timeouts,
+//! server overload), so nothing is lost while ClickHouse is down; meanwhile
+//! the buffer is full and [`TableWriter::is_full`] tells the caller to stop
+//! pulling input (back-pressure instead of unbounded memory).
+//!
+//! Tables are `ReplacingMergeTree`s keyed on the result's identity, so a
+//! batch retried after an ambiguous failure (the server got it, the answer
+//! was lost) replaces itself rather than doubling.
+
+use std::time::{Duration, Instant};
+
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+
+/// When a writer flushes and how it retries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WriterConfig {
+    /// Flush when this many rows are buffered.
+    pub max_rows: usize,
+    /// Flush when the oldest buffered row is this old, in milliseconds.
+    pub max_age_ms: u64,
+    /// Refuse more input (back-pressure) beyond this many buffered rows.
+    pub capacity_rows: usize,
+    /// First retry delay, in milliseconds.
+    pub retry_initial_ms: u64,
+    /// Longest retry delay, in milliseconds.
+    pub retry_max_ms: u64,
+    /// Give up after this many failed attempts of one flush (0: never).
+    pub max_attempts: u32,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            max_rows: 50_000,
+            max_age_ms: 250,
+            capacity_rows: 200_000,
+            retry_initial_ms: 100,
+            retry_max_ms: 5_000,
+            max_attempts: 0,
+        }
+    }
+}
+
+/// Why a flush failed for good.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// The server rejected the batch for a reason retrying cannot fix (a
+    /// schema mismatch, a syntax error): a bug or a wrong migration.
+    #[error("ClickHouse rejected {rows} rows for table {table}: {source}")]
+    Rejected {
+        /// The table.
+        table: &'static str,
+        /// Rows in the batch.
+        rows: usize,
+        /// The server's error.
+        #[source]
+        source: clickhouse::error::Error,
+    },
+    /// A retryable error persisted through every allowed attempt.
+    #[error("ClickHouse unavailable for table {table} after {attempts} attempts: {source}")]
+    Unavailable {
+        /// The table.
+        table: &'static str,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        #[source]
+        source: clickhouse::error::Error,
+    },
+}
+
+/// Whether retrying `error` may succeed.
+pub fn is_retryable(error: &clickhouse::error::Error) -> bool {
+    use clickhouse::error::Error;
+    match error {
+        Error::Network(_) | Error::TimedOut => true,
+        // Server-side conditions that pass: overload, too many parts, memory
+        // limits, a replica or ZooKeeper hiccup, a restart in progress.
+        Error::BadResponse(text) => {
+            const TRANSIENT: [&str; 10] = [
+                "Code: 252", // TOO_MANY_PARTS
+                "Code: 202", // TOO_MANY_SIMULTANEOUS_QUERIES
+                "Code: 241", // MEMORY_LIMIT_EXCEEDED
+                "Code: 159", // TIMEOUT_EXCEEDED
+                "Code: 209", // SOCKET_TIMEOUT
+                "Code: 210", // NETWORK_ERROR
+                "Code: 242", // TABLE_IS_READ_ONLY
+                "Code: 999", // KEEPER_EXCEPTION
+                "Code: 319", // UNKNOWN_STATUS_OF_INSERT
+                "Code: 425", // SYSTEM_ERROR
+            ];
+            TRANSIENT.iter().any(|code| text.contains(code))
+                || text.contains("503")
+                || text.contains("Service Unavailable")
+        }
+        _ => false,
+    }
+}
+
+/// What a confirmed flush wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Rows written.
+    pub rows: usize,
+    /// Failed attempts before the one that succeeded.
+    pub retries: u32,
+    /// Time from the first attempt to the confirmation.
+    pub elapsed: Duration,
+}
+
+/// Buffers rows for one table and writes them in batches.
+#[derive(Debug)]
+pub struct TableWriter<R> {
+    /// The client (with database and credentials).
+    client: clickhouse::Client,
+    /// The table written to.
+    table: &'static str,
+    /// Flush and retry policy.
+    config: WriterConfig,
+    /// Rows not yet confirmed.
+    buffer: Vec<R>,
+    /// When the oldest buffered row arrived.
+    oldest: Option<Instant>,
+}
+
+impl<R> TableWriter<R>
+where
+    R: Row + Serialize + Send + Sync + 'static,
+    for<'a> R: Row<Value<'a> = R>,
+{
+    /// A writer for `table`.
+    pub fn new(client: clickhouse::Client, table: &'static str, config: WriterConfig) -> Self {
+        Self {
+            client,
+            table,
+            config,
+            buffer: Vec::new(),
+            oldest: None,
+        }
+    }
+
+    /// The table written to.
+    pub fn table(&self) -> &'static str {
+        self.table
+    }
+
+    /// Buffers a row. The caller checks [`Self::is_full`] and flushes before
+    /// pushing more.
+    pub fn push(&mut self, row: R) {
+        if self.buffer.is_empty() {
+            self.oldest = Some(Instant::now());
+        }
+        self.buffer.push(row);
+    }
+
+    /// Rows buffered and not yet confirmed.
+    pub fn pending(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Whether the buffer holds its capacity: take no more input until a
+    /// flush succeeds.
+    pub fn is_full(&self) -> bool {
+        self.buffer.len() >= self.config.capacity_rows
+    }
+
+    /// Whether the buffer reached its size or age limit.
+    pub fn should_flush(&self, now: Instant) -> bool {
+        self.buffer.len() >= self.config.max_rows
+            || self.oldest.is_some_and(|t| {
+                now.duration_since(t) >= Duration::from_millis(self.config.max_age_ms)
+            })
+    }
+
+    /// How long until the age limit forces a flush (`None` when empty).
+    pub fn time_to_flush(&self, now: Instant) -> Option<Duration> {
+        self.oldest.map(|t| {
+            (t + Duration::from_millis(self.config.max_age_ms)).saturating_duration_since(now)
+        })
+    }
+
+    /// Writes every buffered row, retrying retryable failures with capped
+    /// exponential backoff. On success the rows are durable in ClickHouse
+    /// and leave the buffer; on failure they stay.
+    pub async fn flush(&mut self) -> Result<FlushReport, WriteError> {
+        let started = Instant::now();
+        if self.buffer.is_empty() {
+            return Ok(FlushReport {
+                rows: 0,
+                retries: 0,
+                elapsed: Duration::ZERO,
+            });
+        }
+        let mut delay = Duration::from_millis(self.config.retry_initial_ms);
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            match self.insert_all().await {
+                Ok(()) => {
+                    let rows = self.buffer.len();
+                    self.buffer.clear();
+                    self.oldest = None;
+                    return Ok(FlushReport {
+                        rows,
+                        retries: attempts - 1,
+                        elapsed: started.elapsed(),
+                    });
+                }
+                Err(source) if !is_retryable(&source) => {
+                    return Err(WriteError::Rejected {
+                        table: self.table,
+                        rows: self.buffer.len(),
+                        source,
+                    })
+                }
+                Err(source) => {
+                    if self.config.max_attempts != 0 && attempts >= self.config.max_attempts {
+                        return Err(WriteError::Unavailable {
+                            table: self.table,
+                            attempts,
+                            source,
+                        });
+                    }
+                    tracing::warn!(table = self.table, attempts, rows = self.buffer.len(), error = %source, retry_in_ms = delay.as_millis() as u64, "ClickHouse insert failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(self.config.retry_max_ms));
+                }
+            }
+        }
+    }
+
+    async fn insert_all(&self) -> Result<(), clickhouse::error::Error> {
+        let mut insert = self.client.insert::<R>(self.table).await?;
+        for row in &self.buffer {
+            insert.write(row).await?;
+        }
+        insert.end().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_errors() {
+        use clickhouse::error::Error;
+        assert!(is_retryable(&Error::TimedOut));
+        assert!(is_retryable(&Error::BadResponse(
+            "Code: 252, e.displayText() = DB::Exception: Too many parts".into()
+        )));
+        assert!(!is_retryable(&Error::BadResponse(
+            "Code: 62, Syntax error".into()
+        )));
+        assert!(!is_retryable(&Error::NotEnoughData));
+    }
+}
