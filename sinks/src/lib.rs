@@ -8,5 +8,8 @@
 //!   versioned migrations ([`clickhouse::migrate`]) and the row types of
 //!   every table ([`clickhouse::rows`]), and the batching, retrying
 //!   [`clickhouse::TableWriter`] (flush by size or age, confirm, back-pressure).
+//! - [`redis`]: the hot-state key layout ([`redis::RedisKeys`]) and the
+//!   coalescing, pipelined [`redis::RedisSink`].
 
 pub mod clickhouse;
+pub mod redis;

@@ -6,3 +6,4 @@
 
 mod clickhouse_writer;
 mod harness;
+mod redis_sink;
