@@ -6,4 +6,5 @@
 
 mod clickhouse_writer;
 mod harness;
+mod pipeline_source;
 mod redis_sink;

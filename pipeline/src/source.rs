@@ -1,0 +1,355 @@
+//! JetStream input: durable pull consumers on MARKET and SOCIAL, decoding,
+//! validation and dead-lettering.
+//!
+//! Every message is either handed on as an [`InputMessage`] (events plus the
+//! handle to acknowledge it later, once its results are durable) or, when it
+//! cannot be used, published to `insite.dlq.pipeline` with the reason in its
+//! headers and only then acknowledged: bad input is never lost and never
+//! stops the pipeline.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::{self, AckKind};
+use async_nats::HeaderMap;
+use futures::StreamExt;
+use insite_schemas::config::StreamsConfig;
+use insite_schemas::subjects::{self, Subject};
+use insite_schemas::wire::{self, decode_inbound};
+use insite_schemas::{DecodeError, Inbound, InvalidValue};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// The stage name in dead-letter subjects and headers.
+pub const STAGE: &str = "pipeline";
+
+/// Which input stream a message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum InputSource {
+    /// MARKET: trades and quotes.
+    Market,
+    /// SOCIAL: posts.
+    Social,
+}
+
+impl InputSource {
+    /// A lower-case name for logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Market => "market",
+            Self::Social => "social",
+        }
+    }
+}
+
+/// Consumer settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsumerConfig {
+    /// Durable consumer name on MARKET.
+    pub market_durable: String,
+    /// Durable consumer name on SOCIAL.
+    pub social_durable: String,
+    /// How long JetStream waits for an ack before redelivering, in seconds.
+    /// Messages are held until the longest window they touch closes and is
+    /// durable, so this must exceed the longest window plus the lateness.
+    pub ack_wait_s: u64,
+    /// Most unacknowledged messages per consumer.
+    pub max_ack_pending: i64,
+    /// Messages requested per pull.
+    pub pull_batch: usize,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            market_durable: "insite-pipeline-market".into(),
+            social_durable: "insite-pipeline-social".into(),
+            ack_wait_s: 30 * 60,
+            max_ack_pending: 1_000_000,
+            pull_batch: 1_000,
+        }
+    }
+}
+
+/// A decoded input message and the handle to acknowledge it.
+pub struct InputMessage {
+    /// The stream it came from.
+    pub source: InputSource,
+    /// Its stream sequence.
+    pub stream_seq: u64,
+    /// Its events (one, or a batch).
+    pub events: Inbound,
+    /// Acknowledges it; call only once its results are durable.
+    pub acker: jetstream::message::Acker,
+}
+
+impl std::fmt::Debug for InputMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InputMessage")
+            .field("source", &self.source)
+            .field("stream_seq", &self.stream_seq)
+            .field("events", &self.events.len())
+            .finish()
+    }
+}
+
+/// Input errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// JetStream could not be reached or refused a request (retryable).
+    #[error("JetStream {what}: {source}")]
+    JetStream {
+        /// What was being done.
+        what: &'static str,
+        /// The client's error.
+        #[source]
+        source: async_nats::Error,
+    },
+}
+
+/// Creates (or updates) the durable pull consumer of `source`.
+pub async fn consumer(
+    js: &jetstream::Context,
+    streams: &StreamsConfig,
+    config: &ConsumerConfig,
+    source: InputSource,
+) -> Result<jetstream::consumer::PullConsumer, SourceError> {
+    let (stream_name, durable) = match source {
+        InputSource::Market => (&streams.market, &config.market_durable),
+        InputSource::Social => (&streams.social, &config.social_durable),
+    };
+    let stream = js
+        .get_stream(stream_name)
+        .await
+        .map_err(|e| SourceError::JetStream {
+            what: "get stream",
+            source: Box::new(e),
+        })?;
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some(durable.clone()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(config.ack_wait_s),
+            max_ack_pending: config.max_ack_pending,
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| SourceError::JetStream {
+            what: "create consumer",
+            source: Box::new(e),
+        })
+}
+
+/// Why a decoded message does not belong on its subject.
+fn check_subject(
+    streams: &StreamsConfig,
+    subject: &str,
+    events: &Inbound,
+) -> Result<(), InvalidValue> {
+    let bare = streams.strip_prefix(subject).ok_or_else(|| {
+        InvalidValue::new(
+            "subject",
+            format!("{subject:?} lacks the configured prefix"),
+        )
+    })?;
+    let mismatch =
+        |what: &str| InvalidValue::new("subject", format!("{subject:?} does not carry {what}"));
+    match (subjects::parse(bare)?, events) {
+        (Subject::Trades(sym), Inbound::Trades(trades)) => trades
+            .iter()
+            .all(|t| t.symbol == sym)
+            .then_some(())
+            .ok_or_else(|| mismatch("only its symbol's trades")),
+        (Subject::Quotes(sym), Inbound::Quotes(quotes)) => quotes
+            .iter()
+            .all(|q| q.symbol == sym)
+            .then_some(())
+            .ok_or_else(|| mismatch("only its symbol's quotes")),
+        (Subject::Posts(source), Inbound::Posts(posts)) => posts
+            .iter()
+            .all(|p| p.source == source)
+            .then_some(())
+            .ok_or_else(|| mismatch("only its source's posts")),
+        _ => Err(mismatch("this kind of event")),
+    }
+}
+
+/// Decodes a message and checks it against its subject.
+pub fn decode_message(
+    streams: &StreamsConfig,
+    subject: &str,
+    headers: Option<&HeaderMap>,
+    payload: &[u8],
+) -> Result<Inbound, DecodeError> {
+    let schema = headers
+        .and_then(|h| h.get(wire::SCHEMA_HEADER))
+        .map(|v| v.as_str());
+    let events = decode_inbound(schema, payload)?;
+    check_subject(streams, subject, &events).map_err(|source| DecodeError::Invalid {
+        schema: schema.unwrap_or_default().to_owned(),
+        source,
+    })?;
+    Ok(events)
+}
+
+/// Publishes a rejected message to the dead-letter subject, awaiting the
+/// JetStream ack, with the reason and origin in headers and the original
+/// headers and payload kept.
+pub async fn dead_letter(
+    js: &jetstream::Context,
+    streams: &StreamsConfig,
+    message: &async_nats::Message,
+    error: &DecodeError,
+) -> Result<(), SourceError> {
+    let mut headers = message.headers.clone().unwrap_or_default();
+    headers.insert(wire::DLQ_REASON_HEADER, error.reason().as_ref());
+    headers.insert(wire::DLQ_KIND_HEADER, error.code());
+    headers.insert(wire::DLQ_SUBJECT_HEADER, message.subject.as_str());
+    headers.insert(wire::DLQ_STAGE_HEADER, STAGE);
+    // The original id stays unique in the DLQ stream's duplicate window.
+    let msg_id = headers
+        .get(wire::MSG_ID_HEADER)
+        .map(|id| format!("dlq:{STAGE}:{}", id.as_str()))
+        .unwrap_or_else(|| {
+            format!(
+                "dlq:{STAGE}:{:032x}",
+                xxhash_rust::xxh3::xxh3_128(&message.payload)
+            )
+        });
+    headers.insert(wire::MSG_ID_HEADER, msg_id.as_str());
+    js.publish_with_headers(
+        streams.subject(&subjects::dlq(STAGE)),
+        headers,
+        message.payload.clone(),
+    )
+    .await
+    .map_err(|e| SourceError::JetStream {
+        what: "publish to the DLQ",
+        source: Box::new(e),
+    })?
+    .await
+    .map_err(|e| SourceError::JetStream {
+        what: "DLQ publish ack",
+        source: Box::new(e),
+    })?;
+    Ok(())
+}
+
+/// Pulls `source`'s consumer until `shutdown` resolves, sending decoded
+/// messages into `out` (a bounded channel: a full channel stops the pull,
+/// which is the back-pressure from the dataflow and sinks) and
+/// dead-lettering the rest.
+pub async fn run_consumer(
+    js: jetstream::Context,
+    streams: StreamsConfig,
+    consumer: jetstream::consumer::PullConsumer,
+    source: InputSource,
+    out: mpsc::Sender<InputMessage>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), SourceError> {
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| SourceError::JetStream {
+            what: "pull messages",
+            source: Box::new(e),
+        })?;
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.changed() => break,
+            next = messages.next() => next,
+        };
+        let Some(next) = next else { break };
+        let message = match next {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::warn!(source = source.name(), error = %e, "pull failed; continuing");
+                metrics::counter!("insite_pipeline_pull_errors_total", "source" => source.name())
+                    .increment(1);
+                continue;
+            }
+        };
+        let stream_seq = match message.info() {
+            Ok(info) => info.stream_sequence,
+            Err(e) => {
+                tracing::warn!(source = source.name(), error = %e, "message without JetStream metadata; skipped");
+                continue;
+            }
+        };
+        let (message, acker) = message.split();
+        metrics::counter!("insite_pipeline_messages_in_total", "source" => source.name())
+            .increment(1);
+        match decode_message(
+            &streams,
+            message.subject.as_str(),
+            message.headers.as_ref(),
+            &message.payload,
+        ) {
+            Ok(events) => {
+                metrics::counter!("insite_pipeline_events_in_total", "source" => source.name())
+                    .increment(events.len() as u64);
+                let input = InputMessage {
+                    source,
+                    stream_seq,
+                    events,
+                    acker,
+                };
+                if out.send(input).await.is_err() {
+                    break;
+                }
+            }
+            Err(error) => {
+                tracing::debug!(source = source.name(), stream_seq, subject = %message.subject, %error, "rejected to the DLQ");
+                metrics::counter!("insite_pipeline_dlq_total", "source" => source.name(), "kind" => error.code()).increment(1);
+                // Retry the DLQ publish until it lands: acking without it
+                // would lose the message.
+                let mut delay = Duration::from_millis(100);
+                while let Err(e) = dead_letter(&js, &streams, &message, &error).await {
+                    tracing::warn!(error = %e, "DLQ publish failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                if let Err(e) = acker.ack_with(AckKind::Ack).await {
+                    tracing::warn!(error = %e, stream_seq, "ack of a dead-lettered message failed; it will be redelivered and dead-lettered again (deduplicated)");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use insite_schemas::{Symbol, Trade};
+
+    fn trades_on(symbol: &str) -> Inbound {
+        Inbound::Trades(vec![Trade {
+            symbol: Symbol::new(symbol).unwrap(),
+            ts: 1_700_000_000_000,
+            price: 1.0,
+            size: 1,
+            exchange: "".into(),
+            trade_id: "".into(),
+            conditions: vec![],
+        }])
+    }
+
+    #[test]
+    fn events_must_match_their_subject() {
+        let streams = StreamsConfig::default();
+        assert!(check_subject(&streams, "md.trades.AAPL", &trades_on("AAPL")).is_ok());
+        assert!(check_subject(&streams, "md.trades.MSFT", &trades_on("AAPL")).is_err());
+        assert!(check_subject(&streams, "md.quotes.AAPL", &trades_on("AAPL")).is_err());
+        assert!(check_subject(&streams, "social.posts.x", &trades_on("AAPL")).is_err());
+        let prefixed = StreamsConfig {
+            subject_prefix: "t1".into(),
+            ..StreamsConfig::default()
+        };
+        assert!(check_subject(&prefixed, "t1.md.trades.AAPL", &trades_on("AAPL")).is_ok());
+        assert!(check_subject(&prefixed, "md.trades.AAPL", &trades_on("AAPL")).is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! The pipeline's JetStream input: good messages reach the dataflow with
+//! their acknowledgement handle, bad ones land in the DLQ with their reason.
+
+use std::time::Duration;
+
+use async_nats::jetstream::stream;
+use insite_pipeline::source::{consumer, run_consumer, ConsumerConfig, InputSource};
+use insite_schemas::{subjects, wire, Inbound, Symbol, Trade};
+use insite_testkit::TestEnv;
+
+fn trade(symbol: &str, id: &str) -> Trade {
+    Trade {
+        symbol: Symbol::new(symbol).unwrap(),
+        ts: 1_700_000_000_000,
+        price: 10.0,
+        size: 5,
+        exchange: "XNAS".into(),
+        trade_id: id.into(),
+        conditions: vec![],
+    }
+}
+
+#[tokio::test]
+async fn decodes_good_messages_and_dead_letters_bad_ones() {
+    let env = TestEnv::new("pipeline_source");
+    let js = env.jetstream().await;
+    let streams = env.nats.streams.clone();
+    for (name, subject) in [(&streams.market, "md.>"), (&streams.dlq, "insite.dlq.>")] {
+        js.create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![streams.subject(subject)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let aapl = Symbol::new("AAPL").unwrap();
+    let publish = |subject: String, schema: Option<&'static str>, payload: Vec<u8>| {
+        let js = js.clone();
+        async move {
+            let mut headers = async_nats::HeaderMap::new();
+            if let Some(schema) = schema {
+                headers.insert(wire::SCHEMA_HEADER, schema);
+            }
+            js.publish_with_headers(subject, headers, payload.into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    };
+    let on_aapl = streams.subject(&subjects::trades(&aapl));
+    publish(
+        on_aapl.clone(),
+        Some("trade.v1"),
+        wire::encode(&trade("AAPL", "1")).unwrap(),
+    )
+    .await;
+    publish(on_aapl.clone(), Some("trade.v1"), b"\xc1garbage".to_vec()).await;
+    publish(
+        on_aapl.clone(),
+        None,
+        wire::encode(&trade("AAPL", "2")).unwrap(),
+    )
+    .await;
+    publish(
+        on_aapl.clone(),
+        Some("trade.v1"),
+        wire::encode(&trade("MSFT", "3")).unwrap(),
+    )
+    .await;
+    publish(
+        on_aapl.clone(),
+        Some("trade.v9"),
+        wire::encode(&trade("AAPL", "4")).unwrap(),
+    )
+    .await;
+    publish(
+        on_aapl,
+        Some("trade.v1"),
+        wire::encode(&trade("AAPL", "5")).unwrap(),
+    )
+    .await;
+
+    let config = ConsumerConfig::default();
+    let pull = consumer(&js, &streams, &config, InputSource::Market)
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(run_consumer(
+        js.clone(),
+        streams.clone(),
+        pull,
+        InputSource::Market,
+        tx,
+        stop_rx,
+    ));
+
+    let mut good = Vec::new();
+    for _ in 0..2 {
+        let input = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        good.push((input.stream_seq, input.events.clone()));
+        input.acker.ack().await.unwrap();
+    }
+    assert_eq!(
+        good,
+        vec![
+            (1, Inbound::Trades(vec![trade("AAPL", "1")])),
+            (6, Inbound::Trades(vec![trade("AAPL", "5")])),
+        ]
+    );
+
+    // The four bad ones are in the DLQ, in order, each with its reason.
+    let dlq = js.get_stream(&streams.dlq).await.unwrap();
+    let mut kinds = Vec::new();
+    for seq in 1..=4 {
+        let message = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Ok(m) = dlq.get_raw_message(seq).await {
+                    break m;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .unwrap();
+        let headers = message.headers;
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default()
+        };
+        assert!(!get(wire::DLQ_REASON_HEADER).is_empty());
+        assert_eq!(get(wire::DLQ_STAGE_HEADER), "pipeline");
+        assert!(get(wire::DLQ_SUBJECT_HEADER).ends_with("md.trades.AAPL"));
+        kinds.push(get(wire::DLQ_KIND_HEADER));
+    }
+    assert_eq!(
+        kinds,
+        vec![
+            "malformed",
+            "missing_schema",
+            "invalid",
+            "unsupported_version"
+        ]
+    );
+
+    stop_tx.send(true).unwrap();
+    task.await.unwrap().unwrap();
+}
