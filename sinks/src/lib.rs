@@ -10,6 +10,9 @@
 //!   [`clickhouse::TableWriter`] (flush by size or age, confirm, back-pressure).
 //! - [`redis`]: the hot-state key layout ([`redis::RedisKeys`]) and the
 //!   coalescing, pipelined [`redis::RedisSink`].
+//! - [`nats`]: results on the DERIVED stream ([`nats::DerivedPublisher`]),
+//!   final ones de-duplicated by a `Nats-Msg-Id` of their identity.
 
 pub mod clickhouse;
+pub mod nats;
 pub mod redis;

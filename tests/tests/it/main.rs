@@ -6,5 +6,6 @@
 
 mod clickhouse_writer;
 mod harness;
+mod nats_sink;
 mod pipeline_source;
 mod redis_sink;

@@ -1,0 +1,177 @@
+//! NATS: results on the DERIVED stream for subscribing services and replay.
+//!
+//! | result | subject |
+//! |---|---|
+//! | bar | `insite.bars.<interval>.<SYM>` |
+//! | sentiment window | `insite.sentiment.<interval>.<SYM>` |
+//! | trending list | `insite.trending.<interval>` |
+//! | alert | `insite.alerts.<SYM>` |
+//!
+//! Every message is MessagePack with its `Insite-Schema` header. Final
+//! results carry a `Nats-Msg-Id` derived from their identity (`bar:1m:AAPL:
+//! <window_start>:final`), so a result re-published after a restart is
+//! dropped by JetStream's duplicate window; provisional ones carry none.
+//! Publishes are pipelined: up to `max_in_flight` acks are awaited together
+//! and [`DerivedPublisher::flush`] confirms them all.
+
+use std::collections::VecDeque;
+
+use async_nats::jetstream::{self, context::PublishAckFuture};
+use async_nats::HeaderMap;
+use insite_schemas::config::StreamsConfig;
+use insite_schemas::wire::{self, WireType};
+use insite_schemas::{subjects, Alert, Bar, Finality, SentimentWindow, Trending};
+
+/// Errors publishing results.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// A value could not be encoded (a bug).
+    #[error("encoding a result: {0}")]
+    Encode(#[from] insite_schemas::EncodeError),
+    /// NATS refused or did not acknowledge a publish (retryable).
+    #[error("publishing to {subject}: {source}")]
+    Publish {
+        /// The subject.
+        subject: String,
+        /// The client's error.
+        #[source]
+        source: async_nats::Error,
+    },
+}
+
+/// A derived result to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Derived {
+    /// A bar.
+    Bar(Bar),
+    /// A sentiment window.
+    Sentiment(SentimentWindow),
+    /// A trending list.
+    Trending(Trending),
+    /// An alert.
+    Alert(Alert),
+}
+
+impl Derived {
+    /// The subject (without the configured prefix).
+    pub fn subject(&self) -> String {
+        match self {
+            Self::Bar(b) => subjects::bars(b.interval, &b.symbol),
+            Self::Sentiment(s) => subjects::sentiment(s.interval, &s.symbol),
+            Self::Trending(t) => subjects::trending(t.interval),
+            Self::Alert(a) => subjects::alerts(&a.symbol),
+        }
+    }
+
+    /// The de-duplication id of a final result; `None` for provisional ones.
+    pub fn msg_id(&self) -> Option<String> {
+        match self {
+            Self::Bar(b) => (b.finality == Finality::Final)
+                .then(|| format!("bar:{}:{}:{}:final", b.interval, b.symbol, b.window_start)),
+            Self::Sentiment(s) => (s.finality == Finality::Final).then(|| {
+                format!(
+                    "sentiment:{}:{}:{}:final",
+                    s.interval, s.symbol, s.window_start
+                )
+            }),
+            Self::Trending(t) => (t.finality == Finality::Final)
+                .then(|| format!("trending:{}:{}:final", t.interval, t.window_start)),
+            Self::Alert(a) => Some(format!(
+                "alert:{}:{}:{}:{}",
+                a.kind.as_str(),
+                a.interval,
+                a.symbol,
+                a.window_start
+            )),
+        }
+    }
+
+    fn encode(&self) -> Result<(String, Vec<u8>), PublishError> {
+        fn enc<T: WireType>(value: &T) -> Result<(String, Vec<u8>), PublishError> {
+            Ok((wire::schema_of::<T>().to_string(), wire::encode(value)?))
+        }
+        match self {
+            Self::Bar(v) => enc(v),
+            Self::Sentiment(v) => enc(v),
+            Self::Trending(v) => enc(v),
+            Self::Alert(v) => enc(v),
+        }
+    }
+}
+
+/// Publishes derived results with pipelined acks.
+pub struct DerivedPublisher {
+    /// The JetStream context.
+    js: jetstream::Context,
+    /// Stream settings (subject prefix).
+    streams: StreamsConfig,
+    /// Acks not yet confirmed, oldest first.
+    in_flight: VecDeque<(String, PublishAckFuture)>,
+    /// Most acks awaited at once.
+    max_in_flight: usize,
+}
+
+impl std::fmt::Debug for DerivedPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DerivedPublisher")
+            .field("in_flight", &self.in_flight.len())
+            .field("max_in_flight", &self.max_in_flight)
+            .finish()
+    }
+}
+
+impl DerivedPublisher {
+    /// A publisher on `js` with up to `max_in_flight` unconfirmed publishes.
+    pub fn new(js: jetstream::Context, streams: StreamsConfig, max_in_flight: usize) -> Self {
+        Self {
+            js,
+            streams,
+            in_flight: VecDeque::new(),
+            max_in_flight: max_in_flight.max(1),
+        }
+    }
+
+    /// Publishes one result; waits for the oldest ack first when
+    /// `max_in_flight` are outstanding.
+    pub async fn publish(&mut self, result: &Derived) -> Result<(), PublishError> {
+        while self.in_flight.len() >= self.max_in_flight {
+            self.confirm_oldest().await?;
+        }
+        let subject = self.streams.subject(&result.subject());
+        let (schema, payload) = result.encode()?;
+        let mut headers = HeaderMap::new();
+        headers.insert(wire::SCHEMA_HEADER, schema.as_str());
+        if let Some(id) = result.msg_id() {
+            headers.insert(wire::MSG_ID_HEADER, id.as_str());
+        }
+        let ack = self
+            .js
+            .publish_with_headers(subject.clone(), headers, payload.into())
+            .await
+            .map_err(|e| PublishError::Publish {
+                subject: subject.clone(),
+                source: Box::new(e),
+            })?;
+        self.in_flight.push_back((subject, ack));
+        Ok(())
+    }
+
+    async fn confirm_oldest(&mut self) -> Result<(), PublishError> {
+        if let Some((subject, ack)) = self.in_flight.pop_front() {
+            ack.await.map_err(|e| PublishError::Publish {
+                subject,
+                source: Box::new(e),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every outstanding ack.
+    pub async fn flush(&mut self) -> Result<(), PublishError> {
+        while !self.in_flight.is_empty() {
+            self.confirm_oldest().await?;
+        }
+        Ok(())
+    }
+}
