@@ -8,11 +8,14 @@
 //! ## Layout
 //! - [`source`]: JetStream consumers, decoding, subject checks and the
 //!   dead-letter subject.
+//! - [`output`]: the output task: ClickHouse, Redis and NATS writes, and the
+//!   durable frontier that drives acknowledgement.
 //! - [`progress`]: which messages may be acknowledged ([`progress::AckTracker`])
 //!   and until when each must be held ([`progress::WindowSpans`]).
 //!
 //! Not yet here: the timely dataflow, the bridge between it and the async
-//! world, the sink tasks and `run`.
+//! world, and `run`.
 
+pub mod output;
 pub mod progress;
 pub mod source;

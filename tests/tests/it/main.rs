@@ -7,5 +7,6 @@
 mod clickhouse_writer;
 mod harness;
 mod nats_sink;
+mod pipeline_output;
 mod pipeline_source;
 mod redis_sink;
