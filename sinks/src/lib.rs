@@ -12,7 +12,10 @@
 //!   coalescing, pipelined [`redis::RedisSink`].
 //! - [`nats`]: results on the DERIVED stream ([`nats::DerivedPublisher`]),
 //!   final ones de-duplicated by a `Nats-Msg-Id` of their identity.
+//! - [`streams`]: the JetStream streams, created or checked from config
+//!   ([`streams::ensure_streams`]).
 
 pub mod clickhouse;
 pub mod nats;
 pub mod redis;
+pub mod streams;
