@@ -1,21 +1,35 @@
 //! # insite-pipeline
 //!
 //! The dataflow job: durable JetStream consumers feed timely workers, whose
-//! operators compute bars, sentiment, trending and alerts; results go to
-//! ClickHouse, Redis and NATS, and input is acknowledged only once the
-//! results depending on it are durable.
+//! operators (`insite-operators`) compute bars, sentiment, trending and
+//! alerts; results go to ClickHouse, Redis and NATS, and input is
+//! acknowledged only once the results depending on it are durable, so a
+//! pipeline killed at any moment and restarted ends with exactly the tables
+//! of an uninterrupted run.
 //!
 //! ## Layout
-//! - [`source`]: JetStream consumers, decoding, subject checks and the
+//! - [`run`]: [`run::run`] (the live job) and [`run::replay`] (a stream
+//!   range, again), over one machinery; [`run::Topology`] for timely's
+//!   multi-process cluster mode.
+//! - [`config`]: [`config::PipelineConfig`], the `[pipeline]` section.
+//! - [`source`]: JetStream consumers (durable, resumed above their ack floor;
+//!   or ephemeral over a range), decoding, subject checks and the
 //!   dead-letter subject.
+//! - [`bridge`]: the one module where tokio and the timely workers meet:
+//!   the input operator (read-time watermarks, deadlines) and the output
+//!   operator (results and frontiers to the output task).
 //! - [`output`]: the output task: ClickHouse, Redis and NATS writes, and the
-//!   durable frontier that drives acknowledgement.
-//! - [`progress`]: which messages may be acknowledged ([`progress::AckTracker`])
-//!   and until when each must be held ([`progress::WindowSpans`]).
+//!   durable frontier.
+//! - [`acks`]: the ack task, which acknowledges what is durable.
+//! - [`progress`]: the bookkeeping of held messages ([`progress::AckTracker`])
+//!   and their deadlines ([`progress::WindowSpans`]).
+//! - [`resume`]: the durable frontier recorded in ClickHouse, read back on
+//!   restart.
 //!
-//! Not yet here: the timely dataflow, the bridge between it and the async
-//! world, and `run`.
+//! See `docs/pipeline.md` for the delivery argument in full.
 
 pub mod output;
 pub mod progress;
+pub mod resume;
 pub mod source;
+

@@ -30,6 +30,61 @@ use insite_sinks::nats::{Derived, DerivedPublisher};
 use insite_sinks::redis::{HotUpdate, RedisSink};
 use tokio::sync::mpsc;
 
+use crate::resume::{ProgressStore, ResumeError};
+
+/// Why the output task stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutputError {
+    /// A ClickHouse table refused its rows, or stayed unavailable.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// The durable frontier could not be recorded.
+    #[error(transparent)]
+    Progress(#[from] ResumeError),
+}
+
+/// An in-process histogram of end-to-end latencies, in microseconds
+/// (benchmarks read it; `/metrics` has the same figures as a Prometheus
+/// histogram).
+#[derive(Debug, Clone)]
+pub struct LatencyRecorder {
+    /// The histogram.
+    histogram: std::sync::Arc<std::sync::Mutex<hdrhistogram::Histogram<u64>>>,
+}
+
+impl LatencyRecorder {
+    /// An empty recorder (1 µs to 1 h, 3 significant digits).
+    pub fn new() -> Result<Self, hdrhistogram::CreationError> {
+        let histogram = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)?;
+        Ok(Self {
+            histogram: std::sync::Arc::new(std::sync::Mutex::new(histogram)),
+        })
+    }
+
+    /// Records one latency in milliseconds.
+    pub fn record_ms(&self, latency_ms: i64) {
+        if let Ok(mut h) = self.histogram.lock() {
+            h.saturating_record((latency_ms.max(0) as u64).saturating_mul(1_000).max(1));
+        }
+    }
+
+    /// A copy of the histogram so far.
+    pub fn snapshot(&self) -> hdrhistogram::Histogram<u64> {
+        self.histogram
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Forgets everything recorded so far.
+    pub fn reset(&self) {
+        if let Ok(mut h) = self.histogram.lock() {
+            h.reset();
+        }
+    }
+}
+
 /// What the dataflow hands to the output task.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkerOutput {
@@ -149,10 +204,21 @@ impl Tables {
 pub struct OutputTask {
     /// ClickHouse writers.
     tables: Tables,
-    /// Redis hot state.
-    redis: RedisSink,
-    /// NATS DERIVED publisher.
-    nats: DerivedPublisher,
+    /// Redis hot state (`None` in a replay that leaves it alone).
+    redis: Option<RedisSink>,
+    /// NATS DERIVED publisher (`None` in a replay that leaves it alone).
+    nats: Option<DerivedPublisher>,
+    /// Where the durable frontier is recorded before anything is
+    /// acknowledged on its strength (`None`: not recorded).
+    progress: Option<ProgressStore>,
+    /// The durable frontier recorded by an earlier run: reported frontiers
+    /// never go below it.
+    floor: TimestampMs,
+    /// Event times of the trades buffered for Redis, for the end-to-end
+    /// latency (event time to Redis write).
+    trade_times: Vec<TimestampMs>,
+    /// An optional in-process latency histogram (microseconds), for benches.
+    latency: Option<LatencyRecorder>,
     /// Latest progress frontier per worker.
     frontiers: Vec<TimestampMs>,
     /// Version stamped on result rows (the `ReplacingMergeTree` version).
@@ -170,12 +236,13 @@ impl std::fmt::Debug for OutputTask {
 }
 
 impl OutputTask {
-    /// An output task for `workers` workers.
+    /// An output task for `workers` workers (their indices in
+    /// [`WorkerOutput::Progress`] run from 0 to `workers - 1`).
     pub fn new(
         clickhouse: &clickhouse::Client,
         writer: &WriterConfig,
-        redis: RedisSink,
-        nats: DerivedPublisher,
+        redis: Option<RedisSink>,
+        nats: Option<DerivedPublisher>,
         workers: usize,
         hot_interval: Duration,
     ) -> Self {
@@ -190,10 +257,30 @@ impl OutputTask {
             tables: Tables::new(clickhouse, writer),
             redis,
             nats,
+            progress: None,
+            floor: TimestampMs::MIN,
+            trade_times: Vec::new(),
+            latency: None,
             frontiers: vec![TimestampMs::MIN; workers.max(1)],
             version,
             hot_interval,
         }
+    }
+
+    /// Records every new durable frontier in `progress` before reporting
+    /// it, and never reports one below `floor` (the frontier an earlier run
+    /// recorded: its windows are complete in ClickHouse).
+    pub fn with_progress(mut self, progress: ProgressStore, floor: TimestampMs) -> Self {
+        self.progress = Some(progress);
+        self.floor = floor;
+        self
+    }
+
+    /// Also records the end-to-end latency (event time to Redis write) of
+    /// every trade into `latency`.
+    pub fn with_latency(mut self, latency: LatencyRecorder) -> Self {
+        self.latency = Some(latency);
+        self
     }
 
     /// The least frontier over all workers.
@@ -206,13 +293,22 @@ impl OutputTask {
     }
 
     fn hot(&mut self, update: HotUpdate) {
-        if let Err(e) = self.redis.push(update) {
+        let Some(redis) = self.redis.as_mut() else {
+            return;
+        };
+        if let HotUpdate::Trade(trade) = &update {
+            self.trade_times.push(trade.ts);
+        }
+        if let Err(e) = redis.push(update) {
             tracing::error!(error = %e, "encoding a Redis value failed");
         }
     }
 
     async fn derived(&mut self, result: Derived) {
-        if let Err(e) = self.nats.publish(&result).await {
+        let Some(nats) = self.nats.as_mut() else {
+            return;
+        };
+        if let Err(e) = nats.publish(&result).await {
             metrics::counter!("insite_pipeline_nats_publish_errors_total").increment(1);
             tracing::warn!(error = %e, "publishing a derived result failed");
         }
@@ -298,22 +394,63 @@ impl OutputTask {
     /// Flushes Redis and NATS (best effort: they hold nothing that cannot
     /// be rebuilt, and a failure is retried at the next flush).
     pub async fn flush_hot(&mut self) {
-        if let Err(e) = self.redis.flush().await {
-            metrics::counter!("insite_pipeline_redis_errors_total").increment(1);
-            tracing::warn!(error = %e, pending = self.redis.pending(), "Redis flush failed; will retry");
+        if let Some(redis) = self.redis.as_mut() {
+            match redis.flush().await {
+                Ok(_) => {
+                    let now = crate::progress::wall_clock_ms();
+                    let histogram = metrics::histogram!("insite_pipeline_event_to_redis_seconds");
+                    for ts in self.trade_times.drain(..) {
+                        let latency_ms = (now - ts).max(0);
+                        histogram.record(latency_ms as f64 / 1_000.0);
+                        if let Some(latency) = &self.latency {
+                            latency.record_ms(latency_ms);
+                        }
+                    }
+                }
+                Err(e) => {
+                    metrics::counter!("insite_pipeline_redis_errors_total").increment(1);
+                    tracing::warn!(error = %e, pending = redis.pending(), "Redis flush failed; will retry");
+                }
+            }
         }
-        if let Err(e) = self.nats.flush().await {
-            metrics::counter!("insite_pipeline_nats_publish_errors_total").increment(1);
-            tracing::warn!(error = %e, "NATS flush failed");
+        if let Some(nats) = self.nats.as_mut() {
+            if let Err(e) = nats.flush().await {
+                metrics::counter!("insite_pipeline_nats_publish_errors_total").increment(1);
+                tracing::warn!(error = %e, "NATS flush failed");
+            }
         }
     }
 
     /// Flushes ClickHouse and returns the durable frontier: every result
     /// for watermarks below it is now in ClickHouse.
-    pub async fn flush_durable(&mut self) -> Result<TimestampMs, WriteError> {
-        let frontier = self.frontier();
+    pub async fn flush_durable(&mut self) -> Result<TimestampMs, OutputError> {
+        let frontier = self.frontier().max(self.floor);
         self.tables.flush().await?;
         Ok(frontier)
+    }
+
+    /// Records `frontier` (retrying while ClickHouse is unavailable), then
+    /// reports it to the ack task.
+    async fn make_durable(
+        &mut self,
+        frontier: TimestampMs,
+        durable: &tokio::sync::watch::Sender<TimestampMs>,
+    ) -> Result<(), OutputError> {
+        if let Some(progress) = &self.progress {
+            let mut delay = Duration::from_millis(100);
+            let mut attempts = 0u32;
+            while let Err(e) = progress.save(frontier).await {
+                attempts += 1;
+                if attempts >= 50 {
+                    return Err(e.into());
+                }
+                tracing::warn!(error = %e, "recording the durable frontier failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+        let _ = durable.send(frontier);
+        Ok(())
     }
 
     /// Runs until `input` closes: accepts outputs, flushes on size, age and
@@ -322,7 +459,7 @@ impl OutputTask {
         mut self,
         mut input: mpsc::Receiver<WorkerOutput>,
         durable: tokio::sync::watch::Sender<TimestampMs>,
-    ) -> Result<(), WriteError> {
+    ) -> Result<(), OutputError> {
         let mut hot_tick = tokio::time::interval(self.hot_interval);
         hot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_durable = TimestampMs::MIN;
@@ -350,13 +487,15 @@ impl OutputTask {
                 let frontier = self.flush_durable().await?;
                 if frontier > last_durable {
                     last_durable = frontier;
-                    let _ = durable.send(frontier);
+                    self.make_durable(frontier, &durable).await?;
                 }
             }
         }
         self.flush_hot().await;
         let frontier = self.flush_durable().await?;
-        let _ = durable.send(frontier);
+        if frontier > last_durable {
+            self.make_durable(frontier, &durable).await?;
+        }
         Ok(())
     }
 }

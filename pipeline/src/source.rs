@@ -80,6 +80,9 @@ pub struct InputMessage {
     pub stream_seq: u64,
     /// Its events (one, or a batch).
     pub events: Inbound,
+    /// Messages still pending for the consumer after this one (0: the
+    /// consumer has caught up with the stream).
+    pub pending: u64,
     /// Acknowledges it; call only once its results are durable.
     pub acker: jetstream::message::Acker,
 }
@@ -109,38 +112,149 @@ pub enum SourceError {
     },
 }
 
-/// Creates (or updates) the durable pull consumer of `source`.
+/// How a process binds to its durable consumer at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerStart {
+    /// Recreate the durable consumer so that delivery restarts just above
+    /// its ack floor: every message not yet acknowledged by an earlier run
+    /// (which may have crashed) is delivered again at once, rather than
+    /// after `ack_wait`. Messages above the floor that were acknowledged are
+    /// delivered again too; their results are already durable, and the
+    /// pipeline recognises them as such (see `crate::resume`). Used by the
+    /// first process of a pipeline, before the others start.
+    Resume,
+    /// Bind to the consumer as it is (creating it if missing): the other
+    /// processes of a cluster, which share the first one's consumer.
+    Join,
+}
+
+fn stream_and_durable<'a>(
+    streams: &'a StreamsConfig,
+    config: &'a ConsumerConfig,
+    source: InputSource,
+) -> (&'a str, &'a str) {
+    match source {
+        InputSource::Market => (&streams.market, &config.market_durable),
+        InputSource::Social => (&streams.social, &config.social_durable),
+    }
+}
+
+fn js_error(what: &'static str) -> impl FnOnce(async_nats::Error) -> SourceError {
+    move |source| SourceError::JetStream { what, source }
+}
+
+/// Creates, resumes or joins the durable pull consumer of `source`.
 pub async fn consumer(
     js: &jetstream::Context,
     streams: &StreamsConfig,
     config: &ConsumerConfig,
     source: InputSource,
+    start: ConsumerStart,
 ) -> Result<jetstream::consumer::PullConsumer, SourceError> {
-    let (stream_name, durable) = match source {
-        InputSource::Market => (&streams.market, &config.market_durable),
-        InputSource::Social => (&streams.social, &config.social_durable),
-    };
+    let (stream_name, durable) = stream_and_durable(streams, config, source);
     let stream = js
         .get_stream(stream_name)
         .await
-        .map_err(|e| SourceError::JetStream {
-            what: "get stream",
-            source: Box::new(e),
-        })?;
+        .map_err(|e| js_error("get stream")(Box::new(e)))?;
+    let mut deliver_policy = DeliverPolicy::All;
+    if let Ok(mut existing) = stream.get_consumer::<pull::Config>(durable).await {
+        match start {
+            ConsumerStart::Join => return Ok(existing),
+            ConsumerStart::Resume => {
+                let info = existing
+                    .info()
+                    .await
+                    .map_err(|e| js_error("consumer info")(Box::new(e)))?;
+                let floor = info.ack_floor.stream_sequence;
+                tracing::info!(
+                    source = source.name(),
+                    durable,
+                    ack_floor = floor,
+                    unacknowledged = info.num_ack_pending,
+                    "resuming the durable consumer above its ack floor"
+                );
+                stream
+                    .delete_consumer(durable)
+                    .await
+                    .map_err(|e| js_error("delete consumer")(Box::new(e)))?;
+                if floor > 0 {
+                    deliver_policy = DeliverPolicy::ByStartSequence {
+                        start_sequence: floor + 1,
+                    };
+                }
+            }
+        }
+    }
     stream
         .create_consumer(pull::Config {
-            durable_name: Some(durable.clone()),
+            durable_name: Some(durable.to_owned()),
             ack_policy: AckPolicy::Explicit,
             ack_wait: Duration::from_secs(config.ack_wait_s),
             max_ack_pending: config.max_ack_pending,
-            deliver_policy: DeliverPolicy::All,
+            deliver_policy,
             ..Default::default()
         })
         .await
-        .map_err(|e| SourceError::JetStream {
-            what: "create consumer",
-            source: Box::new(e),
+        .map_err(|e| js_error("create consumer")(Box::new(e)))
+}
+
+/// Where a replay starts and ends in a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamRange {
+    /// First stream sequence (inclusive).
+    pub from_seq: Option<u64>,
+    /// First publish time, ms since the epoch (inclusive).
+    pub from_time_ms: Option<i64>,
+    /// Last stream sequence (inclusive).
+    pub to_seq: Option<u64>,
+    /// Last publish time, ms since the epoch (inclusive).
+    pub to_time_ms: Option<i64>,
+}
+
+/// An ephemeral, unacknowledged consumer over `range` of `source`'s stream,
+/// and the last sequence it will deliver (the stream's last sequence now,
+/// or `range.to_seq` if lower).
+pub async fn replay_consumer(
+    js: &jetstream::Context,
+    streams: &StreamsConfig,
+    source: InputSource,
+    range: StreamRange,
+) -> Result<(jetstream::consumer::PullConsumer, u64), SourceError> {
+    let stream_name = match source {
+        InputSource::Market => &streams.market,
+        InputSource::Social => &streams.social,
+    };
+    let mut stream = js
+        .get_stream(stream_name)
+        .await
+        .map_err(|e| js_error("get stream")(Box::new(e)))?;
+    let last = stream
+        .info()
+        .await
+        .map_err(|e| js_error("stream info")(Box::new(e)))?
+        .state
+        .last_sequence;
+    let end = range.to_seq.map_or(last, |to| to.min(last));
+    let deliver_policy = match (range.from_seq, range.from_time_ms) {
+        (Some(seq), _) => DeliverPolicy::ByStartSequence {
+            start_sequence: seq.max(1),
+        },
+        (None, Some(ms)) => DeliverPolicy::ByStartTime {
+            start_time: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+        },
+        (None, None) => DeliverPolicy::All,
+    };
+    let consumer = stream
+        .create_consumer(pull::Config {
+            ack_policy: AckPolicy::None,
+            deliver_policy,
+            inactive_threshold: Duration::from_secs(60),
+            ..Default::default()
         })
+        .await
+        .map_err(|e| js_error("create replay consumer")(Box::new(e)))?;
+    Ok((consumer, end))
 }
 
 /// Why a decoded message does not belong on its subject.
@@ -238,10 +352,33 @@ pub async fn dead_letter(
     Ok(())
 }
 
-/// Pulls `source`'s consumer until `shutdown` resolves, sending decoded
-/// messages into `out` (a bounded channel: a full channel stops the pull,
-/// which is the back-pressure from the dataflow and sinks) and
-/// dead-lettering the rest.
+/// How [`run_consumer`] treats what it pulls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PullOptions {
+    /// Publish rejected messages to the dead-letter subject (the live
+    /// pipeline); a replay only counts them, since the live run already
+    /// dead-lettered them.
+    pub dead_letter: bool,
+    /// Stop after the message with this stream sequence (replay).
+    pub end_seq: Option<u64>,
+    /// Stop at the first message published after this time, ms (replay).
+    pub end_time_ms: Option<i64>,
+}
+
+impl PullOptions {
+    /// The live pipeline: dead-letter, never stop by itself.
+    pub fn live() -> Self {
+        Self {
+            dead_letter: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// Pulls `source`'s consumer until `shutdown` is set (or, with an end in
+/// `options`, until the end is reached), sending decoded messages into `out`
+/// (a bounded channel: a full channel stops the pull, which is the
+/// back-pressure from the dataflow and sinks) and dead-lettering the rest.
 pub async fn run_consumer(
     js: jetstream::Context,
     streams: StreamsConfig,
@@ -249,14 +386,15 @@ pub async fn run_consumer(
     source: InputSource,
     out: mpsc::Sender<InputMessage>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    options: PullOptions,
 ) -> Result<(), SourceError> {
+    if options.end_seq == Some(0) {
+        return Ok(());
+    }
     let mut messages = consumer
         .messages()
         .await
-        .map_err(|e| SourceError::JetStream {
-            what: "pull messages",
-            source: Box::new(e),
-        })?;
+        .map_err(|e| js_error("pull messages")(Box::new(e)))?;
     loop {
         let next = tokio::select! {
             _ = shutdown.changed() => break,
@@ -272,13 +410,23 @@ pub async fn run_consumer(
                 continue;
             }
         };
-        let stream_seq = match message.info() {
-            Ok(info) => info.stream_sequence,
+        let (stream_seq, pending, published_ms) = match message.info() {
+            Ok(info) => (
+                info.stream_sequence,
+                info.pending,
+                (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
+            ),
             Err(e) => {
                 tracing::warn!(source = source.name(), error = %e, "message without JetStream metadata; skipped");
                 continue;
             }
         };
+        if options.end_time_ms.is_some_and(|end| published_ms > end) {
+            break;
+        }
+        metrics::gauge!("insite_pipeline_consumer_pending", "source" => source.name())
+            .set(pending as f64);
+        let at_end = options.end_seq.is_some_and(|end| stream_seq >= end);
         let (message, acker) = message.split();
         metrics::counter!("insite_pipeline_messages_in_total", "source" => source.name())
             .increment(1);
@@ -295,6 +443,7 @@ pub async fn run_consumer(
                     source,
                     stream_seq,
                     events,
+                    pending,
                     acker,
                 };
                 if out.send(input).await.is_err() {
@@ -302,20 +451,25 @@ pub async fn run_consumer(
                 }
             }
             Err(error) => {
-                tracing::debug!(source = source.name(), stream_seq, subject = %message.subject, %error, "rejected to the DLQ");
+                tracing::debug!(source = source.name(), stream_seq, subject = %message.subject, %error, "rejected");
                 metrics::counter!("insite_pipeline_dlq_total", "source" => source.name(), "kind" => error.code()).increment(1);
-                // Retry the DLQ publish until it lands: acking without it
-                // would lose the message.
-                let mut delay = Duration::from_millis(100);
-                while let Err(e) = dead_letter(&js, &streams, &message, &error).await {
-                    tracing::warn!(error = %e, "DLQ publish failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                if let Err(e) = acker.ack_with(AckKind::Ack).await {
-                    tracing::warn!(error = %e, stream_seq, "ack of a dead-lettered message failed; it will be redelivered and dead-lettered again (deduplicated)");
+                if options.dead_letter {
+                    // Retry the DLQ publish until it lands: acking without
+                    // it would lose the message.
+                    let mut delay = Duration::from_millis(100);
+                    while let Err(e) = dead_letter(&js, &streams, &message, &error).await {
+                        tracing::warn!(error = %e, "DLQ publish failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                    if let Err(e) = acker.ack_with(AckKind::Ack).await {
+                        tracing::warn!(error = %e, stream_seq, "ack of a dead-lettered message failed; it will be redelivered and dead-lettered again (deduplicated)");
+                    }
                 }
             }
+        }
+        if at_end {
+            break;
         }
     }
     Ok(())

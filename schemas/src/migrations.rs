@@ -33,11 +33,18 @@ impl Migration {
 }
 
 /// All migrations, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "pipeline_progress",
+        sql: include_str!("../migrations/0002_pipeline_progress.sql"),
+    },
+];
 
 /// Splits SQL text into statements at `;`, dropping `--` line comments and
 /// blank statements. The migration files keep `;` and `--` out of string

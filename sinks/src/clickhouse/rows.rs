@@ -338,3 +338,16 @@ impl LateEventRow {
         }
     }
 }
+
+/// A row of `pipeline_progress`: how far one pipeline's results are durable.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct ProgressRow {
+    /// The pipeline's name (its durable consumers share it).
+    pub pipeline: String,
+    /// Every result stamped before this event time is in ClickHouse, ms.
+    pub durable_ms: i64,
+    /// When it was written, seconds.
+    pub updated_at: u32,
+    /// Version for `ReplacingMergeTree` (the highest wins).
+    pub version: u64,
+}

@@ -51,8 +51,8 @@ async fn writes_results_and_reports_the_durable_frontier() {
     let task = OutputTask::new(
         &env.clickhouse(),
         &writer,
-        redis,
-        nats,
+        Some(redis),
+        Some(nats),
         2,
         Duration::from_millis(20),
     );

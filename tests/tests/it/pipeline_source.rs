@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use async_nats::jetstream::stream;
-use insite_pipeline::source::{consumer, run_consumer, ConsumerConfig, InputSource};
+use insite_pipeline::source::{
+    consumer, run_consumer, ConsumerConfig, ConsumerStart, InputSource, PullOptions,
+};
 use insite_schemas::{subjects, wire, Inbound, Symbol, Trade};
 use insite_testkit::TestEnv;
 
@@ -83,7 +85,7 @@ async fn decodes_good_messages_and_dead_letters_bad_ones() {
     .await;
 
     let config = ConsumerConfig::default();
-    let pull = consumer(&js, &streams, &config, InputSource::Market)
+    let pull = consumer(&js, &streams, &config, InputSource::Market, ConsumerStart::Resume)
         .await
         .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
@@ -95,6 +97,7 @@ async fn decodes_good_messages_and_dead_letters_bad_ones() {
         InputSource::Market,
         tx,
         stop_rx,
+        PullOptions::live(),
     ));
 
     let mut good = Vec::new();
