@@ -1,1 +1,339 @@
-//! insite-query: not yet implemented.
+//! # insite-query
+//!
+//! The query service: a thin, stateless HTTP and WebSocket front over what
+//! the pipeline writes. Hot reads come from Redis, history from ClickHouse
+//! (with the answer written back to Redis), live results from NATS. Many
+//! instances can run behind a load balancer; none holds state of its own.
+//!
+//! ## Routes
+//! | route | what |
+//! |---|---|
+//! | `GET /v1/symbols/{symbol}/bar?interval=1m` | current bar (Redis) |
+//! | `GET /v1/symbols/{symbol}/quote`, `.../trade` | latest quote, trade (Redis) |
+//! | `GET /v1/aggs/{symbol}/range/{interval}/{from}/{to}?limit=` | bars, Polygon aggregates shape, `next_url` paging |
+//! | `GET /v1/sentiment/{symbol}/range/{interval}/{from}/{to}?limit=` | sentiment windows |
+//! | `GET /v1/trending?interval=1m&limit=10` | trending now |
+//! | `GET /v1/alerts?symbol=&limit=` | recent alerts |
+//! | `GET /v1/stream` | WebSocket push ([`stream`]) |
+//! | `GET /v1/openapi.json` | the OpenAPI document |
+//! | `GET /healthz`, `/readyz`, `/metrics` | liveness, readiness (Redis and ClickHouse), Prometheus |
+//! | `GET /` | the live chart page |
+//!
+//! ## Layout
+//! - [`config`]: the `[query]` section ([`QueryConfig`]).
+//! - [`api`]: `/v1` handlers, parameter checks, response shapes, caching headers.
+//! - [`store`]: Redis first, ClickHouse on a miss, write-back, warm-up ([`store::Store`]).
+//! - [`stream`]: the WebSocket [`stream::Hub`] and its NATS feed.
+//! - [`auth`]: API keys and per-key rate limits.
+//! - [`telemetry`]: metrics and the `/metrics` recorder.
+//! - [`web`]: the live chart page and its vendored charting library.
+//! - [`error`]: [`ApiError`] (JSON error answers) and [`QueryError`] (start-up).
+//!
+//! [`app`] builds the router from an [`AppState`] (so tests can call
+//! `app(state).oneshot(request)`); [`serve`] connects, warms Redis, feeds
+//! the hub from NATS and serves on a listener until a shutdown signal.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod store;
+pub mod stream;
+pub mod telemetry;
+pub mod web;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use insite_schemas::config::{ClickHouseConfig, NatsConfig, RedisConfig};
+use insite_schemas::Interval;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::CorsLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+
+pub use config::QueryConfig;
+pub use error::{ApiError, QueryError};
+
+/// Everything [`serve`] needs.
+#[derive(Debug, Clone, Default)]
+pub struct ServeConfig {
+    /// The `[query]` section.
+    pub query: QueryConfig,
+    /// NATS (for the WebSocket feed).
+    pub nats: NatsConfig,
+    /// Redis (hot state).
+    pub redis: RedisConfig,
+    /// ClickHouse (history).
+    pub clickhouse: ClickHouseConfig,
+}
+
+/// Shared state of every request: cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The shared part.
+    pub inner: Arc<Inner>,
+}
+
+/// What [`AppState`] shares.
+#[derive(Debug)]
+pub struct Inner {
+    /// Settings.
+    pub config: QueryConfig,
+    /// Intervals served, parsed from the config.
+    pub intervals: Vec<Interval>,
+    /// Redis and ClickHouse.
+    pub store: store::Store,
+    /// API keys and limiters.
+    pub limits: auth::Limits,
+    /// WebSocket fan-out.
+    pub hub: Arc<stream::Hub>,
+    /// Cache hit counters.
+    pub cache: telemetry::CacheCounters,
+    /// The metrics recorder's handle.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl AppState {
+    /// State over the configured Redis and ClickHouse. Connections open
+    /// lazily, so this works (and `/readyz` reports it) while they are
+    /// down. Must be called within a Tokio runtime.
+    pub fn new(
+        config: QueryConfig,
+        redis: &RedisConfig,
+        clickhouse: &ClickHouseConfig,
+    ) -> Result<Self, QueryError> {
+        let intervals = config
+            .intervals
+            .iter()
+            .map(|s| s.parse::<Interval>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| QueryError::Config(format!("intervals: {e}")))?;
+        if config.limits.max_page == 0 || config.limits.default_page > config.limits.max_page {
+            return Err(QueryError::Config(
+                "limits: default_page must be within 1..=max_page".into(),
+            ));
+        }
+        let pool = store::RedisPool::lazy(redis, config.redis_connections)?;
+        let store = store::Store::new(
+            pool,
+            insite_sinks::clickhouse::connect(clickhouse),
+            redis,
+            config.cache.clone(),
+        );
+        let limits = auth::Limits::new(&config.auth)?;
+        let hub = Arc::new(stream::Hub::new(config.stream.clone(), intervals.clone()));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                intervals,
+                store,
+                limits,
+                hub,
+                cache: telemetry::CacheCounters::default(),
+                metrics: telemetry::handle(),
+            }),
+        })
+    }
+}
+
+/// The OpenAPI document of `/v1`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "insite query API",
+        description = "Bars, quotes, trades, sentiment, trending symbols and alerts computed by the insite pipeline. \
+            Send an API key in the X-API-Key header. Live updates: WebSocket /v1/stream.",
+    ),
+    paths(
+        api::latest_bar,
+        api::latest_quote,
+        api::latest_trade,
+        api::aggs,
+        api::sentiment,
+        api::trending,
+        api::alerts,
+    ),
+    components(schemas(
+        api::Agg,
+        api::AggsResponse,
+        api::SentimentResponse,
+        api::AlertsResponse,
+        error::ErrorBody
+    )),
+    modifiers(&ApiKeyScheme)
+)]
+pub struct ApiDoc;
+
+/// Adds the `X-API-Key` security scheme.
+struct ApiKeyScheme;
+
+impl utoipa::Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+async fn openapi() -> Response {
+    match ApiDoc::openapi().to_json() {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(e) => ApiError::Internal(e.to_string()).into_response(),
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    redis: String,
+    clickhouse: String,
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let timeout = Duration::from_secs(2);
+    let check = |r: Result<Result<(), ApiError>, tokio::time::error::Elapsed>| match r {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out".to_owned(),
+    };
+    let (redis, clickhouse) = tokio::join!(
+        tokio::time::timeout(timeout, state.inner.store.ping_redis()),
+        tokio::time::timeout(timeout, state.inner.store.ping_clickhouse()),
+    );
+    let body = Readiness {
+        redis: check(redis),
+        clickhouse: check(clickhouse),
+    };
+    let status = if body.redis == "ok" && body.clickhouse == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    metrics::gauge!("insite_query_cache_hit_ratio").set(state.inner.cache.ratio());
+    metrics::gauge!("insite_query_ws_clients_connected").set(state.inner.hub.clients() as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.inner.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    let hub = state.inner.hub.clone();
+    upgrade
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| hub.serve_client(socket))
+}
+
+/// The router of the whole service.
+pub fn app(state: AppState) -> Router {
+    let timeout = Duration::from_millis(state.inner.config.request_timeout_ms.max(1));
+    let v1 = Router::new()
+        .route("/v1/symbols/{symbol}/bar", get(api::latest_bar))
+        .route("/v1/symbols/{symbol}/quote", get(api::latest_quote))
+        .route("/v1/symbols/{symbol}/trade", get(api::latest_trade))
+        .route(
+            "/v1/aggs/{symbol}/range/{interval}/{from}/{to}",
+            get(api::aggs),
+        )
+        .route(
+            "/v1/sentiment/{symbol}/range/{interval}/{from}/{to}",
+            get(api::sentiment),
+        )
+        .route("/v1/trending", get(api::trending))
+        .route("/v1/alerts", get(api::alerts))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .route("/v1/stream", get(ws))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
+    Router::new()
+        .merge(v1)
+        .route("/v1/openapi.json", get(openapi))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .merge(web::routes())
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(middleware::from_fn(telemetry::track))
+        .layer(CorsLayer::permissive())
+        .with_state(state)
+}
+
+/// Runs the service on `listener` until `shutdown` completes: warms Redis
+/// from ClickHouse (bounded in time; a failure is logged, not fatal),
+/// feeds the WebSocket hub from NATS, serves HTTP.
+pub async fn serve(
+    config: ServeConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), QueryError> {
+    let state = AppState::new(config.query.clone(), &config.redis, &config.clickhouse)?;
+    let intervals = state.inner.intervals.clone();
+    let warm = state.inner.store.warm(&intervals, store::now_ms());
+    match tokio::time::timeout(Duration::from_secs(30), warm).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "warming Redis failed; serving cold"),
+        Err(_) => tracing::warn!("warming Redis took over 30 s; serving cold"),
+    }
+    let nats = connect_nats(&config.nats).await?;
+    let stop = CancellationToken::new();
+    let feed = tokio::spawn(stream::feed(
+        state.inner.hub.clone(),
+        nats,
+        config.nats.streams.clone(),
+        config.query.stream.quotes,
+        stop.clone(),
+    ));
+    let hub = state.inner.hub.clone();
+    let stop_all = stop.clone();
+    tracing::info!(addr = ?listener.local_addr().ok(), "query service listening");
+    let served = axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stop_all.cancel();
+            hub.close_all();
+        })
+        .await;
+    stop.cancel();
+    match feed.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "NATS feed ended with an error"),
+        Err(e) => tracing::warn!(error = %e, "NATS feed task failed"),
+        Ok(Ok(())) => {}
+    }
+    served.map_err(QueryError::Io)
+}
+
+/// Connects to NATS with the configured credentials.
+pub async fn connect_nats(config: &NatsConfig) -> Result<async_nats::Client, QueryError> {
+    let mut options = async_nats::ConnectOptions::new().name("insite-query");
+    if let (Some(user), Some(password)) = (&config.user, &config.password) {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    options
+        .connect(config.url.as_str())
+        .await
+        .map_err(|e| QueryError::Nats(e.to_string()))
+}
+
+#[cfg(test)]
+mod app_tests;

@@ -1,0 +1,546 @@
+//! WebSocket push at `/v1/stream`, fed from NATS.
+//!
+//! One core NATS subscription per instance (`insite.>` and, when enabled,
+//! `md.quotes.>`, under the configured subject prefix) feeds a [`Hub`],
+//! which encodes each result to JSON once and fans it out to the clients
+//! subscribed to its topic. Every client has a bounded queue; a client whose
+//! queue is full is dropped at once with close code 1008 and a reason, so a
+//! slow reader never stalls the feed or the other clients.
+//!
+//! ## Protocol
+//! Client to server (text frames, JSON):
+//! ```json
+//! {"op": "subscribe", "symbols": ["AAPL"], "kinds": ["bars.1m", "sentiment.1m", "quotes", "alerts"]}
+//! {"op": "subscribe", "kinds": ["trending.1m", "alerts"]}
+//! {"op": "unsubscribe", "symbols": ["AAPL"], "kinds": ["quotes"]}
+//! ```
+//! Kinds: `bars.<iv>`, `sentiment.<iv>`, `quotes` and `alerts` per symbol;
+//! `trending.<iv>` and `alerts` without symbols (all symbols' alerts).
+//! Server to client: `{"type": "subscribed", "topics": [...]}` after each
+//! op, `{"type": "error", "error": "..."}` for a bad op, and results as
+//! `{"type": "bar" | "sentiment" | "trending" | "alert" | "quote", "data": {...}}`
+//! where `data` is the JSON of the schema type.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures::{SinkExt, StreamExt};
+use insite_schemas::config::StreamsConfig;
+use insite_schemas::subjects::{self, Subject};
+use insite_schemas::wire::{self, Inbound};
+use insite_schemas::{Alert, Bar, DecodeError, Interval, SentimentWindow, Symbol, Trending};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::StreamConfig;
+
+/// Topic of all symbols' alerts.
+const ALL_ALERTS: &str = "alerts.*";
+
+/// The close code sent to a dropped slow client (policy violation).
+pub const SLOW_CLIENT_CLOSE_CODE: u16 = 1008;
+
+/// Why a NATS message could not be fanned out (bad data: dead-lettered).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FeedError {
+    /// The subject is not an insite subject.
+    #[error("{0}")]
+    Subject(#[from] insite_schemas::InvalidValue),
+    /// The payload does not decode.
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+}
+
+/// A registered client, as the hub sees it.
+#[derive(Debug)]
+struct ClientHandle {
+    /// Its queue.
+    tx: mpsc::Sender<Arc<str>>,
+    /// Cancelled (with `reason` set) to drop the client.
+    kill: CancellationToken,
+    /// Why it was dropped.
+    reason: Arc<std::sync::OnceLock<String>>,
+}
+
+/// Fans results out to subscribed clients.
+#[derive(Debug)]
+pub struct Hub {
+    /// Topic → client id → client.
+    topics: RwLock<HashMap<String, HashMap<u64, Arc<ClientHandle>>>>,
+    /// Next client id.
+    next_id: AtomicU64,
+    /// Clients connected now.
+    clients: AtomicU64,
+    /// Settings.
+    config: StreamConfig,
+    /// Intervals clients may subscribe to.
+    intervals: Vec<Interval>,
+    /// Cancelled at shutdown: every client closes.
+    shutdown: CancellationToken,
+}
+
+/// A message from a client.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientOp {
+    /// `subscribe` or `unsubscribe`.
+    op: String,
+    /// Symbols (for per-symbol kinds).
+    #[serde(default)]
+    symbols: Vec<String>,
+    /// Kinds.
+    #[serde(default)]
+    kinds: Vec<String>,
+}
+
+/// A message to a client.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ServerMsg<'a> {
+    /// The client's topics after an op.
+    Subscribed { topics: Vec<&'a str> },
+    /// A refused op.
+    Error { error: String },
+}
+
+/// A result to fan out.
+#[derive(Serialize)]
+struct Push<'a, T> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    data: &'a T,
+}
+
+impl Hub {
+    /// A hub serving `intervals`.
+    pub fn new(config: StreamConfig, intervals: Vec<Interval>) -> Self {
+        Self {
+            topics: RwLock::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            clients: AtomicU64::new(0),
+            config,
+            intervals,
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// Clients connected now.
+    pub fn clients(&self) -> u64 {
+        self.clients.load(Ordering::Relaxed)
+    }
+
+    /// Closes every client (at shutdown).
+    pub fn close_all(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Topics named by an op, validated.
+    fn topics_of(&self, op: &ClientOp) -> Result<Vec<String>, String> {
+        if op.kinds.is_empty() {
+            return Err("kinds: name at least one kind".into());
+        }
+        let symbols = op
+            .symbols
+            .iter()
+            .map(|s| Symbol::new(s).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut topics = Vec::new();
+        for kind in &op.kinds {
+            let (name, interval) = match kind.split_once('.') {
+                Some((name, iv)) => {
+                    let iv: Interval = iv.parse().map_err(|e| format!("kinds: {e}"))?;
+                    if !self.intervals.contains(&iv) {
+                        return Err(format!("kinds: interval {iv} is not served"));
+                    }
+                    (name, Some(iv))
+                }
+                None => (kind.as_str(), None),
+            };
+            match (name, interval) {
+                ("trending", Some(iv)) => topics.push(subjects::trending(iv)),
+                ("alerts", None) if symbols.is_empty() => topics.push(ALL_ALERTS.to_owned()),
+                ("bars" | "sentiment", Some(_)) | ("quotes" | "alerts", None)
+                    if symbols.is_empty() =>
+                {
+                    return Err(format!("symbols: kind {kind:?} needs at least one symbol"));
+                }
+                ("bars", Some(iv)) => topics.extend(symbols.iter().map(|s| subjects::bars(iv, s))),
+                ("sentiment", Some(iv)) => {
+                    topics.extend(symbols.iter().map(|s| subjects::sentiment(iv, s)));
+                }
+                ("quotes", None) => topics.extend(symbols.iter().map(subjects::quotes)),
+                ("alerts", None) => topics.extend(symbols.iter().map(subjects::alerts)),
+                _ => {
+                    return Err(format!(
+                        "kinds: {kind:?} is not one of bars.<iv>, sentiment.<iv>, trending.<iv>, quotes, alerts"
+                    ))
+                }
+            }
+        }
+        Ok(topics)
+    }
+
+    fn subscribe(&self, topic: &str, id: u64, client: &Arc<ClientHandle>) {
+        if let Ok(mut topics) = self.topics.write() {
+            topics
+                .entry(topic.to_owned())
+                .or_default()
+                .insert(id, client.clone());
+        }
+    }
+
+    fn unsubscribe(&self, topic: &str, id: u64) {
+        if let Ok(mut topics) = self.topics.write() {
+            if let Some(clients) = topics.get_mut(topic) {
+                clients.remove(&id);
+                if clients.is_empty() {
+                    topics.remove(topic);
+                }
+            }
+        }
+    }
+
+    /// Sends `json` to every client of `topic`; drops clients whose queue
+    /// is full. Returns the number of clients reached.
+    pub fn publish(&self, topic: &str, kind: &'static str, json: Arc<str>) -> usize {
+        let mut reached = 0;
+        let mut slow = Vec::new();
+        if let Ok(topics) = self.topics.read() {
+            let Some(clients) = topics.get(topic) else {
+                return 0;
+            };
+            for (id, client) in clients {
+                match client.tx.try_send(json.clone()) {
+                    Ok(()) => reached += 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => slow.push((*id, client.clone())),
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+        for (id, client) in slow {
+            let _ = client.reason.set(format!(
+                "slow consumer: {} messages queued",
+                self.config.client_queue
+            ));
+            if !client.kill.is_cancelled() {
+                client.kill.cancel();
+                metrics::counter!("insite_query_ws_dropped_slow_total").increment(1);
+                tracing::info!(client = id, "dropped a slow WebSocket client");
+            }
+        }
+        metrics::counter!("insite_query_ws_messages_total", "kind" => kind)
+            .increment(reached as u64);
+        reached
+    }
+
+    /// Serves one WebSocket client until it leaves, is dropped or the
+    /// service shuts down.
+    pub async fn serve_client(self: Arc<Self>, socket: WebSocket) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.clients.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!("insite_query_ws_clients").increment(1.0);
+        let (tx, mut rx) = mpsc::channel(self.config.client_queue.max(1));
+        let handle = Arc::new(ClientHandle {
+            tx,
+            kill: self.shutdown.child_token(),
+            reason: Arc::new(std::sync::OnceLock::new()),
+        });
+        let mut mine: HashSet<String> = HashSet::new();
+        let (mut sink, mut stream) = socket.split();
+        let kill = handle.kill.clone();
+        loop {
+            tokio::select! {
+                biased;
+                () = kill.cancelled() => break,
+                queued = rx.recv() => {
+                    let Some(json) = queued else { break };
+                    let send = sink.send(Message::Text(Utf8Bytes::from(&*json)));
+                    tokio::select! {
+                        () = kill.cancelled() => break,
+                        sent = send => if sent.is_err() { break },
+                    }
+                }
+                incoming = stream.next() => {
+                    let reply = match incoming {
+                        Some(Ok(Message::Text(text))) => self.handle_op(&text, id, &handle, &mut mine),
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                        Some(Ok(_)) => continue,
+                    };
+                    let send = sink.send(Message::Text(reply.into()));
+                    tokio::select! {
+                        () = kill.cancelled() => break,
+                        sent = send => if sent.is_err() { break },
+                    }
+                }
+            }
+        }
+        for topic in &mine {
+            self.unsubscribe(topic, id);
+        }
+        if kill.is_cancelled() {
+            let reason = handle
+                .reason
+                .get()
+                .cloned()
+                .unwrap_or_else(|| "server shutting down".to_owned());
+            let code = if handle.reason.get().is_some() {
+                SLOW_CLIENT_CLOSE_CODE
+            } else {
+                1001
+            };
+            let close = sink.send(Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })));
+            let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
+        }
+        self.clients.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!("insite_query_ws_clients").decrement(1.0);
+    }
+
+    fn handle_op(
+        &self,
+        text: &str,
+        id: u64,
+        handle: &Arc<ClientHandle>,
+        mine: &mut HashSet<String>,
+    ) -> String {
+        let result = serde_json::from_str::<ClientOp>(text)
+            .map_err(|e| format!("not a valid op: {e}"))
+            .and_then(|op| Ok((self.topics_of(&op)?, op.op)));
+        let reply = match result {
+            Ok((topics, op)) if op == "subscribe" => {
+                let new: Vec<_> = topics.into_iter().filter(|t| !mine.contains(t)).collect();
+                if mine.len() + new.len() > self.config.max_subscriptions {
+                    ServerMsg::Error {
+                        error: format!(
+                            "at most {} subscriptions per client",
+                            self.config.max_subscriptions
+                        ),
+                    }
+                } else {
+                    for topic in new {
+                        self.subscribe(&topic, id, handle);
+                        mine.insert(topic);
+                    }
+                    return subscribed(mine);
+                }
+            }
+            Ok((topics, op)) if op == "unsubscribe" => {
+                for topic in topics {
+                    if mine.remove(&topic) {
+                        self.unsubscribe(&topic, id);
+                    }
+                }
+                return subscribed(mine);
+            }
+            Ok((_, op)) => ServerMsg::Error {
+                error: format!("op: {op:?} is not subscribe or unsubscribe"),
+            },
+            Err(error) => ServerMsg::Error { error },
+        };
+        serde_json::to_string(&reply).unwrap_or_default()
+    }
+
+    /// Decodes one NATS message (subject without prefix) and fans it out.
+    pub fn dispatch(
+        &self,
+        subject: &str,
+        headers: Option<&HeaderMap>,
+        payload: &[u8],
+    ) -> Result<usize, FeedError> {
+        let schema = headers
+            .and_then(|h| h.get(wire::SCHEMA_HEADER))
+            .map(|v| v.as_str());
+        let parsed = subjects::parse(subject)?;
+        let reached = match parsed {
+            Subject::Bars(..) => {
+                let bar: Bar = wire::decode_result(schema, payload)?;
+                metrics::counter!("insite_query_feed_messages_total", "kind" => "bar").increment(1);
+                self.publish(subject, "bar", encode_push("bar", &bar))
+            }
+            Subject::Sentiment(..) => {
+                let s: SentimentWindow = wire::decode_result(schema, payload)?;
+                metrics::counter!("insite_query_feed_messages_total", "kind" => "sentiment")
+                    .increment(1);
+                self.publish(subject, "sentiment", encode_push("sentiment", &s))
+            }
+            Subject::Trending(..) => {
+                let t: Trending = wire::decode_result(schema, payload)?;
+                metrics::counter!("insite_query_feed_messages_total", "kind" => "trending")
+                    .increment(1);
+                self.publish(subject, "trending", encode_push("trending", &t))
+            }
+            Subject::Alerts(..) => {
+                let a: Alert = wire::decode_result(schema, payload)?;
+                metrics::counter!("insite_query_feed_messages_total", "kind" => "alert")
+                    .increment(1);
+                let json = encode_push("alert", &a);
+                self.publish(subject, "alert", json.clone())
+                    + self.publish(ALL_ALERTS, "alert", json)
+            }
+            Subject::Quotes(..) => {
+                let Inbound::Quotes(quotes) = wire::decode_inbound(schema, payload)? else {
+                    return Err(FeedError::Decode(DecodeError::UnexpectedSchema {
+                        schema: schema.unwrap_or_default().to_owned(),
+                        expected: "quote",
+                    }));
+                };
+                metrics::counter!("insite_query_feed_messages_total", "kind" => "quote")
+                    .increment(quotes.len() as u64);
+                quotes
+                    .iter()
+                    .map(|q| self.publish(subject, "quote", encode_push("quote", q)))
+                    .sum()
+            }
+            // Not something clients can subscribe to.
+            _ => 0,
+        };
+        Ok(reached)
+    }
+}
+
+fn subscribed(mine: &HashSet<String>) -> String {
+    let mut topics: Vec<&str> = mine.iter().map(String::as_str).collect();
+    topics.sort_unstable();
+    serde_json::to_string(&ServerMsg::Subscribed { topics }).unwrap_or_default()
+}
+
+fn encode_push<T: Serialize>(kind: &'static str, data: &T) -> Arc<str> {
+    serde_json::to_string(&Push { kind, data })
+        .unwrap_or_default()
+        .into()
+}
+
+/// Feeds the hub from NATS until `shutdown`: one subscription to the
+/// prefixed `insite.>` (and `md.quotes.>`), fanned out in memory.
+/// Undecodable messages are counted and sent to `insite.dlq.query`.
+pub async fn feed(
+    hub: Arc<Hub>,
+    client: async_nats::Client,
+    streams: StreamsConfig,
+    quotes: bool,
+    shutdown: CancellationToken,
+) -> Result<(), async_nats::SubscribeError> {
+    let mut subs = vec![client.subscribe(streams.subject("insite.>")).await?];
+    if quotes {
+        subs.push(client.subscribe(streams.subject("md.quotes.>")).await?);
+    }
+    let mut merged = futures::stream::select_all(subs);
+    let dlq = streams.subject(&subjects::dlq("query"));
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => break,
+            m = merged.next() => match m { Some(m) => m, None => break },
+        };
+        let Some(subject) = streams.strip_prefix(message.subject.as_str()) else {
+            continue;
+        };
+        if subject.starts_with("insite.dlq.") {
+            continue;
+        }
+        if let Err(e) = hub.dispatch(subject, message.headers.as_ref(), &message.payload) {
+            metrics::counter!("insite_query_feed_errors_total").increment(1);
+            tracing::warn!(subject, error = %e, "undecodable message; sent to the dead-letter subject");
+            let mut headers = message.headers.clone().unwrap_or_default();
+            headers.insert(wire::DLQ_REASON_HEADER, e.to_string().as_str());
+            headers.insert(wire::DLQ_SUBJECT_HEADER, subject);
+            headers.insert(wire::DLQ_STAGE_HEADER, "query");
+            let _ = client
+                .publish_with_headers(dlq.clone(), headers, message.payload.clone())
+                .await;
+        }
+    }
+    hub.close_all();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub() -> Hub {
+        Hub::new(
+            StreamConfig {
+                client_queue: 2,
+                ..StreamConfig::default()
+            },
+            vec![Interval::MINUTE],
+        )
+    }
+
+    fn op(json: &str) -> ClientOp {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn ops_name_topics() {
+        let hub = hub();
+        let topics = hub
+            .topics_of(&op(
+                r#"{"op":"subscribe","symbols":["AAPL","BRK.B"],"kinds":["bars.1m","quotes"]}"#,
+            ))
+            .unwrap();
+        assert_eq!(
+            topics,
+            [
+                "insite.bars.1m.AAPL",
+                "insite.bars.1m.BRK_B",
+                "md.quotes.AAPL",
+                "md.quotes.BRK_B"
+            ]
+        );
+        let topics = hub
+            .topics_of(&op(r#"{"op":"subscribe","kinds":["trending.1m","alerts"]}"#))
+            .unwrap();
+        assert_eq!(topics, ["insite.trending.1m", ALL_ALERTS]);
+    }
+
+    #[test]
+    fn bad_ops_say_what_is_wrong() {
+        let hub = hub();
+        for (json, needle) in [
+            (r#"{"op":"subscribe","symbols":["aapl"],"kinds":["quotes"]}"#, "symbol"),
+            (r#"{"op":"subscribe","symbols":["A"],"kinds":["bars.5m"]}"#, "not served"),
+            (r#"{"op":"subscribe","kinds":["bars.1m"]}"#, "needs at least one symbol"),
+            (r#"{"op":"subscribe","symbols":["A"],"kinds":["bogus"]}"#, "is not one of"),
+            (r#"{"op":"subscribe","symbols":["A"],"kinds":[]}"#, "at least one kind"),
+        ] {
+            let err = hub.topics_of(&op(json)).unwrap_err();
+            assert!(err.contains(needle), "{json}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_only_that_client() {
+        let hub = hub();
+        let (fast_tx, mut fast_rx) = mpsc::channel(2);
+        let (slow_tx, _slow_rx) = mpsc::channel(2);
+        let fast = Arc::new(ClientHandle {
+            tx: fast_tx,
+            kill: CancellationToken::new(),
+            reason: Arc::default(),
+        });
+        let slow = Arc::new(ClientHandle {
+            tx: slow_tx,
+            kill: CancellationToken::new(),
+            reason: Arc::default(),
+        });
+        hub.subscribe("t", 1, &fast);
+        hub.subscribe("t", 2, &slow);
+        for i in 0..5 {
+            hub.publish("t", "bar", Arc::from(i.to_string()));
+            // The fast client keeps up.
+            assert_eq!(&*fast_rx.recv().await.unwrap(), i.to_string());
+        }
+        assert!(!fast.kill.is_cancelled());
+        assert!(slow.kill.is_cancelled());
+        assert!(slow.reason.get().unwrap().contains("slow consumer"));
+    }
+}
