@@ -1,1 +1,46 @@
-//! insite-ingest: not yet implemented.
+//! # insite-ingest
+//!
+//! The ingest workers of insite: everything that puts raw trades, quotes
+//! and posts on JetStream (`md.trades.<SYM>`, `md.quotes.<SYM>`,
+//! `social.posts.<source>`).
+//!
+//! Every feed creates or checks the streams at start
+//! ([`insite_sinks::streams::ensure_streams`]), then hands its messages to
+//! one [`Publisher`]: every publish carries `Insite-Schema` and a stable
+//! `Nats-Msg-Id`, its ack is awaited with a bounded number in flight
+//! (back-pressure, not buffering), a timed-out ack makes the same message go
+//! out again with the same id, and shutdown flushes what is in flight.
+//!
+//! ## Layout
+//! - [`publisher`]: the publishing core ([`Publisher`], [`PublisherConfig`],
+//!   [`IngestReport`]) and dead-lettering to `insite.dlq.ingest`.
+//! - [`event`]: [`Event`] and the messages it becomes ([`OutMessage`]): one
+//!   event, or a batch of one symbol's events with a content-derived id.
+//! - [`batch`]: the deterministic [`Batcher`] (count and event-time slices).
+//! - [`synthetic`]: a seeded market and social simulator
+//!   ([`synthetic::Simulator`]) and [`run_synthetic`].
+//! - [`replay`]: trades/quotes CSV and posts JSONL files, paced or as fast
+//!   as possible, bad lines dead-lettered ([`run_replay`]).
+//! - [`source`]: live connectors behind the [`Source`] trait: a Finnhub-style
+//!   trades WebSocket ([`source::finnhub`]) and an RSS/Atom news poller
+//!   ([`source::rss`]), run by [`run_source`].
+//! - [`metrics`]: metric names and handles.
+//! - [`error`]: [`IngestError`], sorted by [`ErrorClass`].
+
+pub mod batch;
+pub mod error;
+pub mod event;
+pub mod metrics;
+mod pacing;
+pub mod publisher;
+pub mod replay;
+pub mod source;
+pub mod synthetic;
+
+pub use batch::{BatchConfig, Batcher};
+pub use error::{ErrorClass, IngestError};
+pub use event::{Event, OutMessage};
+pub use publisher::{IngestReport, Publisher, PublisherConfig};
+pub use replay::{run_replay, ReplayConfig};
+pub use source::{run_source, Source};
+pub use synthetic::{run_synthetic, SyntheticConfig};

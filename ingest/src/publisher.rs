@@ -1,0 +1,468 @@
+//! The one publishing core every feed uses.
+//!
+//! - Every publish carries `Insite-Schema` and `Nats-Msg-Id`, and its ack is
+//!   awaited.
+//! - Acks are pipelined: up to [`PublisherConfig::max_in_flight`] messages
+//!   are unacknowledged at once; when that many are out, [`Publisher::publish`]
+//!   waits for the oldest to be settled (back-pressure, never an unbounded
+//!   buffer).
+//! - An ack that times out (or is lost with the connection) makes the message
+//!   go out again with the same id and payload, after a short capped backoff,
+//!   up to [`PublisherConfig::max_retries`] times; JetStream drops the copy if
+//!   the first one did arrive.
+//! - [`Publisher::flush`] waits for everything in flight; feeds call it on
+//!   shutdown, so a graceful stop loses nothing that was handed over.
+//!
+//! Settled acks are collected while publishing and while waiting
+//! ([`Publisher::idle_until`]), so the ack-latency histogram measures the
+//! server, not how late the feed looked.
+
+use std::time::Duration;
+
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::{self};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use insite_schemas::config::StreamsConfig;
+use insite_schemas::{subjects, wire};
+use tokio::time::Instant;
+
+use crate::error::IngestError;
+use crate::event::OutMessage;
+use crate::metrics::IngestMetrics;
+
+/// The stage name of ingest's dead-letter subject (`insite.dlq.ingest`).
+pub const DLQ_STAGE: &str = "ingest";
+
+/// Dead-letter header: where the rejected input came from (`file:line`, a URL).
+pub const DLQ_ORIGIN_HEADER: &str = "Insite-Origin";
+
+/// Settings of the publishing core.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublisherConfig {
+    /// Most messages awaiting their ack at once (at most 5,000, async-nats'
+    /// own limit per context).
+    pub max_in_flight: usize,
+    /// How long to wait for one ack before sending again.
+    pub ack_timeout: Duration,
+    /// Re-sends of one message before giving up.
+    pub max_retries: u32,
+    /// First backoff before a re-send (doubles each time, capped at 2 s).
+    pub retry_backoff: Duration,
+}
+
+impl Default for PublisherConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 4_096,
+            ack_timeout: Duration::from_secs(5),
+            max_retries: 5,
+            retry_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+/// What an ingest run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    /// Messages sent (first attempts).
+    pub published: u64,
+    /// Messages acknowledged by JetStream (duplicates included).
+    pub acked: u64,
+    /// Re-sends after an ack timeout.
+    pub retried: u64,
+    /// Acknowledgements JetStream marked duplicate (already stored).
+    pub duplicates: u64,
+    /// Input lines or frames rejected (and dead-lettered).
+    pub rejected: u64,
+    /// Dead-letter messages acknowledged.
+    pub dead_lettered: u64,
+    /// Events inside acknowledged messages (dead letters not counted).
+    pub events: u64,
+    /// Payload bytes of acknowledged messages.
+    pub bytes: u64,
+}
+
+impl std::fmt::Display for IngestReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "published {} messages ({} events), acked {}, duplicates {}, retried {}, rejected {}, dead-lettered {}",
+            self.published,
+            self.events,
+            self.acked,
+            self.duplicates,
+            self.retried,
+            self.rejected,
+            self.dead_lettered
+        )
+    }
+}
+
+/// One message's way to its ack.
+struct Settled {
+    /// Ack received (and whether it was a duplicate), or why not.
+    result: Result<bool, IngestError>,
+    /// Re-sends it took.
+    retries: u32,
+    /// Events inside.
+    events: u32,
+    /// Payload bytes.
+    bytes: usize,
+    /// Whether it was a dead letter.
+    dead_letter: bool,
+}
+
+/// What is needed to send a message again.
+struct Resend {
+    js: jetstream::Context,
+    subject: String,
+    headers: HeaderMap,
+    payload: Bytes,
+    msg_id: String,
+}
+
+/// Publishes messages with awaited, pipelined, retried acks.
+pub struct Publisher {
+    /// The JetStream context.
+    js: jetstream::Context,
+    /// Stream settings (subject prefix of the dead-letter subject).
+    streams: StreamsConfig,
+    /// Settings.
+    config: PublisherConfig,
+    /// Acks not yet settled.
+    in_flight: FuturesUnordered<BoxFuture<'static, Settled>>,
+    /// Counts so far.
+    report: IngestReport,
+    /// The first publish that failed for good; later publishes are refused.
+    failed: Option<IngestError>,
+    /// Metric handles.
+    metrics: IngestMetrics,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("in_flight", &self.in_flight.len())
+            .field("config", &self.config)
+            .field("report", &self.report)
+            .finish_non_exhaustive()
+    }
+}
+
+fn retryable(kind: PublishErrorKind) -> bool {
+    matches!(
+        kind,
+        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::MaxAckPending
+    )
+}
+
+impl Publisher {
+    /// A publisher on `js` for the feed named `feed` (a metrics label).
+    pub fn new(
+        js: jetstream::Context,
+        streams: StreamsConfig,
+        config: PublisherConfig,
+        feed: &str,
+    ) -> Self {
+        let config = PublisherConfig {
+            max_in_flight: config.max_in_flight.clamp(1, 5_000),
+            ..config
+        };
+        Self {
+            js,
+            streams,
+            config,
+            in_flight: FuturesUnordered::new(),
+            report: IngestReport::default(),
+            failed: None,
+            metrics: IngestMetrics::new(feed),
+        }
+    }
+
+    /// The counts so far (settled acks only).
+    pub fn report(&self) -> IngestReport {
+        self.report
+    }
+
+    /// Messages sent and not yet settled.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Counts one rejected input line or frame (its dead letter is sent by
+    /// [`Publisher::dead_letter`]).
+    pub fn count_rejected(&mut self) {
+        self.report.rejected += 1;
+        self.metrics.rejected.increment(1);
+    }
+
+    /// Publishes one message, waiting first while `max_in_flight` are out.
+    ///
+    /// Returns an error once any message has failed for good (after all its
+    /// retries); everything already sent is still settled by [`flush`](Self::flush).
+    pub async fn publish(&mut self, message: OutMessage) -> Result<(), IngestError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(wire::SCHEMA_HEADER, message.schema.to_string().as_str());
+        headers.insert(wire::MSG_ID_HEADER, message.msg_id.as_str());
+        self.send(
+            message.subject,
+            message.msg_id,
+            headers,
+            message.payload,
+            message.events,
+            false,
+        )
+        .await
+    }
+
+    /// Dead-letters rejected input: `raw` as the payload on
+    /// `insite.dlq.ingest`, the reason, its kind and origin in headers, and a
+    /// `Nats-Msg-Id` from the origin and content, so a replayed file does
+    /// not dead-letter the same line twice.
+    pub async fn dead_letter(
+        &mut self,
+        raw: Bytes,
+        reason: &str,
+        kind: &str,
+        origin: &str,
+    ) -> Result<(), IngestError> {
+        let subject = self.streams.subject(&subjects::dlq(DLQ_STAGE));
+        let msg_id = format!(
+            "dlq:{DLQ_STAGE}:{origin}:{:032x}",
+            xxhash_rust::xxh3::xxh3_128(&raw)
+        );
+        let reason = one_line(reason);
+        let mut headers = HeaderMap::new();
+        headers.insert(wire::MSG_ID_HEADER, msg_id.as_str());
+        headers.insert(wire::DLQ_REASON_HEADER, reason.as_str());
+        headers.insert(wire::DLQ_KIND_HEADER, kind);
+        headers.insert(wire::DLQ_STAGE_HEADER, DLQ_STAGE);
+        headers.insert(DLQ_ORIGIN_HEADER, one_line(origin).as_str());
+        self.send(subject, msg_id, headers, raw, 0, true).await
+    }
+
+    async fn send(
+        &mut self,
+        subject: String,
+        msg_id: String,
+        headers: HeaderMap,
+        payload: Bytes,
+        events: u32,
+        dead_letter: bool,
+    ) -> Result<(), IngestError> {
+        self.reap_ready();
+        while self.in_flight.len() >= self.config.max_in_flight {
+            self.settle_one().await;
+        }
+        if let Some(error) = self.failed.take() {
+            return Err(error);
+        }
+        let resend = Resend {
+            js: self.js.clone(),
+            subject,
+            headers,
+            payload,
+            msg_id,
+        };
+        let started = Instant::now();
+        let first = resend.send().await;
+        self.report.published += 1;
+        self.metrics.published.increment(1);
+        let config = self.config.clone();
+        let metrics = self.metrics.clone();
+        let bytes = resend.payload.len();
+        self.in_flight.push(
+            async move {
+                let (result, retries) = confirm(resend, first, &config, &metrics).await;
+                if result.is_ok() {
+                    metrics
+                        .ack_seconds
+                        .record(started.elapsed().as_secs_f64());
+                }
+                Settled {
+                    result,
+                    retries,
+                    events,
+                    bytes,
+                    dead_letter,
+                }
+            }
+            .boxed(),
+        );
+        Ok(())
+    }
+
+    /// Settles every ack that is already in, without waiting.
+    fn reap_ready(&mut self) {
+        while let Some(Some(settled)) = self.in_flight.next().now_or_never() {
+            self.tally(settled);
+        }
+    }
+
+    async fn settle_one(&mut self) {
+        if let Some(settled) = self.in_flight.next().await {
+            self.tally(settled);
+        }
+    }
+
+    fn tally(&mut self, settled: Settled) {
+        self.report.retried += u64::from(settled.retries);
+        match settled.result {
+            Ok(duplicate) => {
+                self.report.acked += 1;
+                self.metrics.acked.increment(1);
+                if duplicate {
+                    self.report.duplicates += 1;
+                    self.metrics.duplicates.increment(1);
+                }
+                if settled.dead_letter {
+                    self.report.dead_lettered += 1;
+                } else {
+                    self.report.events += u64::from(settled.events);
+                    self.report.bytes += settled.bytes as u64;
+                    self.metrics.events.increment(u64::from(settled.events));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "publish failed for good");
+                if self.failed.is_none() {
+                    self.failed = Some(error);
+                }
+            }
+        }
+    }
+
+    /// Waits until `deadline`, settling acks meanwhile (feeds that pace
+    /// themselves call this instead of sleeping).
+    pub async fn idle_until(&mut self, deadline: Instant) {
+        loop {
+            if self.in_flight.is_empty() {
+                tokio::time::sleep_until(deadline).await;
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return,
+                settled = self.in_flight.next() => {
+                    if let Some(settled) = settled {
+                        self.tally(settled);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for every message in flight to be settled; returns the first
+    /// failure, if any.
+    pub async fn flush(&mut self) -> Result<IngestReport, IngestError> {
+        while !self.in_flight.is_empty() {
+            self.settle_one().await;
+        }
+        match self.failed.take() {
+            Some(error) => Err(error),
+            None => Ok(self.report),
+        }
+    }
+}
+
+impl Resend {
+    async fn send(&self) -> Result<PublishAckFuture, async_nats::jetstream::context::PublishError> {
+        self.js
+            .publish_with_headers(
+                self.subject.clone(),
+                self.headers.clone(),
+                self.payload.clone(),
+            )
+            .await
+    }
+
+    fn failure(&self, attempts: u32, reason: String) -> IngestError {
+        IngestError::Publish {
+            subject: self.subject.clone(),
+            msg_id: self.msg_id.clone(),
+            attempts,
+            reason,
+        }
+    }
+}
+
+/// Awaits one message's ack, re-sending it with the same id on timeouts.
+/// Returns the ack's duplicate flag (or the final error) and the re-sends.
+async fn confirm(
+    resend: Resend,
+    first: Result<PublishAckFuture, async_nats::jetstream::context::PublishError>,
+    config: &PublisherConfig,
+    metrics: &IngestMetrics,
+) -> (Result<bool, IngestError>, u32) {
+    let mut attempt = first;
+    let mut retries = 0u32;
+    loop {
+        let reason = match attempt {
+            Ok(ack) => match tokio::time::timeout(config.ack_timeout, ack).await {
+                Ok(Ok(ack)) => return (Ok(ack.duplicate), retries),
+                Ok(Err(error)) if retryable(error.kind()) => error.to_string(),
+                Ok(Err(error)) => {
+                    return (Err(resend.failure(retries + 1, error.to_string())), retries)
+                }
+                Err(_) => format!("no ack within {:?}", config.ack_timeout),
+            },
+            Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                return (Err(resend.failure(retries + 1, error.to_string())), retries)
+            }
+            Err(error) => error.to_string(),
+        };
+        if retries >= config.max_retries {
+            return (Err(resend.failure(retries + 1, reason)), retries);
+        }
+        let backoff = config
+            .retry_backoff
+            .saturating_mul(1 << retries.min(5))
+            .min(Duration::from_secs(2));
+        tracing::warn!(subject = %resend.subject, msg_id = %resend.msg_id, %reason, ?backoff, "re-sending");
+        tokio::time::sleep(backoff).await;
+        retries += 1;
+        metrics.retried.increment(1);
+        attempt = resend.send().await;
+    }
+}
+
+/// `text` on one line and at most 512 bytes, for a header.
+fn one_line(text: &str) -> String {
+    let mut line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if line.len() > 512 {
+        let mut cut = 509;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+        line.push_str("...");
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_text_is_one_bounded_line() {
+        assert_eq!(one_line("a\nb\tc"), "a b c");
+        let long = "é".repeat(400);
+        let line = one_line(&long);
+        assert!(line.len() <= 512 && line.ends_with("..."));
+    }
+
+    #[test]
+    fn only_transient_errors_are_retried() {
+        assert!(retryable(PublishErrorKind::TimedOut));
+        assert!(retryable(PublishErrorKind::BrokenPipe));
+        assert!(!retryable(PublishErrorKind::StreamNotFound));
+        assert!(!retryable(PublishErrorKind::MaxPayloadExceeded));
+    }
+}
