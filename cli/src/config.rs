@@ -22,6 +22,10 @@ pub struct InsiteConfig {
     pub redis: RedisConfig,
     /// The local servers of `insite services`.
     pub local: LocalSection,
+    /// The dataflow job.
+    pub pipeline: insite_pipeline::PipelineConfig,
+    /// The query service (`insite query serve`).
+    pub query: insite_query::QueryConfig,
 }
 
 /// Where `insite services` keeps local servers and which ports they use.

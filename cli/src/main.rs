@@ -7,13 +7,21 @@
 //! |---|---|
 //! | `services install\|up\|down\|status` | `insite-local` |
 //! | `migrate` | `insite-sinks` |
+//! | `pipeline run`, `replay` | `insite-pipeline` |
+//! | `ingest synthetic\|replay\|ws\|rss` | `insite-ingest` |
+//! | `bench ingest` | `insite-ingest` |
+//! | `query serve` | `insite-query` |
 //!
 //! Config is layered: built-in defaults, then a TOML file (`--config`, or
 //! `INSITE_CONFIG`), then `INSITE_*` environment variables with `__` between
 //! levels (`INSITE_NATS__URL`, `INSITE_CLICKHOUSE__DATABASE`, ...).
 
+mod bench_ingest;
 mod config;
+mod ingest;
 mod migrate;
+mod pipeline;
+mod query;
 mod services;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +49,31 @@ enum Command {
     Services(services::ServicesArgs),
     /// Create the ClickHouse database and apply the versioned migrations.
     Migrate,
+    /// The dataflow job: JetStream in; ClickHouse, Redis and NATS out.
+    Pipeline(pipeline::PipelineArgs),
+    /// Re-run the dataflow over a stream range, into the live tables or
+    /// another database.
+    Replay(pipeline::ReplayArgs),
+    /// Ingest workers: publish synthetic, replayed or live feeds to JetStream.
+    Ingest(ingest::IngestArgs),
+    /// Benchmarks that print their figures.
+    Bench(BenchArgs),
+    /// The query service: HTTP API, WebSocket push, live chart page.
+    Query(query::QueryArgs),
+}
+
+/// Arguments of `insite bench`.
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    #[command(subcommand)]
+    which: BenchCommand,
+}
+
+/// The benchmarks.
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Raw JetStream publishing vs `insite ingest synthetic --max`.
+    Ingest(bench_ingest::BenchIngestArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,5 +86,12 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Services(args) => services::run(&config, args),
         Command::Migrate => migrate::run(&config),
+        Command::Pipeline(args) => pipeline::run(&config, args),
+        Command::Replay(args) => pipeline::replay(&config, args),
+        Command::Ingest(args) => ingest::run(&config, args),
+        Command::Bench(args) => match args.which {
+            BenchCommand::Ingest(args) => bench_ingest::run(&config, args),
+        },
+        Command::Query(args) => query::run(&config, args),
     }
 }

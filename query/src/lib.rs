@@ -16,7 +16,7 @@
 //! | `GET /v1/alerts?symbol=&limit=` | recent alerts |
 //! | `GET /v1/stream` | WebSocket push ([`stream`]) |
 //! | `GET /v1/openapi.json` | the OpenAPI document |
-//! | `GET /healthz`, `/readyz`, `/metrics` | liveness, readiness (Redis and ClickHouse), Prometheus |
+//! | `GET /healthz`, `/readyz`, `/metrics` | liveness, readiness (Redis, ClickHouse, NATS feed), Prometheus |
 //! | `GET /` | the live chart page |
 //!
 //! ## Layout
@@ -201,6 +201,7 @@ async fn healthz() -> &'static str {
 struct Readiness {
     redis: String,
     clickhouse: String,
+    stream: &'static str,
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -217,8 +218,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let body = Readiness {
         redis: check(redis),
         clickhouse: check(clickhouse),
+        stream: if state.inner.hub.feed_ready() {
+            "ok"
+        } else {
+            "not subscribed"
+        },
     };
-    let status = if body.redis == "ok" && body.clickhouse == "ok" {
+    let status = if body.redis == "ok" && body.clickhouse == "ok" && body.stream == "ok" {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

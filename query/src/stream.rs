@@ -83,6 +83,8 @@ pub struct Hub {
     intervals: Vec<Interval>,
     /// Cancelled at shutdown: every client closes.
     shutdown: CancellationToken,
+    /// Whether the NATS feed's subscriptions are in place.
+    feed_ready: std::sync::atomic::AtomicBool,
 }
 
 /// A message from a client.
@@ -127,7 +129,14 @@ impl Hub {
             config,
             intervals,
             shutdown: CancellationToken::new(),
+            feed_ready: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether the NATS feed is subscribed (results published from now on
+    /// reach subscribed clients).
+    pub fn feed_ready(&self) -> bool {
+        self.feed_ready.load(Ordering::Acquire)
     }
 
     /// Clients connected now.
@@ -432,6 +441,11 @@ pub async fn feed(
     if quotes {
         subs.push(client.subscribe(streams.subject("md.quotes.>")).await?);
     }
+    // The server has the subscriptions once it answers a ping.
+    if let Err(e) = client.flush().await {
+        tracing::warn!(error = %e, "flushing the NATS subscriptions");
+    }
+    hub.feed_ready.store(true, Ordering::Release);
     let mut merged = futures::stream::select_all(subs);
     let dlq = streams.subject(&subjects::dlq("query"));
     loop {
@@ -457,6 +471,7 @@ pub async fn feed(
                 .await;
         }
     }
+    hub.feed_ready.store(false, Ordering::Release);
     hub.close_all();
     Ok(())
 }

@@ -10,3 +10,4 @@ mod nats_sink;
 mod pipeline_output;
 mod pipeline_source;
 mod redis_sink;
+mod query_http;
