@@ -160,6 +160,9 @@ pub struct StreamConfig {
     pub max_subscriptions: usize,
     /// Also forward quotes (`md.quotes.>`) to clients that subscribe to them.
     pub quotes: bool,
+    /// How long a dropped client gets to take what is already in its
+    /// socket and then the close frame, in milliseconds.
+    pub close_timeout_ms: u64,
 }
 
 impl Default for StreamConfig {
@@ -168,6 +171,7 @@ impl Default for StreamConfig {
             client_queue: 1_024,
             max_subscriptions: 256,
             quotes: true,
+            close_timeout_ms: 10_000,
         }
     }
 }

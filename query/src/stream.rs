@@ -292,6 +292,8 @@ impl Hub {
         for topic in &mine {
             self.unsubscribe(topic, id);
         }
+        self.clients.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!("insite_query_ws_clients").decrement(1.0);
         if kill.is_cancelled() {
             let reason = handle
                 .reason
@@ -307,10 +309,12 @@ impl Hub {
                 code,
                 reason: reason.into(),
             })));
-            let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
+            let _ = tokio::time::timeout(
+                Duration::from_millis(self.config.close_timeout_ms),
+                close,
+            )
+            .await;
         }
-        self.clients.fetch_sub(1, Ordering::Relaxed);
-        metrics::gauge!("insite_query_ws_clients").decrement(1.0);
     }
 
     fn handle_op(

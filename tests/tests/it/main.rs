@@ -11,3 +11,4 @@ mod pipeline_output;
 mod pipeline_source;
 mod redis_sink;
 mod query_http;
+mod query_ws;
