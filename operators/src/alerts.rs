@@ -45,7 +45,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use insite_schemas::{Alert, AlertKind, Bar, Finality, Interval, SentimentWindow, Symbol, TimestampMs};
+use insite_schemas::{
+    Alert, AlertKind, Bar, Finality, Interval, SentimentWindow, Symbol, TimestampMs,
+};
 use rustc_hash::FxHashMap;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
@@ -121,7 +123,12 @@ impl AlertState {
     }
 
     /// Applies the sentiment rule to one final window (call in window order).
-    pub fn on_sentiment(&mut self, config: &AlertsConfig, window: &SentimentWindow, out: &mut Vec<Alert>) {
+    pub fn on_sentiment(
+        &mut self,
+        config: &AlertsConfig,
+        window: &SentimentWindow,
+        out: &mut Vec<Alert>,
+    ) {
         if !config.sentiment_intervals.contains(&window.interval) {
             return;
         }
@@ -129,7 +136,8 @@ impl AlertState {
         let current = (window.window_start, window.score, window.posts);
         if let Some((start, score, posts)) = self.sentiment.insert(key, current) {
             let adjacent = start == window.window_start - window.interval.millis();
-            let enough = posts >= config.sentiment_min_posts && window.posts >= config.sentiment_min_posts;
+            let enough =
+                posts >= config.sentiment_min_posts && window.posts >= config.sentiment_min_posts;
             let value = window.score - score;
             if adjacent && enough && value.abs() >= config.sentiment_shift_threshold {
                 out.push(Alert {
@@ -181,18 +189,28 @@ impl<'scope> Alerts<'scope> for StreamVec<'scope, TimestampMs, Bar> {
                     let output_index = output.output_index();
                     bars.for_each_stamp(|cap, batches| {
                         let Some(&t) = cap.least() else { return };
-                        let Some(held) = cap.retain_least(output_index) else { return };
-                        let slot = pending.entry(t).or_insert_with(|| (held, Vec::new(), Vec::new()));
+                        let Some(held) = cap.retain_least(output_index) else {
+                            return;
+                        };
+                        let slot = pending
+                            .entry(t)
+                            .or_insert_with(|| (held, Vec::new(), Vec::new()));
                         for batch in batches {
-                            slot.1.extend(batch.drain(..).filter(|b| b.finality == Finality::Final));
+                            slot.1
+                                .extend(batch.drain(..).filter(|b| b.finality == Finality::Final));
                         }
                     });
                     windows.for_each_stamp(|cap, batches| {
                         let Some(&t) = cap.least() else { return };
-                        let Some(held) = cap.retain_least(output_index) else { return };
-                        let slot = pending.entry(t).or_insert_with(|| (held, Vec::new(), Vec::new()));
+                        let Some(held) = cap.retain_least(output_index) else {
+                            return;
+                        };
+                        let slot = pending
+                            .entry(t)
+                            .or_insert_with(|| (held, Vec::new(), Vec::new()));
                         for batch in batches {
-                            slot.2.extend(batch.drain(..).filter(|w| w.finality == Finality::Final));
+                            slot.2
+                                .extend(batch.drain(..).filter(|w| w.finality == Finality::Final));
                         }
                     });
                     while let Some(entry) = pending.first_entry() {
@@ -202,10 +220,18 @@ impl<'scope> Alerts<'scope> for StreamVec<'scope, TimestampMs, Bar> {
                         }
                         let (cap, mut bars, mut windows) = entry.remove();
                         bars.sort_by(|a, b| {
-                            (&a.symbol, a.interval, a.window_start).cmp(&(&b.symbol, b.interval, b.window_start))
+                            (&a.symbol, a.interval, a.window_start).cmp(&(
+                                &b.symbol,
+                                b.interval,
+                                b.window_start,
+                            ))
                         });
                         windows.sort_by(|a, b| {
-                            (&a.symbol, a.interval, a.window_start).cmp(&(&b.symbol, b.interval, b.window_start))
+                            (&a.symbol, a.interval, a.window_start).cmp(&(
+                                &b.symbol,
+                                b.interval,
+                                b.window_start,
+                            ))
                         });
                         let mut alerts = Vec::new();
                         for bar in &bars {

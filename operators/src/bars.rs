@@ -124,7 +124,13 @@ pub(crate) struct BarAcc {
 struct BarAggregate;
 
 impl BarAggregate {
-    fn bar(symbol: &Symbol, spec: WindowSpec, start: TimestampMs, acc: &BarAcc, finality: Finality) -> Bar {
+    fn bar(
+        symbol: &Symbol,
+        spec: WindowSpec,
+        start: TimestampMs,
+        acc: &BarAcc,
+        finality: Finality,
+    ) -> Bar {
         Bar {
             symbol: symbol.clone(),
             interval: spec.size,
@@ -186,11 +192,23 @@ impl Aggregate for BarAggregate {
         acc.trades += 1;
     }
 
-    fn provisional(&self, symbol: &Symbol, spec: WindowSpec, start: TimestampMs, acc: &BarAcc) -> Option<Bar> {
+    fn provisional(
+        &self,
+        symbol: &Symbol,
+        spec: WindowSpec,
+        start: TimestampMs,
+        acc: &BarAcc,
+    ) -> Option<Bar> {
         Some(Self::bar(symbol, spec, start, acc, Finality::Provisional))
     }
 
-    fn finish(&mut self, symbol: &Symbol, spec: WindowSpec, start: TimestampMs, acc: BarAcc) -> Option<Bar> {
+    fn finish(
+        &mut self,
+        symbol: &Symbol,
+        spec: WindowSpec,
+        start: TimestampMs,
+        acc: BarAcc,
+    ) -> Option<Bar> {
         Some(Self::bar(symbol, spec, start, &acc, Finality::Final))
     }
 }
@@ -200,12 +218,24 @@ pub trait Bars<'scope> {
     /// OHLCV/VWAP bars per symbol for each of `intervals` (provisional at
     /// most once per `provisional_every`, final at time = window end).
     /// Trades are exchanged by symbol.
-    fn bars(self, intervals: &[Interval], provisional_every: Duration) -> StreamVec<'scope, TimestampMs, Bar>;
+    fn bars(
+        self,
+        intervals: &[Interval],
+        provisional_every: Duration,
+    ) -> StreamVec<'scope, TimestampMs, Bar>;
 }
 
 impl<'scope> Bars<'scope> for StreamVec<'scope, TimestampMs, Trade> {
-    fn bars(self, intervals: &[Interval], provisional_every: Duration) -> StreamVec<'scope, TimestampMs, Bar> {
-        let specs = intervals.iter().copied().map(WindowSpec::tumbling).collect();
+    fn bars(
+        self,
+        intervals: &[Interval],
+        provisional_every: Duration,
+    ) -> StreamVec<'scope, TimestampMs, Bar> {
+        let specs = intervals
+            .iter()
+            .copied()
+            .map(WindowSpec::tumbling)
+            .collect();
         windowed(self, "Bars", specs, provisional_every, BarAggregate)
     }
 }

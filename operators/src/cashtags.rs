@@ -51,7 +51,11 @@ pub fn extract_cashtags(text: &str) -> Vec<Symbol> {
             }
         }
         // A tag running into other word characters (`$TSLAé`) is not a tag.
-        if text[end..].chars().next().is_some_and(|c| c.is_alphanumeric()) {
+        if text[end..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphanumeric())
+        {
             i = end;
             continue;
         }
@@ -71,7 +75,10 @@ mod tests {
     use super::*;
 
     fn tags(text: &str) -> Vec<String> {
-        extract_cashtags(text).iter().map(|s| s.to_string()).collect()
+        extract_cashtags(text)
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 
     #[test]

@@ -149,28 +149,43 @@ impl OperatorsConfig {
         if !(a.volume_spike_ratio.is_finite() && a.volume_spike_ratio > 0.0) {
             return bad("alerts.volume_spike_ratio", "must be a positive number");
         }
-        if a.volume_history == 0 || a.volume_min_history == 0 || a.volume_min_history > a.volume_history {
+        if a.volume_history == 0
+            || a.volume_min_history == 0
+            || a.volume_min_history > a.volume_history
+        {
             return bad(
                 "alerts.volume_min_history",
                 "need 1 <= volume_min_history <= volume_history",
             );
         }
         if !(a.sentiment_shift_threshold.is_finite() && a.sentiment_shift_threshold > 0.0) {
-            return bad("alerts.sentiment_shift_threshold", "must be a positive number");
+            return bad(
+                "alerts.sentiment_shift_threshold",
+                "must be a positive number",
+            );
         }
         for i in &a.price_move_intervals {
             if !self.bar_intervals.contains(i) {
-                return bad("alerts.price_move_intervals", "each must be one of bar_intervals");
+                return bad(
+                    "alerts.price_move_intervals",
+                    "each must be one of bar_intervals",
+                );
             }
         }
         for i in &a.volume_intervals {
             if !self.bar_intervals.contains(i) {
-                return bad("alerts.volume_intervals", "each must be one of bar_intervals");
+                return bad(
+                    "alerts.volume_intervals",
+                    "each must be one of bar_intervals",
+                );
             }
         }
         for i in &a.sentiment_intervals {
             if !self.sentiment_intervals.contains(i) {
-                return bad("alerts.sentiment_intervals", "each must be one of sentiment_intervals");
+                return bad(
+                    "alerts.sentiment_intervals",
+                    "each must be one of sentiment_intervals",
+                );
             }
         }
         Ok(())
@@ -200,7 +215,11 @@ impl OperatorsConfig {
         tumbling
             .into_iter()
             .map(WindowSpec::tumbling)
-            .chain(sliding.into_iter().map(|(size, slide)| WindowSpec::sliding(size, slide)))
+            .chain(
+                sliding
+                    .into_iter()
+                    .map(|(size, slide)| WindowSpec::sliding(size, slide)),
+            )
             .map(|spec| spec.latest_end(ts))
             .max()
             .unwrap_or(ts)
@@ -208,7 +227,11 @@ impl OperatorsConfig {
 
     /// The windows a trade feeds.
     pub fn trade_windows(&self) -> Vec<WindowSpec> {
-        self.bar_intervals.iter().copied().map(WindowSpec::tumbling).collect()
+        self.bar_intervals
+            .iter()
+            .copied()
+            .map(WindowSpec::tumbling)
+            .collect()
     }
 
     /// The windows a post feeds (sentiment and trending).
@@ -231,9 +254,13 @@ mod tests {
         let config = OperatorsConfig::default();
         config.validate().unwrap();
         let json = serde_json::to_string(&config).unwrap();
-        assert_eq!(serde_json::from_str::<OperatorsConfig>(&json).unwrap(), config);
+        assert_eq!(
+            serde_json::from_str::<OperatorsConfig>(&json).unwrap(),
+            config
+        );
         let partial: OperatorsConfig =
-            serde_json::from_str(r#"{"allowed_lateness_ms": 500, "trending": {"top_n": 5}}"#).unwrap();
+            serde_json::from_str(r#"{"allowed_lateness_ms": 500, "trending": {"top_n": 5}}"#)
+                .unwrap();
         assert_eq!(partial.allowed_lateness_ms, 500);
         assert_eq!(partial.trending.top_n, 5);
         assert_eq!(partial.trending.size, Interval::FIVE_MINUTES);
@@ -257,7 +284,10 @@ mod tests {
     fn spans_cover_every_window() {
         let c = OperatorsConfig::default();
         let (tumbling, sliding) = c.window_spans();
-        assert_eq!(tumbling, [Interval::SECOND, Interval::MINUTE, Interval::FIVE_MINUTES]);
+        assert_eq!(
+            tumbling,
+            [Interval::SECOND, Interval::MINUTE, Interval::FIVE_MINUTES]
+        );
         assert_eq!(sliding, [(Interval::FIVE_MINUTES, Interval::MINUTE)]);
         // An event at 00:01:30.5 is in the 5 m sliding window [00:01, 00:06).
         assert_eq!(c.latest_window_end(90_500), 360_000);

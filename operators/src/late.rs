@@ -117,7 +117,8 @@ impl<'scope, D: Windowed + 'static> LateEvents<'scope> for StreamVec<'scope, Tim
                     let mut session = output.session(&cap);
                     for batch in batches {
                         for record in batch.iter() {
-                            if record.has_windows() && is_late_for_any(&specs, record.event_ts(), t) {
+                            if record.has_windows() && is_late_for_any(&specs, record.event_ts(), t)
+                            {
                                 if let Some(late) = record.late_event(t) {
                                     session.give(late);
                                 }

@@ -127,7 +127,13 @@ pub(crate) struct SentimentAcc {
 struct SentimentAggregate;
 
 impl SentimentAggregate {
-    fn window(symbol: &Symbol, spec: WindowSpec, start: TimestampMs, acc: &SentimentAcc, finality: Finality) -> SentimentWindow {
+    fn window(
+        symbol: &Symbol,
+        spec: WindowSpec,
+        start: TimestampMs,
+        acc: &SentimentAcc,
+        finality: Finality,
+    ) -> SentimentWindow {
         let posts = acc.posts.max(1) as f64;
         let score = acc.score_sum as f64 / SCORE_SCALE / posts;
         let weighted_score = if acc.weight_sum == 0 {
@@ -182,11 +188,29 @@ impl Aggregate for SentimentAggregate {
         acc.weight_sum += fixed(m.weight);
     }
 
-    fn provisional(&self, symbol: &Symbol, spec: WindowSpec, start: TimestampMs, acc: &SentimentAcc) -> Option<SentimentWindow> {
-        Some(Self::window(symbol, spec, start, acc, Finality::Provisional))
+    fn provisional(
+        &self,
+        symbol: &Symbol,
+        spec: WindowSpec,
+        start: TimestampMs,
+        acc: &SentimentAcc,
+    ) -> Option<SentimentWindow> {
+        Some(Self::window(
+            symbol,
+            spec,
+            start,
+            acc,
+            Finality::Provisional,
+        ))
     }
 
-    fn finish(&mut self, symbol: &Symbol, spec: WindowSpec, start: TimestampMs, acc: SentimentAcc) -> Option<SentimentWindow> {
+    fn finish(
+        &mut self,
+        symbol: &Symbol,
+        spec: WindowSpec,
+        start: TimestampMs,
+        acc: SentimentAcc,
+    ) -> Option<SentimentWindow> {
         Some(Self::window(symbol, spec, start, &acc, Finality::Final))
     }
 }
@@ -221,19 +245,41 @@ pub trait SentimentWindows<'scope> {
     /// Per-symbol sentiment for each of `intervals` (exchanged by symbol;
     /// provisional at most once per `provisional_every`, final at time =
     /// window end).
-    fn sentiment_windows(self, intervals: &[Interval], provisional_every: Duration) -> StreamVec<'scope, TimestampMs, SentimentWindow>;
+    fn sentiment_windows(
+        self,
+        intervals: &[Interval],
+        provisional_every: Duration,
+    ) -> StreamVec<'scope, TimestampMs, SentimentWindow>;
 }
 
 impl<'scope> SentimentWindows<'scope> for StreamVec<'scope, TimestampMs, (Post, f64)> {
-    fn sentiment_windows(self, intervals: &[Interval], provisional_every: Duration) -> StreamVec<'scope, TimestampMs, SentimentWindow> {
+    fn sentiment_windows(
+        self,
+        intervals: &[Interval],
+        provisional_every: Duration,
+    ) -> StreamVec<'scope, TimestampMs, SentimentWindow> {
         self.flat_map(|scored| mentions(&scored).collect::<Vec<_>>())
             .sentiment_windows(intervals, provisional_every)
     }
 }
 
 impl<'scope> SentimentWindows<'scope> for StreamVec<'scope, TimestampMs, Mention> {
-    fn sentiment_windows(self, intervals: &[Interval], provisional_every: Duration) -> StreamVec<'scope, TimestampMs, SentimentWindow> {
-        let specs = intervals.iter().copied().map(WindowSpec::tumbling).collect();
-        windowed(self, "SentimentWindows", specs, provisional_every, SentimentAggregate)
+    fn sentiment_windows(
+        self,
+        intervals: &[Interval],
+        provisional_every: Duration,
+    ) -> StreamVec<'scope, TimestampMs, SentimentWindow> {
+        let specs = intervals
+            .iter()
+            .copied()
+            .map(WindowSpec::tumbling)
+            .collect();
+        windowed(
+            self,
+            "SentimentWindows",
+            specs,
+            provisional_every,
+            SentimentAggregate,
+        )
     }
 }

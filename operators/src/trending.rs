@@ -73,7 +73,11 @@ pub fn zscore(mentions: u64, baseline: &[u64]) -> f64 {
     }
     let n = baseline.len() as f64;
     let mean = baseline.iter().map(|c| *c as f64).sum::<f64>() / n;
-    let variance = baseline.iter().map(|c| (*c as f64 - mean).powi(2)).sum::<f64>() / n;
+    let variance = baseline
+        .iter()
+        .map(|c| (*c as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n;
     (mentions as f64 - mean) / variance.sqrt().max(1.0)
 }
 
@@ -121,18 +125,33 @@ impl Aggregate for CountAggregate {
         *acc += 1;
     }
 
-    fn provisional(&self, _: &Symbol, _: WindowSpec, _: TimestampMs, _: &u64) -> Option<TrendingCandidate> {
+    fn provisional(
+        &self,
+        _: &Symbol,
+        _: WindowSpec,
+        _: TimestampMs,
+        _: &u64,
+    ) -> Option<TrendingCandidate> {
         None
     }
 
-    fn finish(&mut self, symbol: &Symbol, spec: WindowSpec, start: TimestampMs, mentions: u64) -> Option<TrendingCandidate> {
+    fn finish(
+        &mut self,
+        symbol: &Symbol,
+        spec: WindowSpec,
+        start: TimestampMs,
+        mentions: u64,
+    ) -> Option<TrendingCandidate> {
         let slide = spec.slide.millis();
         let n = self.config.baseline_windows;
         let history = self.history.entry(symbol.clone()).or_default();
         let baseline: Vec<u64> = (1..=n as i64)
             .map(|k| {
                 let s = start - k * slide;
-                history.iter().find(|(hs, _)| *hs == s).map_or(0, |(_, c)| *c)
+                history
+                    .iter()
+                    .find(|(hs, _)| *hs == s)
+                    .map_or(0, |(_, c)| *c)
             })
             .collect();
         let z = zscore(mentions, &baseline);
@@ -192,13 +211,17 @@ impl<'scope> TrendingWindows<'scope> for StreamVec<'scope, TimestampMs, Mention>
             Exchange::new(|_: &TrendingCandidate| 0),
             "TrendingRank",
             move |_cap, _info| {
-                let mut pending: BTreeMap<TimestampMs, (Capability<TimestampMs>, Vec<TrendingCandidate>)> =
-                    BTreeMap::new();
+                let mut pending: BTreeMap<
+                    TimestampMs,
+                    (Capability<TimestampMs>, Vec<TrendingCandidate>),
+                > = BTreeMap::new();
                 move |(input, frontier), output| {
                     let output_index = output.output_index();
                     input.for_each_stamp(|cap, batches| {
                         let Some(&t) = cap.least() else { return };
-                        let Some(held) = cap.retain_least(output_index) else { return };
+                        let Some(held) = cap.retain_least(output_index) else {
+                            return;
+                        };
                         let slot = pending.entry(t).or_insert_with(|| (held, Vec::new()));
                         for batch in batches {
                             slot.1.append(batch);
@@ -209,9 +232,13 @@ impl<'scope> TrendingWindows<'scope> for StreamVec<'scope, TimestampMs, Mention>
                             break;
                         }
                         let (cap, candidates) = entry.remove();
-                        let mut windows: BTreeMap<(Interval, TimestampMs), Vec<TrendingEntry>> = BTreeMap::new();
+                        let mut windows: BTreeMap<(Interval, TimestampMs), Vec<TrendingEntry>> =
+                            BTreeMap::new();
                         for c in candidates {
-                            windows.entry((c.interval, c.window_start)).or_default().push(c.entry);
+                            windows
+                                .entry((c.interval, c.window_start))
+                                .or_default()
+                                .push(c.entry);
                         }
                         let mut session = output.session(&cap);
                         for ((interval, window_start), entries) in windows {

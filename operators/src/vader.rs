@@ -69,38 +69,150 @@ const ALPHA: f64 = 15.0;
 
 /// The reference's negation words (a token containing "n't" negates too).
 const NEGATE: &[&str] = &[
-    "aint", "arent", "cannot", "cant", "couldnt", "darent", "didnt", "doesnt", "ain't", "aren't",
-    "can't", "couldn't", "daren't", "didn't", "doesn't", "dont", "hadnt", "hasnt", "havent",
-    "isnt", "mightnt", "mustnt", "neither", "don't", "hadn't", "hasn't", "haven't", "isn't",
-    "mightn't", "mustn't", "neednt", "needn't", "never", "none", "nope", "nor", "not", "nothing",
-    "nowhere", "oughtnt", "shant", "shouldnt", "uhuh", "wasnt", "werent", "oughtn't", "shan't",
-    "shouldn't", "uh-uh", "wasn't", "weren't", "without", "wont", "wouldnt", "won't", "wouldn't",
-    "rarely", "seldom", "despite",
+    "aint",
+    "arent",
+    "cannot",
+    "cant",
+    "couldnt",
+    "darent",
+    "didnt",
+    "doesnt",
+    "ain't",
+    "aren't",
+    "can't",
+    "couldn't",
+    "daren't",
+    "didn't",
+    "doesn't",
+    "dont",
+    "hadnt",
+    "hasnt",
+    "havent",
+    "isnt",
+    "mightnt",
+    "mustnt",
+    "neither",
+    "don't",
+    "hadn't",
+    "hasn't",
+    "haven't",
+    "isn't",
+    "mightn't",
+    "mustn't",
+    "neednt",
+    "needn't",
+    "never",
+    "none",
+    "nope",
+    "nor",
+    "not",
+    "nothing",
+    "nowhere",
+    "oughtnt",
+    "shant",
+    "shouldnt",
+    "uhuh",
+    "wasnt",
+    "werent",
+    "oughtn't",
+    "shan't",
+    "shouldn't",
+    "uh-uh",
+    "wasn't",
+    "weren't",
+    "without",
+    "wont",
+    "wouldnt",
+    "won't",
+    "wouldn't",
+    "rarely",
+    "seldom",
+    "despite",
 ];
 
 /// The reference's single-word boosters (positive) and dampeners (negative).
 const BOOSTERS: &[(&str, f64)] = &[
-    ("absolutely", B_INCR), ("amazingly", B_INCR), ("awfully", B_INCR), ("completely", B_INCR),
-    ("considerable", B_INCR), ("considerably", B_INCR), ("decidedly", B_INCR), ("deeply", B_INCR),
-    ("effing", B_INCR), ("enormous", B_INCR), ("enormously", B_INCR), ("entirely", B_INCR),
-    ("especially", B_INCR), ("exceptional", B_INCR), ("exceptionally", B_INCR), ("extreme", B_INCR),
-    ("extremely", B_INCR), ("fabulously", B_INCR), ("flipping", B_INCR), ("flippin", B_INCR),
-    ("frackin", B_INCR), ("fracking", B_INCR), ("fricking", B_INCR), ("frickin", B_INCR),
-    ("frigging", B_INCR), ("friggin", B_INCR), ("fully", B_INCR), ("fuckin", B_INCR),
-    ("fucking", B_INCR), ("fuggin", B_INCR), ("fugging", B_INCR), ("greatly", B_INCR),
-    ("hella", B_INCR), ("highly", B_INCR), ("hugely", B_INCR), ("incredible", B_INCR),
-    ("incredibly", B_INCR), ("intensely", B_INCR), ("major", B_INCR), ("majorly", B_INCR),
-    ("more", B_INCR), ("most", B_INCR), ("particularly", B_INCR), ("purely", B_INCR),
-    ("quite", B_INCR), ("really", B_INCR), ("remarkably", B_INCR), ("so", B_INCR),
-    ("substantially", B_INCR), ("thoroughly", B_INCR), ("total", B_INCR), ("totally", B_INCR),
-    ("tremendous", B_INCR), ("tremendously", B_INCR), ("uber", B_INCR), ("unbelievably", B_INCR),
-    ("unusually", B_INCR), ("utter", B_INCR), ("utterly", B_INCR), ("very", B_INCR),
-    ("almost", B_DECR), ("barely", B_DECR), ("hardly", B_DECR), ("kinda", B_DECR),
-    ("kindof", B_DECR), ("kind-of", B_DECR), ("less", B_DECR), ("little", B_DECR),
-    ("marginal", B_DECR), ("marginally", B_DECR), ("occasional", B_DECR),
-    ("occasionally", B_DECR), ("partly", B_DECR), ("scarce", B_DECR), ("scarcely", B_DECR),
-    ("slight", B_DECR), ("slightly", B_DECR), ("somewhat", B_DECR), ("sorta", B_DECR),
-    ("sortof", B_DECR), ("sort-of", B_DECR),
+    ("absolutely", B_INCR),
+    ("amazingly", B_INCR),
+    ("awfully", B_INCR),
+    ("completely", B_INCR),
+    ("considerable", B_INCR),
+    ("considerably", B_INCR),
+    ("decidedly", B_INCR),
+    ("deeply", B_INCR),
+    ("effing", B_INCR),
+    ("enormous", B_INCR),
+    ("enormously", B_INCR),
+    ("entirely", B_INCR),
+    ("especially", B_INCR),
+    ("exceptional", B_INCR),
+    ("exceptionally", B_INCR),
+    ("extreme", B_INCR),
+    ("extremely", B_INCR),
+    ("fabulously", B_INCR),
+    ("flipping", B_INCR),
+    ("flippin", B_INCR),
+    ("frackin", B_INCR),
+    ("fracking", B_INCR),
+    ("fricking", B_INCR),
+    ("frickin", B_INCR),
+    ("frigging", B_INCR),
+    ("friggin", B_INCR),
+    ("fully", B_INCR),
+    ("fuckin", B_INCR),
+    ("fucking", B_INCR),
+    ("fuggin", B_INCR),
+    ("fugging", B_INCR),
+    ("greatly", B_INCR),
+    ("hella", B_INCR),
+    ("highly", B_INCR),
+    ("hugely", B_INCR),
+    ("incredible", B_INCR),
+    ("incredibly", B_INCR),
+    ("intensely", B_INCR),
+    ("major", B_INCR),
+    ("majorly", B_INCR),
+    ("more", B_INCR),
+    ("most", B_INCR),
+    ("particularly", B_INCR),
+    ("purely", B_INCR),
+    ("quite", B_INCR),
+    ("really", B_INCR),
+    ("remarkably", B_INCR),
+    ("so", B_INCR),
+    ("substantially", B_INCR),
+    ("thoroughly", B_INCR),
+    ("total", B_INCR),
+    ("totally", B_INCR),
+    ("tremendous", B_INCR),
+    ("tremendously", B_INCR),
+    ("uber", B_INCR),
+    ("unbelievably", B_INCR),
+    ("unusually", B_INCR),
+    ("utter", B_INCR),
+    ("utterly", B_INCR),
+    ("very", B_INCR),
+    ("almost", B_DECR),
+    ("barely", B_DECR),
+    ("hardly", B_DECR),
+    ("kinda", B_DECR),
+    ("kindof", B_DECR),
+    ("kind-of", B_DECR),
+    ("less", B_DECR),
+    ("little", B_DECR),
+    ("marginal", B_DECR),
+    ("marginally", B_DECR),
+    ("occasional", B_DECR),
+    ("occasionally", B_DECR),
+    ("partly", B_DECR),
+    ("scarce", B_DECR),
+    ("scarcely", B_DECR),
+    ("slight", B_DECR),
+    ("slightly", B_DECR),
+    ("somewhat", B_DECR),
+    ("sorta", B_DECR),
+    ("sortof", B_DECR),
+    ("sort-of", B_DECR),
 ];
 
 /// The reference's two-word boosters and dampeners.
@@ -140,7 +252,10 @@ fn is_upper(word: &str) -> bool {
 }
 
 fn lower(word: &str) -> Cow<'_, str> {
-    if word.bytes().any(|b| !b.is_ascii() || b.is_ascii_uppercase()) {
+    if word
+        .bytes()
+        .any(|b| !b.is_ascii() || b.is_ascii_uppercase())
+    {
         Cow::Owned(word.to_lowercase())
     } else {
         Cow::Borrowed(word)
@@ -225,7 +340,8 @@ impl Lexicon {
     }
 }
 
-static VADER: LazyLock<SentimentAnalyzer> = LazyLock::new(|| SentimentAnalyzer::new(Lexicon::parse(VADER_LEXICON)));
+static VADER: LazyLock<SentimentAnalyzer> =
+    LazyLock::new(|| SentimentAnalyzer::new(Lexicon::parse(VADER_LEXICON)));
 
 static FINANCE: LazyLock<SentimentAnalyzer> = LazyLock::new(|| {
     let mut lexicon = Lexicon::parse(VADER_LEXICON);
@@ -320,10 +436,18 @@ impl SentimentAnalyzer {
             .split_whitespace()
             .map(|word| {
                 let stripped = word.trim_matches(is_punct);
-                let raw = if stripped.chars().count() <= 2 { word } else { stripped };
+                let raw = if stripped.chars().count() <= 2 {
+                    word
+                } else {
+                    stripped
+                };
                 let lower = lower(raw);
                 let in_lexicon = self.lexicon.get(&lower);
-                Token { raw, lower, in_lexicon }
+                Token {
+                    raw,
+                    lower,
+                    in_lexicon,
+                }
             })
             .collect();
         let caps = tokens.iter().filter(|t| is_upper(t.raw)).count();
@@ -611,7 +735,16 @@ mod tests {
             .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
             .count();
         assert_eq!(taken, data_lines);
-        for word in ["bullish", "bearish", "moon", "calls", "puts", "beat", "miss", "downgrade"] {
+        for word in [
+            "bullish",
+            "bearish",
+            "moon",
+            "calls",
+            "puts",
+            "beat",
+            "miss",
+            "downgrade",
+        ] {
             assert!(finance.get(word).is_some(), "{word}");
         }
     }
@@ -621,7 +754,10 @@ mod tests {
         let v = SentimentAnalyzer::vader();
         for text in ["", "   ", "!!!", "$5.00", "\u{1F600}"] {
             let s = v.polarity_scores(text);
-            assert!(s.compound.is_finite() && (-1.0..=1.0).contains(&s.compound), "{text}");
+            assert!(
+                s.compound.is_finite() && (-1.0..=1.0).contains(&s.compound),
+                "{text}"
+            );
         }
         assert_eq!(v.compound(""), 0.0);
     }

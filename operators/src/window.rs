@@ -101,8 +101,14 @@ mod tests {
                 assert!(*s <= ts && ts < spec.end(*s));
                 assert_eq!(s.rem_euclid(60_000), 0);
             }
-            assert_eq!(spec.earliest_end(ts), starts.iter().map(|s| spec.end(*s)).min().unwrap());
-            assert_eq!(spec.latest_end(ts), starts.iter().map(|s| spec.end(*s)).max().unwrap());
+            assert_eq!(
+                spec.earliest_end(ts),
+                starts.iter().map(|s| spec.end(*s)).min().unwrap()
+            );
+            assert_eq!(
+                spec.latest_end(ts),
+                starts.iter().map(|s| spec.end(*s)).max().unwrap()
+            );
         }
     }
 }

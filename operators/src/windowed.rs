@@ -46,10 +46,22 @@ pub(crate) trait Aggregate: 'static {
     /// Adds `record` to a window's state.
     fn add(acc: &mut Self::Acc, record: &Self::In);
     /// The in-progress result of an open window.
-    fn provisional(&self, symbol: &Symbol, spec: WindowSpec, start: TimestampMs, acc: &Self::Acc) -> Option<Self::Out>;
+    fn provisional(
+        &self,
+        symbol: &Symbol,
+        spec: WindowSpec,
+        start: TimestampMs,
+        acc: &Self::Acc,
+    ) -> Option<Self::Out>;
     /// The final result of a window; called in order of window end, then
     /// (symbol, spec, start), so it may keep deterministic per-symbol state.
-    fn finish(&mut self, symbol: &Symbol, spec: WindowSpec, start: TimestampMs, acc: Self::Acc) -> Option<Self::Out>;
+    fn finish(
+        &mut self,
+        symbol: &Symbol,
+        spec: WindowSpec,
+        start: TimestampMs,
+        acc: Self::Acc,
+    ) -> Option<Self::Out>;
     /// Called after all windows ending at `end` are finished.
     fn closed_up_to(&mut self, _end: TimestampMs) {}
 }
@@ -153,7 +165,9 @@ pub(crate) fn windowed<'scope, A: Aggregate>(
                 windows.sort();
                 let mut session = output.session(&cap);
                 for (symbol, spec_index, start) in windows {
-                    let Some(list) = open.get_mut(&symbol) else { continue };
+                    let Some(list) = open.get_mut(&symbol) else {
+                        continue;
+                    };
                     let Some(position) = list
                         .iter()
                         .position(|w| w.start == start && w.spec == spec_index)
@@ -164,12 +178,19 @@ pub(crate) fn windowed<'scope, A: Aggregate>(
                     if list.is_empty() {
                         open.remove(&symbol);
                     }
-                    if let Some(result) = agg.finish(&symbol, specs[spec_index], start, window.acc) {
+                    if let Some(result) = agg.finish(&symbol, specs[spec_index], start, window.acc)
+                    {
                         session.give(result);
                     }
                 }
                 drop(session);
                 agg.closed_up_to(end);
+            }
+
+            // Nothing open: nothing to report provisionally either.
+            if open.is_empty() {
+                dirty.clear();
+                provisional_cap = None;
             }
 
             // Provisionals, at most once per cadence.
@@ -180,12 +201,15 @@ pub(crate) fn windowed<'scope, A: Aggregate>(
                         let mut session = output.session(&cap);
                         for (symbol, spec_index, start) in dirty.drain(..) {
                             let Some(window) = open.get_mut(&symbol).and_then(|list| {
-                                list.iter_mut().find(|w| w.start == start && w.spec == spec_index)
+                                list.iter_mut()
+                                    .find(|w| w.start == start && w.spec == spec_index)
                             }) else {
                                 continue; // finalized since
                             };
                             window.dirty = false;
-                            if let Some(result) = agg.provisional(&symbol, specs[spec_index], start, &window.acc) {
+                            if let Some(result) =
+                                agg.provisional(&symbol, specs[spec_index], start, &window.acc)
+                            {
                                 session.give(result);
                             }
                         }

@@ -2,6 +2,9 @@
 //! Rust, over random event sets (proptest), shuffled arrival within the
 //! allowed lateness, and 1, 2 and 4 workers; plus late events.
 
+// Test helpers outside `#[test]` functions fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -9,8 +12,8 @@ use insite_operators::sentiment::author_weight;
 use insite_operators::vader::SentimentAnalyzer;
 use insite_operators::{build_dataflow, captured, OperatorsConfig};
 use insite_schemas::{
-    Alert, AlertKind, Bar, Finality, Interval, LateEvent, Post, SentimentWindow, SourceName, Symbol, TimestampMs,
-    Trade, Trending,
+    Alert, AlertKind, Bar, Finality, Interval, LateEvent, Post, SentimentWindow, SourceName,
+    Symbol, TimestampMs, Trade, Trending,
 };
 use proptest::prelude::*;
 use timely::dataflow::operators::{Capture, Input};
@@ -18,8 +21,22 @@ use timely::dataflow::operators::{Capture, Input};
 const BASE: TimestampMs = 1_700_000_000_000;
 const SYMBOLS: [&str; 4] = ["AAA", "BBB", "CCC", "BRK.B"];
 const WORDS: [&str; 16] = [
-    "great", "terrible", "bullish", "bearish", "moon", "not", "very", "good", "bad", "but", "calls", "puts", "meh",
-    "!!!", "LOL", "downgrade",
+    "great",
+    "terrible",
+    "bullish",
+    "bearish",
+    "moon",
+    "not",
+    "very",
+    "good",
+    "bad",
+    "but",
+    "calls",
+    "puts",
+    "meh",
+    "!!!",
+    "LOL",
+    "downgrade",
 ];
 
 /// One input event with the watermark (timely time) it is read at.
@@ -51,14 +68,19 @@ struct Results {
 
 fn sort_results(r: &mut Results) {
     let key = |s: &Symbol, i: Interval, w: TimestampMs| (s.clone(), i, w);
-    r.bars.sort_by(|a, b| key(&a.symbol, a.interval, a.window_start).cmp(&key(&b.symbol, b.interval, b.window_start)));
-    r.sentiment
-        .sort_by(|a, b| key(&a.symbol, a.interval, a.window_start).cmp(&key(&b.symbol, b.interval, b.window_start)));
+    r.bars.sort_by(|a, b| {
+        key(&a.symbol, a.interval, a.window_start).cmp(&key(&b.symbol, b.interval, b.window_start))
+    });
+    r.sentiment.sort_by(|a, b| {
+        key(&a.symbol, a.interval, a.window_start).cmp(&key(&b.symbol, b.interval, b.window_start))
+    });
     r.trending.sort_by_key(|t| (t.interval, t.window_start));
     r.alerts.sort_by(|a, b| {
-        (key(&a.symbol, a.interval, a.window_start), a.kind).cmp(&(key(&b.symbol, b.interval, b.window_start), b.kind))
+        (key(&a.symbol, a.interval, a.window_start), a.kind)
+            .cmp(&(key(&b.symbol, b.interval, b.window_start), b.kind))
     });
-    r.late.sort_by(|a, b| (&a.event_id, a.ts, a.watermark).cmp(&(&b.event_id, b.ts, b.watermark)));
+    r.late
+        .sort_by(|a, b| (&a.event_id, a.ts, a.watermark).cmp(&(&b.event_id, b.ts, b.watermark)));
     r.scored.sort_by(|a, b| a.0.cmp(&b.0));
 }
 
@@ -111,22 +133,38 @@ fn run(workers: usize, events: &[(Event, TimestampMs)], config: &OperatorsConfig
         let mut r = Results::default();
         for (t, bar) in captured(bars) {
             if bar.finality == Finality::Final {
-                assert_eq!(t, bar.interval.window_end(bar.window_start), "bar final time");
+                assert_eq!(
+                    t,
+                    bar.interval.window_end(bar.window_start),
+                    "bar final time"
+                );
                 r.bars.push(bar);
             }
         }
         for (t, w) in captured(sentiment) {
             if w.finality == Finality::Final {
-                assert_eq!(t, w.interval.window_end(w.window_start), "sentiment final time");
+                assert_eq!(
+                    t,
+                    w.interval.window_end(w.window_start),
+                    "sentiment final time"
+                );
                 r.sentiment.push(w);
             }
         }
         for (t, list) in captured(trending) {
-            assert_eq!(t, list.interval.window_end(list.window_start), "trending time");
+            assert_eq!(
+                t,
+                list.interval.window_end(list.window_start),
+                "trending time"
+            );
             r.trending.push(list);
         }
         for (t, alert) in captured(alerts) {
-            assert_eq!(t, alert.interval.window_end(alert.window_start), "alert time");
+            assert_eq!(
+                t,
+                alert.interval.window_end(alert.window_start),
+                "alert time"
+            );
             r.alerts.push(alert);
         }
         for (t, late) in captured(late) {
@@ -215,7 +253,10 @@ fn reference(events: &[(Event, TimestampMs)], config: &OperatorsConfig) -> Resul
         for &i in &config.bar_intervals {
             let s = window_start(i, trade.ts);
             if s + i.millis() > *t {
-                groups.entry((trade.symbol.clone(), i, s)).or_default().push(trade);
+                groups
+                    .entry((trade.symbol.clone(), i, s))
+                    .or_default()
+                    .push(trade);
             } else {
                 late = true;
             }
@@ -225,14 +266,14 @@ fn reference(events: &[(Event, TimestampMs)], config: &OperatorsConfig) -> Resul
         }
     }
     for ((symbol, interval, start), trades) in groups {
-        let order = |a: &&Trade, b: &&Trade| {
+        let order = |a: &Trade, b: &Trade| {
             (a.ts, &a.trade_id, &a.exchange)
                 .cmp(&(b.ts, &b.trade_id, &b.exchange))
                 .then(a.price.total_cmp(&b.price))
                 .then(a.size.cmp(&b.size))
         };
-        let open = trades.iter().copied().min_by(|a, b| order(&a, &b)).unwrap();
-        let close = trades.iter().copied().max_by(|a, b| order(&a, &b)).unwrap();
+        let open = trades.iter().copied().min_by(|a, b| order(a, b)).unwrap();
+        let close = trades.iter().copied().max_by(|a, b| order(a, b)).unwrap();
         let volume: u64 = trades.iter().map(|t| t.size).sum();
         let notional: f64 = trades.iter().map(|t| t.price * t.size as f64).sum();
         r.bars.push(Bar {
@@ -268,14 +309,21 @@ fn reference(events: &[(Event, TimestampMs)], config: &OperatorsConfig) -> Resul
             for &i in &config.sentiment_intervals {
                 let s = window_start(i, post.ts);
                 if s + i.millis() > *wm {
-                    sentiment.entry((symbol.clone(), i, s)).or_default().push((score, weight));
+                    sentiment
+                        .entry((symbol.clone(), i, s))
+                        .or_default()
+                        .push((score, weight));
                 } else {
                     late = true;
                 }
             }
             for s in sliding_windows(t.size, t.slide, post.ts) {
                 if s + t.size.millis() > *wm {
-                    *counts.entry(s).or_default().entry(symbol.clone()).or_default() += 1;
+                    *counts
+                        .entry(s)
+                        .or_default()
+                        .entry(symbol.clone())
+                        .or_default() += 1;
                 } else {
                     late = true;
                 }
@@ -325,7 +373,12 @@ fn reference(events: &[(Event, TimestampMs)], config: &OperatorsConfig) -> Resul
                 mentions as f64
             } else {
                 let mean = baseline.iter().sum::<f64>() / baseline.len() as f64;
-                let sd = (baseline.iter().map(|c| (c - mean) * (c - mean)).sum::<f64>() / baseline.len() as f64).sqrt();
+                let sd = (baseline
+                    .iter()
+                    .map(|c| (c - mean) * (c - mean))
+                    .sum::<f64>()
+                    / baseline.len() as f64)
+                    .sqrt();
                 (mentions as f64 - mean) / sd.max(1.0)
             };
             if mentions >= t.min_mentions {
@@ -363,11 +416,19 @@ fn reference(events: &[(Event, TimestampMs)], config: &OperatorsConfig) -> Resul
         if a.price_move_intervals.contains(&bar.interval) {
             let v = bar.close / bar.open - 1.0;
             if v.abs() >= a.price_move_threshold {
-                r.alerts.push(alert(bar.symbol.clone(), AlertKind::PriceMove, bar.interval, bar.window_start, v));
+                r.alerts.push(alert(
+                    bar.symbol.clone(),
+                    AlertKind::PriceMove,
+                    bar.interval,
+                    bar.window_start,
+                    v,
+                ));
             }
         }
         if a.volume_intervals.contains(&bar.interval) {
-            let h = history.entry((bar.symbol.clone(), bar.interval)).or_default();
+            let h = history
+                .entry((bar.symbol.clone(), bar.interval))
+                .or_default();
             let recent = &h[h.len().saturating_sub(a.volume_history)..];
             if recent.len() >= a.volume_min_history {
                 let mean = recent.iter().sum::<u64>() as f64 / recent.len() as f64;
@@ -393,10 +454,23 @@ fn reference(events: &[(Event, TimestampMs)], config: &OperatorsConfig) -> Resul
         if !a.sentiment_intervals.contains(&w.interval) {
             continue;
         }
-        if let Some(prev) = by_key.get(&(w.symbol.clone(), w.interval, w.window_start - w.interval.millis())) {
+        if let Some(prev) = by_key.get(&(
+            w.symbol.clone(),
+            w.interval,
+            w.window_start - w.interval.millis(),
+        )) {
             let v = w.score - prev.score;
-            if prev.posts >= a.sentiment_min_posts && w.posts >= a.sentiment_min_posts && v.abs() >= a.sentiment_shift_threshold {
-                r.alerts.push(alert(w.symbol.clone(), AlertKind::SentimentShift, w.interval, w.window_start, v));
+            if prev.posts >= a.sentiment_min_posts
+                && w.posts >= a.sentiment_min_posts
+                && v.abs() >= a.sentiment_shift_threshold
+            {
+                r.alerts.push(alert(
+                    w.symbol.clone(),
+                    AlertKind::SentimentShift,
+                    w.interval,
+                    w.window_start,
+                    v,
+                ));
             }
         }
     }
@@ -415,7 +489,13 @@ fn reference(events: &[(Event, TimestampMs)], config: &OperatorsConfig) -> Resul
     r
 }
 
-fn alert(symbol: Symbol, kind: AlertKind, interval: Interval, window_start: TimestampMs, value: f64) -> Alert {
+fn alert(
+    symbol: Symbol,
+    kind: AlertKind,
+    interval: Interval,
+    window_start: TimestampMs,
+    value: f64,
+) -> Alert {
     Alert {
         symbol,
         kind,
@@ -437,22 +517,68 @@ fn assert_matches_reference(ours: &Results, theirs: &Results) {
     assert_eq!(ours.bars.len(), theirs.bars.len(), "bar count");
     for (a, b) in ours.bars.iter().zip(&theirs.bars) {
         assert_eq!(
-            (&a.symbol, a.interval, a.window_start, a.open, a.high, a.low, a.close, a.volume, a.trades),
-            (&b.symbol, b.interval, b.window_start, b.open, b.high, b.low, b.close, b.volume, b.trades)
+            (
+                &a.symbol,
+                a.interval,
+                a.window_start,
+                a.open,
+                a.high,
+                a.low,
+                a.close,
+                a.volume,
+                a.trades
+            ),
+            (
+                &b.symbol,
+                b.interval,
+                b.window_start,
+                b.open,
+                b.high,
+                b.low,
+                b.close,
+                b.volume,
+                b.trades
+            )
         );
         assert!(near(a.vwap, b.vwap), "vwap {} vs {}", a.vwap, b.vwap);
     }
-    assert_eq!(ours.sentiment.len(), theirs.sentiment.len(), "sentiment count");
+    assert_eq!(
+        ours.sentiment.len(),
+        theirs.sentiment.len(),
+        "sentiment count"
+    );
     for (a, b) in ours.sentiment.iter().zip(&theirs.sentiment) {
         assert_eq!(
-            (&a.symbol, a.interval, a.window_start, a.posts, a.positive, a.negative, a.neutral),
-            (&b.symbol, b.interval, b.window_start, b.posts, b.positive, b.negative, b.neutral)
+            (
+                &a.symbol,
+                a.interval,
+                a.window_start,
+                a.posts,
+                a.positive,
+                a.negative,
+                a.neutral
+            ),
+            (
+                &b.symbol,
+                b.interval,
+                b.window_start,
+                b.posts,
+                b.positive,
+                b.negative,
+                b.neutral
+            )
         );
-        assert!(near(a.score, b.score) && near(a.weighted_score, b.weighted_score), "{a:?} vs {b:?}");
+        assert!(
+            near(a.score, b.score) && near(a.weighted_score, b.weighted_score),
+            "{a:?} vs {b:?}"
+        );
     }
     assert_eq!(ours.trending.len(), theirs.trending.len(), "trending count");
     for (a, b) in ours.trending.iter().zip(&theirs.trending) {
-        assert_eq!((a.interval, a.window_start, a.entries.len()), (b.interval, b.window_start, b.entries.len()));
+        assert_eq!(
+            (a.interval, a.window_start, a.entries.len()),
+            (b.interval, b.window_start, b.entries.len())
+        );
         for (x, y) in a.entries.iter().zip(&b.entries) {
             assert_eq!((&x.symbol, x.mentions), (&y.symbol, y.mentions));
             assert!(near(x.zscore, y.zscore));
@@ -466,9 +592,19 @@ fn assert_matches_reference(ours: &Results, theirs: &Results) {
     };
     assert_eq!(alert_keys(ours), alert_keys(theirs), "alerts");
     for (a, b) in ours.alerts.iter().zip(&theirs.alerts) {
-        assert!(near(a.value, b.value), "alert value {} vs {}", a.value, b.value);
+        assert!(
+            near(a.value, b.value),
+            "alert value {} vs {}",
+            a.value,
+            b.value
+        );
     }
-    let late_ids = |r: &Results| r.late.iter().map(|l| l.event_id.clone()).collect::<Vec<_>>();
+    let late_ids = |r: &Results| {
+        r.late
+            .iter()
+            .map(|l| l.event_id.clone())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(late_ids(ours), late_ids(theirs), "late events");
     assert_eq!(ours.scored.len(), theirs.scored.len());
     for (a, b) in ours.scored.iter().zip(&theirs.scored) {
@@ -521,7 +657,13 @@ struct PostSpec {
 }
 
 fn trade_spec() -> impl Strategy<Value = TradeSpec> {
-    (0..SYMBOLS.len(), 0i64..150_000, 9_000u32..11_000, 1u64..500, proptest::option::weighted(0.9, 0u16..50))
+    (
+        0..SYMBOLS.len(),
+        0i64..150_000,
+        9_000u32..11_000,
+        1u64..500,
+        proptest::option::weighted(0.9, 0u16..50),
+    )
         .prop_map(|(symbol, offset, price, size, id)| TradeSpec {
             symbol,
             offset: offset - offset % 7, // some shared timestamps
@@ -556,7 +698,11 @@ fn build_events(trades: &[TradeSpec], posts: &[PostSpec]) -> Vec<Event> {
             ts: BASE + t.offset,
             price: f64::from(t.price) / 100.0,
             size: t.size,
-            exchange: if n % 3 == 0 { "XNAS".into() } else { "XNYS".into() },
+            exchange: if n % 3 == 0 {
+                "XNAS".into()
+            } else {
+                "XNYS".into()
+            },
             // Ids repeat across trades so that ties fall through to price.
             trade_id: t.id.map(|i| i.to_string().into()).unwrap_or_default(),
             conditions: vec![],
@@ -565,11 +711,18 @@ fn build_events(trades: &[TradeSpec], posts: &[PostSpec]) -> Vec<Event> {
     for (n, p) in posts.iter().enumerate() {
         let mut text: Vec<String> = p.words.iter().map(|w| WORDS[*w].to_owned()).collect();
         for (k, s) in p.symbols.iter().enumerate() {
-            let tag = if k % 2 == 0 { SYMBOLS[*s].to_owned() } else { SYMBOLS[*s].to_lowercase() };
+            let tag = if k % 2 == 0 {
+                SYMBOLS[*s].to_owned()
+            } else {
+                SYMBOLS[*s].to_lowercase()
+            };
             text.insert(k.min(text.len()), format!("${tag}"));
         }
         let cashtags = if p.prefilled {
-            p.symbols.iter().map(|s| Symbol::new(SYMBOLS[*s]).unwrap()).collect()
+            p.symbols
+                .iter()
+                .map(|s| Symbol::new(SYMBOLS[*s]).unwrap())
+                .collect()
         } else {
             vec![]
         };
@@ -673,9 +826,17 @@ fn a_trade_late_for_one_second_still_counts_for_the_minute() {
     let ids: Vec<_> = out.late.iter().map(|l| l.event_id.as_str()).collect();
     assert_eq!(ids, ["t:AAA:X:late"]);
     assert_eq!(out.late[0].watermark, BASE + 5_000);
-    let second = out.bars.iter().find(|b| b.interval == Interval::SECOND).unwrap();
+    let second = out
+        .bars
+        .iter()
+        .find(|b| b.interval == Interval::SECOND)
+        .unwrap();
     assert_eq!(second.trades, 1);
-    let minute = out.bars.iter().find(|b| b.interval == Interval::MINUTE).unwrap();
+    let minute = out
+        .bars
+        .iter()
+        .find(|b| b.interval == Interval::MINUTE)
+        .unwrap();
     assert_eq!(minute.trades, 2);
     assert_eq!(out, reference_checked(&events, &config));
 }

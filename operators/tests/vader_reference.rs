@@ -3,6 +3,8 @@
 //! `data/vader_reference.py`) for its demo examples, whose scores its README
 //! publishes, and for sentences exercising each rule.
 
+#![allow(clippy::unwrap_used)]
+
 use insite_operators::vader::SentimentAnalyzer;
 
 const REFERENCE: &str = include_str!("data/vader_reference.tsv");
@@ -49,6 +51,10 @@ fn published_readme_scores() {
         ("Today SUX!", -0.5461),
         ("Make sure you :) or :D today!", 0.8633),
     ] {
-        assert!(close(vader.compound(text), compound, 4), "{text}: {}", vader.compound(text));
+        assert!(
+            close(vader.compound(text), compound, 4),
+            "{text}: {}",
+            vader.compound(text)
+        );
     }
 }
