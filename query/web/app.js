@@ -35,6 +35,8 @@
   volume.priceScale().applyOptions({ scaleMargins: { top: 0.8, bottom: 0 } });
   const sentChart = LC.createChart($('sentiment'), theme);
   const sentiment = sentChart.addSeries(LC.LineSeries, { color: '#e0b341', lineWidth: 2 });
+  // For tests and the browser console.
+  window.insiteChart = { priceChart, sentChart, candles, volume, sentiment };
 
   function status(text) { $('status').textContent = text; }
   function headers() { return apiKey ? { 'X-API-Key': apiKey } : {}; }
@@ -124,7 +126,7 @@
       const trending = await getJson(`/v1/trending?interval=${iv}&limit=10`);
       if (trending) showTrending(trending);
       const alerts = await getJson(`/v1/alerts?limit=30`);
-      if (alerts) { $('alerts').replaceChildren(); alerts.results.forEach((a) => addAlert(a, false)); }
+      if (alerts && alerts.results.length) { $('alerts').replaceChildren(); alerts.results.forEach((a) => addAlert(a, false)); }
     } catch (e) {
       status('load failed: ' + e.message);
     }

@@ -6,9 +6,13 @@
 
 mod clickhouse_writer;
 mod harness;
+mod ingest_connectors;
+mod ingest_replay;
+mod ingest_synthetic;
 mod nats_sink;
 mod pipeline_output;
 mod pipeline_source;
 mod redis_sink;
 mod query_http;
 mod query_ws;
+mod query_browser;
