@@ -31,6 +31,14 @@ pub enum IngestError {
         /// The last error.
         reason: String,
     },
+    /// NATS could not be reached.
+    #[error("connecting to NATS at {url}: {reason}")]
+    Connect {
+        /// The URL(s).
+        url: String,
+        /// The client's error.
+        reason: String,
+    },
     /// The JetStream streams could not be created or checked.
     #[error(transparent)]
     Streams(#[from] insite_sinks::streams::StreamSetupError),
@@ -72,7 +80,7 @@ impl IngestError {
     /// Whether to retry, dead-letter or stop.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Self::Publish { .. } | Self::Streams(_) | Self::Source { .. } => ErrorClass::Retryable,
+            Self::Publish { .. } | Self::Connect { .. } | Self::Streams(_) | Self::Source { .. } => ErrorClass::Retryable,
             Self::BadInput { .. } | Self::Config(_) => ErrorClass::BadData,
             Self::Encode(_) | Self::Io { .. } => ErrorClass::Internal,
         }

@@ -44,3 +44,23 @@ pub use publisher::{IngestReport, Publisher, PublisherConfig};
 pub use replay::{run_replay, ReplayConfig};
 pub use source::{run_source, Source};
 pub use synthetic::{run_synthetic, SyntheticConfig};
+
+/// Connects to NATS with the configured URL(s) and credentials, as client
+/// `insite-ingest`, and returns a JetStream context whose publishes wait
+/// (rather than fail) when async-nats' own in-flight limit is reached.
+pub async fn connect(
+    nats: &insite_schemas::config::NatsConfig,
+) -> Result<async_nats::jetstream::Context, IngestError> {
+    let mut options = async_nats::ConnectOptions::new().name("insite-ingest");
+    if let (Some(user), Some(password)) = (&nats.user, &nats.password) {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    let client = options
+        .connect(nats.url.as_str())
+        .await
+        .map_err(|e| IngestError::Connect {
+            url: nats.url.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(async_nats::jetstream::new(client))
+}

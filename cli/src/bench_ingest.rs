@@ -1,0 +1,241 @@
+//! `insite bench ingest`: how fast ingest publishes compared with the raw
+//! limit of acknowledged JetStream publishing on the same server.
+//!
+//! For each batch size, two bounded runs on loopback (file storage):
+//! 1. `insite ingest synthetic --max` for `--seconds`: events/s, messages/s
+//!    and the mean message size;
+//! 2. raw async-nats JetStream publishing of messages of that same size,
+//!    pipelined with the same number of acks in flight, for `--seconds`.
+//!
+//! It prints both rates and their ratio. It starts its own NATS (data under
+//! the local root, removed afterwards) unless `--nats-url` is given, and
+//! deletes the streams it created either way.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use insite_ingest::{BatchConfig, PublisherConfig, SyntheticConfig};
+use insite_local::{LocalConfig, ServerKind};
+use insite_schemas::config::{NatsConfig, StreamsConfig};
+use insite_schemas::{subjects, Symbol};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::InsiteConfig;
+
+/// Arguments of `insite bench ingest`.
+#[derive(Debug, Args)]
+pub struct BenchIngestArgs {
+    /// Benchmark against this NATS instead of starting one.
+    #[arg(long)]
+    nats_url: Option<String>,
+    /// Seconds each measurement runs.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Publishes awaiting their ack at once (both paths).
+    #[arg(long, default_value_t = 4_096)]
+    max_in_flight: usize,
+    /// Symbols simulated.
+    #[arg(long, default_value_t = 50)]
+    symbols: usize,
+    /// Comma-separated batch sizes to measure (1: one event per message).
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    batch_sizes: Vec<usize>,
+    /// Event-time slice of a batch, in ms.
+    #[arg(long, default_value_t = 100)]
+    batch_ms: i64,
+    /// Simulated event rate (sets how event time advances; publishing is
+    /// as fast as possible).
+    #[arg(long, default_value_t = 200_000.0)]
+    rate: f64,
+}
+
+/// One line of results.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    batch_size: usize,
+    ingest_events_per_s: f64,
+    ingest_msgs_per_s: f64,
+    mean_bytes: f64,
+    raw_msgs_per_s: f64,
+}
+
+/// A NATS started for the benchmark, stopped and removed on drop.
+struct OwnNats {
+    config: LocalConfig,
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        let _ = insite_local::server::stop(&self.config, ServerKind::Nats);
+        let _ = std::fs::remove_dir_all(&self.config.root);
+    }
+}
+
+fn start_nats(config: &InsiteConfig) -> anyhow::Result<OwnNats> {
+    let local = config.local.local_config();
+    let root = local.root.join(format!("bench-{}", std::process::id()));
+    let own = LocalConfig::with_free_ports(&root, &local.tools_dir)?;
+    let binaries = insite_local::ensure_installed(&own.tools_dir)?;
+    insite_local::server::start(&own, &binaries, ServerKind::Nats, &mut |_| {})?;
+    let nats = OwnNats { config: own };
+    insite_local::server::wait_healthy(&nats.config, ServerKind::Nats, Duration::from_secs(30))?;
+    Ok(nats)
+}
+
+/// Runs `insite bench ingest`.
+pub fn run(config: &InsiteConfig, args: BenchIngestArgs) -> anyhow::Result<()> {
+    let own = match &args.nats_url {
+        Some(_) => None,
+        None => Some(start_nats(config).context("starting a NATS for the benchmark")?),
+    };
+    let url = match (&args.nats_url, &own) {
+        (Some(url), _) => url.clone(),
+        (None, Some(own)) => own.config.nats_url(),
+        (None, None) => anyhow::bail!("no NATS"),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let rows = runtime.block_on(bench(url.clone(), &args))?;
+    println!();
+    println!(
+        "ingest benchmark: {} symbols, {} s per run, {} acks in flight, NATS {url}, file storage",
+        args.symbols, args.seconds, args.max_in_flight
+    );
+    println!(
+        "{:>10} {:>16} {:>14} {:>12} {:>14} {:>8}",
+        "batch", "ingest events/s", "ingest msgs/s", "msg bytes", "raw msgs/s", "ratio"
+    );
+    for r in &rows {
+        println!(
+            "{:>10} {:>16.0} {:>14.0} {:>12.0} {:>14.0} {:>7.1}%",
+            r.batch_size,
+            r.ingest_events_per_s,
+            r.ingest_msgs_per_s,
+            r.mean_bytes,
+            r.raw_msgs_per_s,
+            100.0 * r.ingest_msgs_per_s / r.raw_msgs_per_s.max(1e-9)
+        );
+    }
+    drop(own);
+    Ok(())
+}
+
+async fn bench(url: String, args: &BenchIngestArgs) -> anyhow::Result<Vec<Row>> {
+    let tag = format!("bench_{}", std::process::id());
+    let upper = tag.to_ascii_uppercase();
+    let nats = NatsConfig {
+        url,
+        streams: StreamsConfig {
+            market: format!("{upper}_MARKET"),
+            social: format!("{upper}_SOCIAL"),
+            derived: format!("{upper}_DERIVED"),
+            dlq: format!("{upper}_DLQ"),
+            subject_prefix: tag,
+            ..StreamsConfig::default()
+        },
+        ..NatsConfig::default()
+    };
+    let js = insite_ingest::connect(&nats).await?;
+    let seconds = Duration::try_from_secs_f64(args.seconds).context("--seconds")?;
+    let mut rows = Vec::new();
+    let result: anyhow::Result<()> = async {
+        for &batch_size in &args.batch_sizes {
+            delete_streams(&js, &nats.streams).await;
+            let synthetic = SyntheticConfig {
+                seed: 1,
+                symbols: args.symbols,
+                rate: args.rate,
+                max_speed: true,
+                batch: BatchConfig {
+                    max_events: batch_size,
+                    slice_ms: args.batch_ms,
+                    ..BatchConfig::default()
+                },
+                publisher: PublisherConfig {
+                    max_in_flight: args.max_in_flight,
+                    ..PublisherConfig::default()
+                },
+                ..SyntheticConfig::default()
+            };
+            let shutdown = CancellationToken::new();
+            let stop = shutdown.clone();
+            let started = Instant::now();
+            let timer = tokio::spawn(async move {
+                tokio::time::sleep(seconds).await;
+                stop.cancel();
+            });
+            let report = insite_ingest::run_synthetic(&js, &nats.streams, synthetic, shutdown).await?;
+            let elapsed = started.elapsed().as_secs_f64();
+            timer.abort();
+            let mean_bytes = report.bytes as f64 / report.acked.max(1) as f64;
+            eprintln!("batch {batch_size}: ingest {report} in {elapsed:.2} s");
+
+            delete_streams(&js, &nats.streams).await;
+            insite_sinks::streams::ensure_streams(&js, &nats.streams).await?;
+            let (raw_msgs, raw_elapsed) =
+                raw_publish(&js, &nats.streams, args, mean_bytes.round() as usize, seconds).await?;
+            eprintln!(
+                "batch {batch_size}: raw {raw_msgs} messages of {mean_bytes:.0} B in {raw_elapsed:.2} s"
+            );
+            rows.push(Row {
+                batch_size,
+                ingest_events_per_s: report.events as f64 / elapsed,
+                ingest_msgs_per_s: report.acked as f64 / elapsed,
+                mean_bytes,
+                raw_msgs_per_s: raw_msgs as f64 / raw_elapsed,
+            });
+        }
+        Ok(())
+    }
+    .await;
+    delete_streams(&js, &nats.streams).await;
+    result?;
+    Ok(rows)
+}
+
+/// Raw async-nats publishing: `size`-byte payloads on the simulated
+/// symbols' trade subjects, acks pipelined `max_in_flight` deep.
+async fn raw_publish(
+    js: &async_nats::jetstream::Context,
+    streams: &StreamsConfig,
+    args: &BenchIngestArgs,
+    size: usize,
+    seconds: Duration,
+) -> anyhow::Result<(u64, f64)> {
+    let payload = bytes::Bytes::from(vec![0xA5u8; size.max(1)]);
+    let subjects: Vec<String> = (0..args.symbols.max(1))
+        .filter_map(|i| Symbol::new(&format!("S{i}")).ok())
+        .map(|symbol| streams.subject(&subjects::trades(&symbol)))
+        .collect();
+    anyhow::ensure!(!subjects.is_empty(), "no subjects to publish on");
+    let mut in_flight = VecDeque::with_capacity(args.max_in_flight);
+    let started = Instant::now();
+    let mut acked = 0u64;
+    let mut i = 0usize;
+    while started.elapsed() < seconds {
+        if in_flight.len() >= args.max_in_flight.max(1) {
+            if let Some(ack) = in_flight.pop_front() {
+                let ack: async_nats::jetstream::context::PublishAckFuture = ack;
+                ack.await?;
+                acked += 1;
+            }
+        }
+        let subject = subjects[i % subjects.len()].clone();
+        i += 1;
+        in_flight.push_back(js.publish(subject, payload.clone()).await?);
+    }
+    while let Some(ack) = in_flight.pop_front() {
+        ack.await?;
+        acked += 1;
+    }
+    Ok((acked, started.elapsed().as_secs_f64()))
+}
+
+async fn delete_streams(js: &async_nats::jetstream::Context, streams: &StreamsConfig) {
+    for name in [&streams.market, &streams.social, &streams.derived, &streams.dlq] {
+        let _ = js.delete_stream(name).await;
+    }
+}
