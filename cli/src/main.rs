@@ -10,6 +10,7 @@
 //! | `pipeline run`, `replay` | `insite-pipeline` |
 //! | `ingest synthetic\|replay\|ws\|rss` | `insite-ingest` |
 //! | `bench ingest` | `insite-ingest` |
+//! | `bench query` | `insite-query` |
 //! | `query serve` | `insite-query` |
 //!
 //! Config is layered: built-in defaults, then a TOML file (`--config`, or
@@ -17,6 +18,7 @@
 //! levels (`INSITE_NATS__URL`, `INSITE_CLICKHOUSE__DATABASE`, ...).
 
 mod bench_ingest;
+mod bench_query;
 mod config;
 mod ingest;
 mod migrate;
@@ -74,6 +76,9 @@ struct BenchArgs {
 enum BenchCommand {
     /// Raw JetStream publishing vs `insite ingest synthetic --max`.
     Ingest(bench_ingest::BenchIngestArgs),
+    /// The query service under load: hot and history endpoints, Redis
+    /// floor, WebSocket fan-out.
+    Query(bench_query::BenchQueryArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -91,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         Command::Ingest(args) => ingest::run(&config, args),
         Command::Bench(args) => match args.which {
             BenchCommand::Ingest(args) => bench_ingest::run(&config, args),
+            BenchCommand::Query(args) => bench_query::run(&config, args),
         },
         Command::Query(args) => query::run(&config, args),
     }

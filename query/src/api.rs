@@ -213,6 +213,57 @@ fn caching_of(state: &AppState, r: &RangeRequest, now: TimestampMs) -> Caching {
     }
 }
 
+/// A cached answer, or what to do without one.
+enum Cached {
+    /// The cached response.
+    Hit(Response),
+    /// No cached answer: compute it, then cache it under `key` if `Some`.
+    Miss {
+        /// Where the answer is cached (closed ranges only).
+        key: Option<String>,
+        /// The answer's caching.
+        caching: Caching,
+    },
+}
+
+/// Looks up the cached answer of a closed range.
+async fn cached_answer(
+    state: &AppState,
+    kind: &'static str,
+    r: &RangeRequest,
+    now: TimestampMs,
+    headers: &HeaderMap,
+) -> Result<Cached, ApiError> {
+    let caching = caching_of(state, r, now);
+    if !matches!(caching, Caching::Immutable(_)) {
+        return Ok(Cached::Miss { key: None, caching });
+    }
+    let key = state.inner.store.answer_key(kind, r);
+    if let Some(body) = state.inner.store.cached_answer(&key).await? {
+        state.inner.cache.record(kind, Source::Cache);
+        return Ok(Cached::Hit(json_response(headers, body, caching, Source::Cache)));
+    }
+    Ok(Cached::Miss {
+        key: Some(key),
+        caching,
+    })
+}
+
+/// Caches a closed range's answer, then answers.
+async fn finish_range(
+    state: &AppState,
+    headers: &HeaderMap,
+    key: Option<String>,
+    body: String,
+    caching: Caching,
+    source: Source,
+) -> Result<Response, ApiError> {
+    if let Some(key) = key {
+        state.inner.store.cache_answer(&key, &body).await?;
+    }
+    Ok(json_response(headers, body, caching, source))
+}
+
 fn next_url(base: &str, r: &RangeRequest, last_start: Option<TimestampMs>, more: bool) -> Option<String> {
     let next_from = last_start? + r.interval.millis();
     more.then(|| {
@@ -338,6 +389,11 @@ pub async fn aggs(
     let params = query_params(query)?;
     let r = range_request(&state, &symbol, &interval, &from, &to, params.limit.as_deref())?;
     let now = now_ms();
+    let cached = cached_answer(&state, Bars::NAME, &r, now, &headers).await?;
+    let (key, caching) = match cached {
+        Cached::Hit(response) => return Ok(response),
+        Cached::Miss { key, caching } => (key, caching),
+    };
     let answer: RangeAnswer<Bar> = state.inner.store.range::<Bars>(&r, now).await?;
     state.inner.cache.record(Bars::NAME, answer.source);
     let results: Vec<Agg> = answer.items.iter().map(Agg::from).collect();
@@ -351,7 +407,7 @@ pub async fn aggs(
         next_url: next_url("aggs", &r, results.last().map(|a| a.t), answer.more),
         results,
     };
-    Ok(json_response(&headers, encode(&body)?, caching_of(&state, &r, now), answer.source))
+    finish_range(&state, &headers, key, encode(&body)?, caching, answer.source).await
 }
 
 /// Sentiment of a symbol over a range and interval.
@@ -380,6 +436,10 @@ pub async fn sentiment(
     let params = query_params(query)?;
     let r = range_request(&state, &symbol, &interval, &from, &to, params.limit.as_deref())?;
     let now = now_ms();
+    let (key, caching) = match cached_answer(&state, Sentiments::NAME, &r, now, &headers).await? {
+        Cached::Hit(response) => return Ok(response),
+        Cached::Miss { key, caching } => (key, caching),
+    };
     let answer = state.inner.store.range::<Sentiments>(&r, now).await?;
     state.inner.cache.record(Sentiments::NAME, answer.source);
     let body = SentimentResponse {
@@ -395,7 +455,7 @@ pub async fn sentiment(
         ),
         results: answer.items,
     };
-    Ok(json_response(&headers, encode(&body)?, caching_of(&state, &r, now), answer.source))
+    finish_range(&state, &headers, key, encode(&body)?, caching, answer.source).await
 }
 
 /// Query parameters of the current bar.

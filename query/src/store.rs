@@ -1,8 +1,8 @@
 //! Reading what the pipeline wrote: Redis first, ClickHouse on a miss (the
 //! answer written back to Redis), and warming Redis from ClickHouse at start.
 //!
-//! Redis keys are those of [`insite_sinks::redis::RedisKeys`]; answers of
-//! ClickHouse for closed ranges are cached under
+//! Redis keys are those of [`insite_sinks::redis::RedisKeys`]; answers to
+//! closed ranges (response bodies) are cached under
 //! `<prefix>{SYM}:q:<kind>:<interval>:<from>:<to>:<limit>` (same hash tag as
 //! the symbol's other keys). Every SQL value goes through `.bind()`.
 
@@ -235,20 +235,6 @@ pub struct RangeAnswer<T> {
     pub source: Source,
 }
 
-/// A cached ClickHouse answer, as read.
-#[derive(Deserialize)]
-struct Cached<T> {
-    items: Vec<T>,
-    more: bool,
-}
-
-/// A cached ClickHouse answer, as written.
-#[derive(Serialize)]
-struct CachedRef<'a, T> {
-    items: &'a [T],
-    more: bool,
-}
-
 /// Reads hot state from Redis and history from ClickHouse.
 #[derive(Clone)]
 pub struct Store {
@@ -426,22 +412,27 @@ impl Store {
         Ok(Some((json, Source::ClickHouse)))
     }
 
-    fn cache_key<K: RangeKind>(&self, r: &RangeRequest) -> String {
+    /// The Redis key of the cached answer to a range request of `kind`.
+    pub fn answer_key(&self, kind: &str, r: &RangeRequest) -> String {
         format!(
             "{}{{{}}}:q:{}:{}:{}:{}:{}",
-            self.prefix,
-            r.symbol,
-            K::NAME,
-            r.interval,
-            r.from,
-            r.to,
-            r.limit
+            self.prefix, r.symbol, kind, r.interval, r.from, r.to, r.limit
         )
     }
 
+    /// A cached answer (a response body), if any.
+    pub async fn cached_answer(&self, key: &str) -> Result<Option<String>, ApiError> {
+        self.get(key).await
+    }
+
+    /// Caches an answer (a response body) that can no longer change.
+    pub async fn cache_answer(&self, key: &str, body: &str) -> Result<(), ApiError> {
+        self.write_back(key, body, self.cache.writeback_ttl_s).await
+    }
+
     /// Results of kind `K` over a range: from Redis when its recent history
-    /// covers the range's start, else from a cached ClickHouse answer, else
-    /// from ClickHouse (cached when the range is closed).
+    /// covers the range's start, else from ClickHouse (plus, for a range
+    /// that is still open, Redis's newest results).
     pub async fn range<K: RangeKind>(
         &self,
         r: &RangeRequest,
@@ -495,17 +486,6 @@ impl Store {
         }
 
         let closed = self.is_closed(r.to, now);
-        let cache_key = self.cache_key::<K>(r);
-        if closed {
-            if let Some(json) = self.get(&cache_key).await? {
-                let cached: Cached<K::Item> = decode_json(K::NAME, &json)?;
-                return Ok(RangeAnswer {
-                    items: cached.items,
-                    more: cached.more,
-                    source: Source::Cache,
-                });
-            }
-        }
         let sql = format!(
             "SELECT ?fields FROM {} FINAL WHERE symbol = ? AND interval_s = ? \
              AND window_start >= toDateTime(?) AND window_start <= toDateTime(?) \
@@ -543,14 +523,6 @@ impl Store {
         }
         let more = items.len() > r.limit;
         items.truncate(r.limit);
-        if closed {
-            let json = encode_json(&CachedRef {
-                items: &items,
-                more,
-            })?;
-            self.write_back(&cache_key, &json, self.cache.writeback_ttl_s)
-                .await?;
-        }
         Ok(RangeAnswer {
             items,
             more,
