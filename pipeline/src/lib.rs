@@ -28,8 +28,14 @@
 //!
 //! See `docs/pipeline.md` for the delivery argument in full.
 
+pub mod acks;
+pub mod bridge;
+pub mod config;
 pub mod output;
 pub mod progress;
 pub mod resume;
+pub mod run;
 pub mod source;
 
+pub use config::PipelineConfig;
+pub use run::{replay, run, PipelineError, ReplaySpec, RunReport, Services, Topology};

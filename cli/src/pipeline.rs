@@ -1,0 +1,195 @@
+//! `insite pipeline run` and `insite replay`: the dataflow job, live or over
+//! a stream range.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use insite_pipeline::source::StreamRange;
+use insite_pipeline::{ReplaySpec, Services, Topology};
+
+use crate::config::InsiteConfig;
+
+/// `insite pipeline ...`
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    #[command(subcommand)]
+    command: PipelineCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum PipelineCommand {
+    /// Run the live pipeline until interrupted (Ctrl-C or SIGTERM).
+    Run(RunArgs),
+}
+
+/// `insite pipeline run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Timely worker threads per process (default: `pipeline.workers`).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// This process's index in a multi-process cluster.
+    #[arg(long, default_value_t = 0)]
+    process: usize,
+    /// `host:port` of every process of the cluster, comma-separated, in
+    /// index order (all processes get the same list).
+    #[arg(long, value_delimiter = ',')]
+    hosts: Vec<String>,
+    /// Serve Prometheus metrics on this address.
+    #[arg(long, default_value = "127.0.0.1:9465")]
+    metrics_addr: SocketAddr,
+    /// Serve no metrics.
+    #[arg(long)]
+    no_metrics: bool,
+}
+
+/// Which streams a replay reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReplayStreams {
+    /// MARKET and SOCIAL.
+    Both,
+    /// MARKET only (bars, alerts on prices and volume).
+    Market,
+    /// SOCIAL only (sentiment, trending).
+    Social,
+}
+
+/// `insite replay`
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Which streams to read.
+    #[arg(long, value_enum, default_value_t = ReplayStreams::Both)]
+    streams: ReplayStreams,
+    /// First stream sequence (inclusive).
+    #[arg(long)]
+    from_seq: Option<u64>,
+    /// Last stream sequence (inclusive).
+    #[arg(long)]
+    to_seq: Option<u64>,
+    /// First publish time (RFC 3339, inclusive).
+    #[arg(long, value_parser = parse_time)]
+    from_time: Option<i64>,
+    /// Last publish time (RFC 3339, inclusive).
+    #[arg(long, value_parser = parse_time)]
+    to_time: Option<i64>,
+    /// Write into this ClickHouse database instead of the live one (created
+    /// and migrated if missing).
+    #[arg(long)]
+    database: Option<String>,
+    /// Also write Redis and publish to DERIVED.
+    #[arg(long)]
+    hot: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn parse_time(text: &str) -> Result<i64, String> {
+    let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time: {e}"))?;
+    Ok((parsed.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+fn services(config: &InsiteConfig) -> Services {
+    Services {
+        nats: config.nats.clone(),
+        clickhouse: config.clickhouse.clone(),
+        redis: config.redis.clone(),
+    }
+}
+
+/// Resolves to `true` on Ctrl-C or SIGTERM.
+fn shutdown_signal() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
+/// Runs `insite pipeline ...`.
+pub fn run(config: &InsiteConfig, args: PipelineArgs) -> anyhow::Result<()> {
+    let PipelineCommand::Run(args) = args.command;
+    let mut pipeline = config.pipeline.clone();
+    if let Some(workers) = args.workers {
+        pipeline.workers = workers;
+    }
+    pipeline
+        .operators
+        .validate()
+        .context("invalid [pipeline.operators] settings")?;
+    anyhow::ensure!(
+        args.hosts.is_empty() || args.process < args.hosts.len(),
+        "--process {} is not an index into --hosts ({} entries)",
+        args.process,
+        args.hosts.len()
+    );
+    let topology = Topology {
+        process: args.process,
+        hosts: args.hosts,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        if !args.no_metrics {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .with_http_listener(args.metrics_addr)
+                .install()
+                .with_context(|| format!("serving metrics on {}", args.metrics_addr))?;
+        }
+        let shutdown = shutdown_signal()?;
+        let report = insite_pipeline::run(&services(config), &pipeline, &topology, shutdown, None)
+            .await
+            .context("pipeline failed")?;
+        tracing::info!(
+            acked = report.acks.acked,
+            held = report.acks.held,
+            elapsed_s = report.elapsed.as_secs_f64(),
+            "pipeline stopped"
+        );
+        Ok(())
+    })
+}
+
+/// Runs `insite replay`.
+pub fn replay(config: &InsiteConfig, args: ReplayArgs) -> anyhow::Result<()> {
+    let mut services = services(config);
+    if let Some(database) = &args.database {
+        services.clickhouse.database = database.clone();
+    }
+    let range = StreamRange {
+        from_seq: args.from_seq,
+        from_time_ms: args.from_time,
+        to_seq: args.to_seq,
+        to_time_ms: args.to_time,
+    };
+    let spec = ReplaySpec {
+        market: matches!(args.streams, ReplayStreams::Both | ReplayStreams::Market)
+            .then_some(range),
+        social: matches!(args.streams, ReplayStreams::Both | ReplayStreams::Social)
+            .then_some(range),
+        hot: args.hot,
+        progress_bar: !args.quiet,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let report = runtime
+        .block_on(insite_pipeline::replay(&services, &config.pipeline, &spec))
+        .context("replay failed")?;
+    let seconds = report.elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "replayed {} messages ({} events) into database {:?} in {:.1} s ({:.0} events/s)",
+        report.messages,
+        report.events,
+        services.clickhouse.database,
+        seconds,
+        report.events as f64 / seconds
+    );
+    Ok(())
+}
