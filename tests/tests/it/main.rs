@@ -7,9 +7,11 @@
 mod clickhouse_writer;
 mod harness;
 mod ingest_connectors;
+mod ingest_publisher;
 mod ingest_replay;
 mod ingest_synthetic;
 mod nats_sink;
+mod pipeline_e2e;
 mod pipeline_output;
 mod pipeline_source;
 mod redis_sink;
