@@ -1,0 +1,432 @@
+//! The pipeline end to end, in-process: fixed trades CSV and posts JSONL
+//! through replay-ingest → JetStream → pipeline → ClickHouse and Redis, the
+//! `bars` and `sentiment` tables against a reference computed here from the
+//! same files; then `insite replay` over the streams into a second database
+//! must give the same tables.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use insite_ingest::{run_replay, ReplayConfig};
+use insite_operators::cashtags::extract_cashtags;
+use insite_operators::vader::SentimentAnalyzer;
+use insite_pipeline::source::StreamRange;
+use insite_pipeline::{PipelineConfig, ReplaySpec, Services, Topology};
+use insite_schemas::config::ClickHouseConfig;
+use insite_testkit::{workspace_root, TestEnv};
+use serde::Deserialize;
+
+/// The fixture folder.
+fn fixtures() -> PathBuf {
+    workspace_root().join("tests/fixtures/pipeline")
+}
+
+/// 2026-01-05T14:30:00Z, where the fixtures start; they span 7 minutes.
+const FIXTURE_START: i64 = 1_767_623_400_000;
+/// Past the end of every window the fixtures touch (5 m tumbling windows
+/// and 5 m windows sliding by 1 m).
+const FIXTURE_DONE: i64 = FIXTURE_START + 13 * 60_000;
+
+/// Pipeline settings for tests: quick idle timeout, so that windows close
+/// soon after the fixtures are consumed.
+pub fn test_config(name: &str) -> PipelineConfig {
+    let mut config = PipelineConfig {
+        name: name.to_owned(),
+        ..PipelineConfig::default()
+    };
+    config.operators.idle_timeout_ms = 1_000;
+    config.clickhouse_writer.max_age_ms = 100;
+    config
+}
+
+/// The services of a test environment.
+pub fn services(env: &TestEnv) -> Services {
+    Services {
+        nats: env.nats.clone(),
+        clickhouse: env.clickhouse.clone(),
+        redis: env.redis.clone(),
+    }
+}
+
+/// Publishes the fixtures to the test's streams.
+pub async fn publish_fixtures(env: &TestEnv) {
+    let js = env.jetstream().await;
+    let report = run_replay(
+        &js,
+        &env.nats.streams,
+        ReplayConfig {
+            trades: Some(fixtures().join("trades.csv")),
+            posts: Some(fixtures().join("posts.jsonl")),
+            ..ReplayConfig::default()
+        },
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("replaying the fixtures to JetStream");
+    assert_eq!(report.rejected, 0, "{report:?}");
+}
+
+/// The recorded durable frontier of `pipeline`, if any.
+pub async fn durable_frontier(clickhouse: &ClickHouseConfig, pipeline: &str) -> Option<i64> {
+    let client = insite_sinks::clickhouse::connect(clickhouse);
+    let rows: Vec<(u64, i64)> = client
+        .query("SELECT count(), argMax(durable_ms, version) FROM pipeline_progress WHERE pipeline = ?")
+        .bind(pipeline)
+        .fetch_all()
+        .await
+        .ok()?;
+    rows.first().and_then(|&(n, d)| (n > 0).then_some(d))
+}
+
+/// Waits until `pipeline`'s durable frontier passes `through`.
+pub async fn wait_durable(clickhouse: &ClickHouseConfig, pipeline: &str, through: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if durable_frontier(clickhouse, pipeline)
+            .await
+            .is_some_and(|d| d > through)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pipeline {pipeline} not durable through {through} in time (at {:?})",
+            durable_frontier(clickhouse, pipeline).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A bar as read back from ClickHouse: (symbol, interval_s, window_start_ms)
+/// → (open, high, low, close, volume, vwap, trades).
+pub type BarTable = BTreeMap<(String, u32, u64), (f64, f64, f64, f64, u64, f64, u64)>;
+
+/// The `bars` table, read with `FINAL`.
+pub async fn read_bars(clickhouse: &ClickHouseConfig) -> BarTable {
+    #[derive(Debug, Deserialize, clickhouse::Row)]
+    struct Row {
+        symbol: String,
+        interval_s: u32,
+        window_start_ms: u64,
+        open: f64,
+        high: f64,
+        low: f64,
+        close: f64,
+        volume: u64,
+        vwap: f64,
+        trades: u64,
+    }
+    let rows: Vec<Row> = insite_sinks::clickhouse::connect(clickhouse)
+        .query(
+            "SELECT symbol, interval_s, window_start_ms, open, high, low, close, volume, vwap, \
+             trades FROM bars FINAL",
+        )
+        .fetch_all()
+        .await
+        .expect("reading bars");
+    rows.into_iter()
+        .map(|r| {
+            (
+                (r.symbol, r.interval_s, r.window_start_ms),
+                (r.open, r.high, r.low, r.close, r.volume, r.vwap, r.trades),
+            )
+        })
+        .collect()
+}
+
+/// A sentiment window: (symbol, interval_s, window_start_ms) → (posts,
+/// score, positive, negative, neutral, weighted).
+pub type SentimentTable = BTreeMap<(String, u32, u64), (u64, f64, u64, u64, u64, f64)>;
+
+/// The `sentiment` table, read with `FINAL`.
+pub async fn read_sentiment(clickhouse: &ClickHouseConfig) -> SentimentTable {
+    #[derive(Debug, Deserialize, clickhouse::Row)]
+    struct Row {
+        symbol: String,
+        interval_s: u32,
+        window_start_ms: u64,
+        posts: u64,
+        score: f64,
+        positive: u64,
+        negative: u64,
+        neutral: u64,
+        weighted_score: f64,
+    }
+    let rows: Vec<Row> = insite_sinks::clickhouse::connect(clickhouse)
+        .query(
+            "SELECT symbol, interval_s, window_start_ms, posts, score, positive, negative, \
+             neutral, weighted_score FROM sentiment FINAL",
+        )
+        .fetch_all()
+        .await
+        .expect("reading sentiment");
+    rows.into_iter()
+        .map(|r| {
+            (
+                (r.symbol, r.interval_s, r.window_start_ms),
+                (
+                    r.posts,
+                    r.score,
+                    r.positive,
+                    r.negative,
+                    r.neutral,
+                    r.weighted_score,
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The reference bars, computed from the trades CSV without any insite code.
+fn reference_bars() -> BarTable {
+    let text = std::fs::read_to_string(fixtures().join("trades.csv")).unwrap();
+    // (ts, trade_id, exchange, price, size) per (symbol, interval, window).
+    type Trade = (i64, String, String, f64, u64);
+    let mut windows: BTreeMap<(String, u32, u64), Vec<Trade>> = BTreeMap::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (symbol, ts, price, size) = (
+            f[0].to_owned(),
+            f[1].parse::<i64>().unwrap(),
+            f[2].parse::<f64>().unwrap(),
+            f[3].parse::<u64>().unwrap(),
+        );
+        for interval_s in [1u32, 60, 300] {
+            let ms = i64::from(interval_s) * 1_000;
+            let start = ts - ts.rem_euclid(ms);
+            windows
+                .entry((symbol.clone(), interval_s, start as u64))
+                .or_default()
+                .push((ts, f[4].to_owned(), f[5].to_owned(), price, size));
+        }
+    }
+    windows
+        .into_iter()
+        .map(|(key, mut trades)| {
+            trades.sort_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then_with(|| a.1.cmp(&b.1))
+                    .then_with(|| a.2.cmp(&b.2))
+                    .then_with(|| a.3.total_cmp(&b.3))
+                    .then_with(|| a.4.cmp(&b.4))
+            });
+            let volume: u64 = trades.iter().map(|t| t.4).sum();
+            let notional: f64 = trades.iter().map(|t| t.3 * t.4 as f64).sum();
+            let bar = (
+                trades[0].3,
+                trades.iter().map(|t| t.3).fold(f64::MIN, f64::max),
+                trades.iter().map(|t| t.3).fold(f64::MAX, f64::min),
+                trades[trades.len() - 1].3,
+                volume,
+                notional / volume as f64,
+                trades.len() as u64,
+            );
+            (key, bar)
+        })
+        .collect()
+}
+
+/// The reference sentiment windows, from the posts JSONL: the windowing and
+/// statistics computed here; each post's compound score from the scorer
+/// (tested on its own against VADER's published scores).
+fn reference_sentiment() -> SentimentTable {
+    #[derive(Deserialize)]
+    struct Line {
+        ts: i64,
+        text: String,
+        followers: Option<u64>,
+    }
+    let text = std::fs::read_to_string(fixtures().join("posts.jsonl")).unwrap();
+    let analyzer = SentimentAnalyzer::finance();
+    // (score, weight) per (symbol, interval, window).
+    let mut windows: BTreeMap<(String, u32, u64), Vec<(f64, f64)>> = BTreeMap::new();
+    for line in text.lines() {
+        let post: Line = serde_json::from_str(line).unwrap();
+        let score = analyzer.compound(&post.text);
+        let weight = (post.followers.unwrap_or(1) as f64).ln_1p();
+        for symbol in extract_cashtags(&post.text) {
+            for interval_s in [60u32, 300] {
+                let ms = i64::from(interval_s) * 1_000;
+                let start = post.ts - post.ts.rem_euclid(ms);
+                windows
+                    .entry((symbol.to_string(), interval_s, start as u64))
+                    .or_default()
+                    .push((score, weight));
+            }
+        }
+    }
+    windows
+        .into_iter()
+        .map(|(key, posts)| {
+            let n = posts.len() as u64;
+            let mean = posts.iter().map(|p| p.0).sum::<f64>() / n as f64;
+            let positive = posts.iter().filter(|p| p.0 >= 0.05).count() as u64;
+            let negative = posts.iter().filter(|p| p.0 <= -0.05).count() as u64;
+            let weight: f64 = posts.iter().map(|p| p.1).sum();
+            let weighted = posts.iter().map(|p| p.0 * p.1).sum::<f64>() / weight;
+            (
+                key,
+                (n, mean, positive, negative, n - positive - negative, weighted),
+            )
+        })
+        .collect()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// Asserts two bar tables are equal (floats to 1e-9 relative).
+pub fn assert_bars_equal(got: &BarTable, want: &BarTable, what: &str) {
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{what}: the same windows"
+    );
+    for (key, g) in got {
+        let w = &want[key];
+        let same = close(g.0, w.0)
+            && close(g.1, w.1)
+            && close(g.2, w.2)
+            && close(g.3, w.3)
+            && g.4 == w.4
+            && close(g.5, w.5)
+            && g.6 == w.6;
+        assert!(same, "{what}: bar {key:?}: got {g:?}, want {w:?}");
+    }
+}
+
+/// Asserts two sentiment tables are equal (floats to 1e-9).
+pub fn assert_sentiment_equal(got: &SentimentTable, want: &SentimentTable, what: &str) {
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{what}: the same windows"
+    );
+    for (key, g) in got {
+        let w = &want[key];
+        let same = g.0 == w.0
+            && close(g.1, w.1)
+            && g.2 == w.2
+            && g.3 == w.3
+            && g.4 == w.4
+            && close(g.5, w.5);
+        assert!(same, "{what}: sentiment {key:?}: got {g:?}, want {w:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_bars_and_sentiment_match_the_reference_and_a_replay() {
+    let env = TestEnv::new("pipeline_golden");
+    publish_fixtures(&env).await;
+
+    let services = services(&env);
+    let config = test_config("golden");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let running = {
+        let (services, config) = (services.clone(), config.clone());
+        tokio::spawn(async move {
+            insite_pipeline::run(&services, &config, &Topology::single(), stop_rx, None).await
+        })
+    };
+    wait_durable(&env.clickhouse, "golden", FIXTURE_DONE).await;
+    stop_tx.send(true).unwrap();
+    let report = running.await.unwrap().expect("pipeline run");
+    assert_eq!(report.resumed_from, None);
+
+    let bars = read_bars(&env.clickhouse).await;
+    let want_bars = reference_bars();
+    assert_eq!(want_bars.len(), bars.len());
+    assert_bars_equal(&bars, &want_bars, "live run");
+    let sentiment = read_sentiment(&env.clickhouse).await;
+    assert_sentiment_equal(&sentiment, &reference_sentiment(), "live run");
+
+    // Raw rows: every trade and post once; nothing was late or
+    // dead-lettered (the fixtures are out of order only within the allowed
+    // lateness).
+    let ch = env.clickhouse();
+    let count = |sql: &'static str| {
+        let ch = ch.clone();
+        async move { ch.query(sql).fetch_one::<u64>().await.unwrap() }
+    };
+    assert_eq!(count("SELECT count() FROM trades FINAL").await, 3_000);
+    assert_eq!(count("SELECT count() FROM posts FINAL").await, 400);
+    assert_eq!(count("SELECT count() FROM late_events").await, 0);
+    assert!(count("SELECT count() FROM trending FINAL").await > 0);
+
+    // Every input message was acknowledged: nothing left for a restart.
+    let js = env.jetstream().await;
+    for (stream, durable) in [
+        (&env.nats.streams.market, &config.consumer.market_durable),
+        (&env.nats.streams.social, &config.consumer.social_durable),
+    ] {
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+            .get_stream(stream)
+            .await
+            .unwrap()
+            .get_consumer(durable)
+            .await
+            .unwrap();
+        let info = consumer.info().await.unwrap();
+        assert_eq!(info.num_ack_pending, 0, "{stream}: {info:?}");
+        assert_eq!(info.num_pending, 0, "{stream}: {info:?}");
+    }
+
+    // Redis holds the hot state: the latest trade and the last 1 m bar.
+    let mut redis = env.redis().await;
+    let keys = insite_sinks::redis::RedisKeys::new(&env.redis.key_prefix);
+    let aapl = insite_schemas::Symbol::new("AAPL").unwrap();
+    let latest: Option<String> = redis::AsyncCommands::get(&mut redis, keys.trade(&aapl))
+        .await
+        .unwrap();
+    assert!(latest.is_some_and(|json| json.contains("\"AAPL\"")));
+    let history: Vec<String> = redis::AsyncCommands::zrange(
+        &mut redis,
+        keys.bars(&aapl, insite_schemas::Interval::MINUTE),
+        0,
+        -1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        history.len(),
+        want_bars
+            .keys()
+            .filter(|(s, iv, _)| s == "AAPL" && *iv == 60)
+            .count()
+    );
+
+    // A replay of both streams into another database gives the same tables.
+    let mut replay_services = services.clone();
+    replay_services.clickhouse.database = format!("{}_replay", env.clickhouse.database);
+    let spec = ReplaySpec {
+        market: Some(StreamRange::default()),
+        social: Some(StreamRange::default()),
+        hot: false,
+        progress_bar: false,
+    };
+    let replayed = insite_pipeline::replay(&replay_services, &config, &spec)
+        .await
+        .expect("replay");
+    assert_eq!(replayed.events, 3_400);
+    assert_bars_equal(
+        &read_bars(&replay_services.clickhouse).await,
+        &bars,
+        "replay vs live",
+    );
+    assert_sentiment_equal(
+        &read_sentiment(&replay_services.clickhouse).await,
+        &sentiment,
+        "replay vs live",
+    );
+    let admin = insite_sinks::clickhouse::client_without_database(&replay_services.clickhouse);
+    admin
+        .query(&format!(
+            "DROP DATABASE IF EXISTS {}",
+            replay_services.clickhouse.database
+        ))
+        .execute()
+        .await
+        .unwrap();
+}
