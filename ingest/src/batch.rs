@@ -46,7 +46,7 @@ impl Default for BatchConfig {
 #[derive(Debug)]
 struct Lane<K, T> {
     /// Key to index in `open`.
-    slots: HashMap<K, usize>,
+    slots: HashMap<K, usize, xxhash_rust::xxh3::Xxh3DefaultBuilder>,
     /// Open batches with their key.
     open: Vec<(K, Vec<T>)>,
 }
@@ -54,7 +54,7 @@ struct Lane<K, T> {
 impl<K: std::hash::Hash + Eq + Clone, T> Lane<K, T> {
     fn new() -> Self {
         Self {
-            slots: HashMap::new(),
+            slots: HashMap::default(),
             open: Vec::new(),
         }
     }

@@ -119,7 +119,10 @@ where
 {
     let count = u32::try_from(events.len()).unwrap_or(u32::MAX);
     let batch = Batch { events };
-    let (schema, payload) = encode_with(&batch)?;
+    // Sized for typical market events, so encoding rarely reallocates.
+    let mut buf = Vec::with_capacity(16 + batch.events.len() * 112);
+    wire::encode_into(&batch, &mut buf)?;
+    let (schema, payload) = (wire::schema_of::<Batch<T>>(), Bytes::from(buf));
     Ok(OutMessage {
         subject,
         msg_id: batch_id(prefix, &first_key, &payload),

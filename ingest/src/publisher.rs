@@ -336,6 +336,25 @@ impl Publisher {
         }
     }
 
+    /// Receives the next item from `rx`, settling acks while it waits;
+    /// `None` once `rx` is closed and empty.
+    pub async fn recv_settling<T>(&mut self, rx: &mut tokio::sync::mpsc::Receiver<T>) -> Option<T> {
+        loop {
+            if self.in_flight.is_empty() {
+                return rx.recv().await;
+            }
+            tokio::select! {
+                biased;
+                item = rx.recv() => return item,
+                settled = self.in_flight.next() => {
+                    if let Some(settled) = settled {
+                        self.tally(settled);
+                    }
+                }
+            }
+        }
+    }
+
     /// Waits until `deadline`, settling acks meanwhile (feeds that pace
     /// themselves call this instead of sleeping).
     pub async fn idle_until(&mut self, deadline: Instant) {

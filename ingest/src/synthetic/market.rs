@@ -121,7 +121,7 @@ impl SymbolState {
     pub(crate) fn trade(
         &self,
         ts: TimestampMs,
-        trade_id: String,
+        trade_id: compact_str::CompactString,
         rng: &mut ChaCha8Rng,
     ) -> Trade {
         let (bid, ask) = self.bid_ask();
@@ -159,7 +159,7 @@ impl SymbolState {
             price,
             size,
             exchange: exchange.into(),
-            trade_id: trade_id.into(),
+            trade_id,
             conditions: if size < 100 { vec!["I".into()] } else { vec![] },
         }
     }
@@ -251,7 +251,7 @@ mod tests {
             let q = s.quote(t0 + i * 50, &mut rng);
             q.validate().unwrap();
             assert!(q.ask > q.bid);
-            let t = s.trade(t0 + i * 50, i.to_string(), &mut rng);
+            let t = s.trade(t0 + i * 50, i.to_string().into(), &mut rng);
             t.validate().unwrap();
             assert!(t.price >= q.bid && t.price <= q.ask);
         }

@@ -36,8 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::{BatchConfig, Batcher};
 use crate::error::IngestError;
-use crate::event::Event;
-use crate::pacing::Pacer;
+use crate::event::{Event, OutMessage};
 use crate::publisher::{IngestReport, Publisher, PublisherConfig};
 use market::SymbolState;
 use social::Author;
@@ -273,7 +272,7 @@ impl Simulator {
             Event::Quote(self.symbols[i].quote(ts, &mut self.rng))
         } else {
             self.trades += 1;
-            let id = format!("{}-{}", self.run_tag, self.trades);
+            let id = compact_str::format_compact!("{}-{}", self.run_tag, self.trades);
             Event::Trade(self.symbols[i].trade(ts, id, &mut self.rng))
         }
     }
@@ -381,12 +380,17 @@ impl Iterator for Simulator {
 
 /// Runs the synthetic feed until its count or duration is reached or
 /// `shutdown` fires, then flushes what is in flight.
+///
+/// Simulation, batching and encoding run on a thread of their own and hand
+/// finished messages over a bounded channel to the publishing task, so the
+/// two overlap; the messages and their order are the same as without.
 pub async fn run_synthetic(
     js: &jetstream::Context,
     streams: &StreamsConfig,
     config: SyntheticConfig,
     shutdown: CancellationToken,
 ) -> Result<IngestReport, IngestError> {
+    let simulator = Simulator::new(config.clone())?;
     insite_sinks::streams::ensure_streams(js, streams).await?;
     let mut publisher = Publisher::new(
         js.clone(),
@@ -394,42 +398,85 @@ pub async fn run_synthetic(
         config.publisher.clone(),
         "synthetic",
     );
-    let mut batcher = Batcher::new(config.batch.clone(), streams.clone());
-    let mut pacer = Pacer::new((!config.max_speed).then_some(1.0));
-    let simulator = Simulator::new(config)?;
     tracing::info!(symbols = simulator.symbols.len(), "synthetic feed starting");
-    let mut out = Vec::with_capacity(64);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<OutMessage>>(64);
+    let producer = {
+        let batcher = Batcher::new(config.batch.clone(), streams.clone());
+        let paced = !config.max_speed;
+        let shutdown = shutdown.clone();
+        tokio::task::spawn_blocking(move || produce(simulator, batcher, paced, &tx, &shutdown))
+    };
     let mut result = Ok(());
+    'outer: while let Some(chunk) = publisher.recv_settling(&mut rx).await {
+        for message in chunk {
+            if let Err(e) = publisher.publish(message).await {
+                result = Err(e);
+                break 'outer;
+            }
+        }
+    }
+    // Closing the channel stops the producer if it is still going.
+    drop(rx);
+    let produced = producer.await.map_err(|e| IngestError::Source {
+        source_name: "synthetic".into(),
+        reason: format!("simulator thread ended abnormally: {e}"),
+    });
+    let flushed = publisher.flush().await;
+    result?;
+    produced??;
+    let report = flushed?;
+    tracing::info!(%report, "synthetic feed done");
+    Ok(report)
+}
+
+/// Simulates, batches and encodes; hands messages to `tx` (paced to wall
+/// time unless `paced` is false). Returns when the simulation ends, on
+/// shutdown, or when the receiver is gone.
+fn produce(
+    simulator: Simulator,
+    mut batcher: Batcher,
+    paced: bool,
+    tx: &tokio::sync::mpsc::Sender<Vec<OutMessage>>,
+    shutdown: &CancellationToken,
+) -> Result<(), IngestError> {
+    /// Messages handed over at once when running flat out.
+    const CHUNK: usize = 32;
+    let mut out = Vec::with_capacity(CHUNK * 2);
+    let mut origin: Option<(TimestampMs, std::time::Instant)> = None;
     for event in simulator {
         if shutdown.is_cancelled() {
             break;
         }
-        if let Some(due) = pacer.due(event.ts()) {
-            batcher.advance_to(event.ts() - 1, &mut out)?;
-            if let Err(e) = publish_all(&mut publisher, &mut out).await {
-                result = Err(e);
-                break;
-            }
-            tokio::select! {
-                () = publisher.idle_until(due) => {}
-                () = shutdown.cancelled() => break,
+        if paced {
+            let ts = event.ts();
+            let (ts0, t0) = *origin.get_or_insert_with(|| (ts, std::time::Instant::now()));
+            let due = t0 + Duration::from_millis(u64::try_from(ts - ts0).unwrap_or(0));
+            if due > std::time::Instant::now() + Duration::from_millis(1) {
+                batcher.advance_to(ts - 1, &mut out)?;
+                if !out.is_empty() && tx.blocking_send(std::mem::take(&mut out)).is_err() {
+                    return Ok(());
+                }
+                while !shutdown.is_cancelled() {
+                    let left = due.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    std::thread::sleep(left.min(Duration::from_millis(50)));
+                }
             }
         }
         batcher.push(event, &mut out)?;
-        if let Err(e) = publish_all(&mut publisher, &mut out).await {
-            result = Err(e);
-            break;
+        if (paced && !out.is_empty()) || out.len() >= CHUNK {
+            if tx.blocking_send(std::mem::take(&mut out)).is_err() {
+                return Ok(());
+            }
         }
     }
-    if result.is_ok() {
-        batcher.close_all(&mut out)?;
-        result = publish_all(&mut publisher, &mut out).await;
+    batcher.close_all(&mut out)?;
+    if !out.is_empty() {
+        let _ = tx.blocking_send(out);
     }
-    let flushed = publisher.flush().await;
-    result?;
-    let report = flushed?;
-    tracing::info!(%report, "synthetic feed done");
-    Ok(report)
+    Ok(())
 }
 
 /// Publishes and empties `out`.
