@@ -200,6 +200,10 @@ impl Tables {
     }
 }
 
+/// How often the durable frontier is recorded (and, in a cluster, the
+/// least frontier over the processes looked up).
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
 /// The output task's state.
 pub struct OutputTask {
     /// ClickHouse writers.
@@ -430,26 +434,54 @@ impl OutputTask {
     }
 
     /// Records `frontier` (retrying while ClickHouse is unavailable), then
-    /// reports it to the ack task.
+    /// reports the durable frontier (in a cluster, the least over all
+    /// processes) to the ack task.
     async fn make_durable(
         &mut self,
         frontier: TimestampMs,
         durable: &tokio::sync::watch::Sender<TimestampMs>,
+        record: bool,
     ) -> Result<(), OutputError> {
+        let mut global = Some(frontier);
         if let Some(progress) = &self.progress {
             let mut delay = Duration::from_millis(100);
             let mut attempts = 0u32;
-            while let Err(e) = progress.save(frontier).await {
-                attempts += 1;
-                if attempts >= 50 {
-                    return Err(e.into());
+            loop {
+                let saved = if record {
+                    progress.save(frontier).await
+                } else {
+                    Ok(())
+                };
+                let recorded = match saved {
+                    Ok(()) => progress.global(frontier).await,
+                    Err(e) => Err(e),
+                };
+                match recorded {
+                    Ok(least) => {
+                        global = least;
+                        break;
+                    }
+                    Err(e) => {
+                        attempts += 1;
+                        if attempts >= 50 {
+                            return Err(e.into());
+                        }
+                        tracing::warn!(error = %e, "recording the durable frontier failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
                 }
-                tracing::warn!(error = %e, "recording the durable frontier failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
-        let _ = durable.send(frontier);
+        if let Some(global) = global {
+            durable.send_if_modified(|current| {
+                let advanced = global > *current;
+                if advanced {
+                    *current = global;
+                }
+                advanced
+            });
+        }
         Ok(())
     }
 
@@ -463,6 +495,7 @@ impl OutputTask {
         let mut hot_tick = tokio::time::interval(self.hot_interval);
         hot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_durable = TimestampMs::MIN;
+        let mut last_progress = Instant::now() - PROGRESS_EVERY;
         loop {
             let reading = !self.tables.any_full();
             let mut hot_due = false;
@@ -485,16 +518,26 @@ impl OutputTask {
                 || (hot_due && self.tables.is_empty())
             {
                 let frontier = self.flush_durable().await?;
-                if frontier > last_durable {
-                    last_durable = frontier;
-                    self.make_durable(frontier, &durable).await?;
+                // The frontier is recorded at most every PROGRESS_EVERY (it
+                // moves with the watermark, every few milliseconds); in a
+                // cluster the least frontier over the processes is looked up
+                // again while it lags this one's.
+                if last_progress.elapsed() >= PROGRESS_EVERY {
+                    if frontier > last_durable {
+                        last_durable = frontier;
+                        self.make_durable(frontier, &durable, true).await?;
+                        last_progress = Instant::now();
+                    } else if *durable.borrow() < last_durable {
+                        self.make_durable(last_durable, &durable, false).await?;
+                        last_progress = Instant::now();
+                    }
                 }
             }
         }
         self.flush_hot().await;
         let frontier = self.flush_durable().await?;
         if frontier > last_durable {
-            self.make_durable(frontier, &durable).await?;
+            self.make_durable(frontier, &durable, true).await?;
         }
         Ok(())
     }

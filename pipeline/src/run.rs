@@ -306,7 +306,12 @@ pub async fn run(
     let streams = &services.nats.streams;
     ensure_streams(&js, streams).await?;
     ch::migrate(&services.clickhouse).await?;
-    let store = ProgressStore::new(ch::connect(&services.clickhouse), config.name.clone());
+    let store = ProgressStore::new(
+        ch::connect(&services.clickhouse),
+        config.name.clone(),
+        topology.process,
+        topology.processes(),
+    );
     let resumed_from = store.load().await?;
     let floor = resumed_from.unwrap_or(TimestampMs::MIN);
     tracing::info!(pipeline = %config.name, ?resumed_from, "durable frontier of the earlier run");

@@ -19,6 +19,7 @@
 //! ## Layout
 //! - [`servers`]: start or reuse the servers.
 //! - [`TestEnv`]: one test's isolated names and clients.
+//! - [`results`]: the result tables read back and compared.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -26,6 +27,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
+
+pub mod results;
 
 use insite_local::LocalConfig;
 use insite_schemas::config::{ClickHouseConfig, NatsConfig, RedisConfig, StreamsConfig};

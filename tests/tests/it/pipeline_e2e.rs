@@ -6,14 +6,16 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use insite_ingest::{run_replay, ReplayConfig};
 use insite_operators::cashtags::extract_cashtags;
 use insite_operators::vader::SentimentAnalyzer;
 use insite_pipeline::source::StreamRange;
 use insite_pipeline::{PipelineConfig, ReplaySpec, Services, Topology};
-use insite_schemas::config::ClickHouseConfig;
+use insite_testkit::results::{
+    assert_bars_equal, assert_sentiment_equal, read_bars, read_sentiment, wait_durable, BarTable,
+    SentimentTable,
+};
 use insite_testkit::{workspace_root, TestEnv};
 use serde::Deserialize;
 
@@ -65,117 +67,6 @@ pub async fn publish_fixtures(env: &TestEnv) {
     .await
     .expect("replaying the fixtures to JetStream");
     assert_eq!(report.rejected, 0, "{report:?}");
-}
-
-/// The recorded durable frontier of `pipeline`, if any.
-pub async fn durable_frontier(clickhouse: &ClickHouseConfig, pipeline: &str) -> Option<i64> {
-    let client = insite_sinks::clickhouse::connect(clickhouse);
-    let rows: Vec<(u64, i64)> = client
-        .query("SELECT count(), argMax(durable_ms, version) FROM pipeline_progress WHERE pipeline = ?")
-        .bind(pipeline)
-        .fetch_all()
-        .await
-        .ok()?;
-    rows.first().and_then(|&(n, d)| (n > 0).then_some(d))
-}
-
-/// Waits until `pipeline`'s durable frontier passes `through`.
-pub async fn wait_durable(clickhouse: &ClickHouseConfig, pipeline: &str, through: i64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        if durable_frontier(clickhouse, pipeline)
-            .await
-            .is_some_and(|d| d > through)
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "pipeline {pipeline} not durable through {through} in time (at {:?})",
-            durable_frontier(clickhouse, pipeline).await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// A bar as read back from ClickHouse: (symbol, interval_s, window_start_ms)
-/// → (open, high, low, close, volume, vwap, trades).
-pub type BarTable = BTreeMap<(String, u32, u64), (f64, f64, f64, f64, u64, f64, u64)>;
-
-/// The `bars` table, read with `FINAL`.
-pub async fn read_bars(clickhouse: &ClickHouseConfig) -> BarTable {
-    #[derive(Debug, Deserialize, clickhouse::Row)]
-    struct Row {
-        symbol: String,
-        interval_s: u32,
-        window_start_ms: u64,
-        open: f64,
-        high: f64,
-        low: f64,
-        close: f64,
-        volume: u64,
-        vwap: f64,
-        trades: u64,
-    }
-    let rows: Vec<Row> = insite_sinks::clickhouse::connect(clickhouse)
-        .query(
-            "SELECT symbol, interval_s, window_start_ms, open, high, low, close, volume, vwap, \
-             trades FROM bars FINAL",
-        )
-        .fetch_all()
-        .await
-        .expect("reading bars");
-    rows.into_iter()
-        .map(|r| {
-            (
-                (r.symbol, r.interval_s, r.window_start_ms),
-                (r.open, r.high, r.low, r.close, r.volume, r.vwap, r.trades),
-            )
-        })
-        .collect()
-}
-
-/// A sentiment window: (symbol, interval_s, window_start_ms) → (posts,
-/// score, positive, negative, neutral, weighted).
-pub type SentimentTable = BTreeMap<(String, u32, u64), (u64, f64, u64, u64, u64, f64)>;
-
-/// The `sentiment` table, read with `FINAL`.
-pub async fn read_sentiment(clickhouse: &ClickHouseConfig) -> SentimentTable {
-    #[derive(Debug, Deserialize, clickhouse::Row)]
-    struct Row {
-        symbol: String,
-        interval_s: u32,
-        window_start_ms: u64,
-        posts: u64,
-        score: f64,
-        positive: u64,
-        negative: u64,
-        neutral: u64,
-        weighted_score: f64,
-    }
-    let rows: Vec<Row> = insite_sinks::clickhouse::connect(clickhouse)
-        .query(
-            "SELECT symbol, interval_s, window_start_ms, posts, score, positive, negative, \
-             neutral, weighted_score FROM sentiment FINAL",
-        )
-        .fetch_all()
-        .await
-        .expect("reading sentiment");
-    rows.into_iter()
-        .map(|r| {
-            (
-                (r.symbol, r.interval_s, r.window_start_ms),
-                (
-                    r.posts,
-                    r.score,
-                    r.positive,
-                    r.negative,
-                    r.neutral,
-                    r.weighted_score,
-                ),
-            )
-        })
-        .collect()
 }
 
 /// The reference bars, computed from the trades CSV without any insite code.
@@ -271,49 +162,6 @@ fn reference_sentiment() -> SentimentTable {
             )
         })
         .collect()
-}
-
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
-}
-
-/// Asserts two bar tables are equal (floats to 1e-9 relative).
-pub fn assert_bars_equal(got: &BarTable, want: &BarTable, what: &str) {
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        want.keys().collect::<Vec<_>>(),
-        "{what}: the same windows"
-    );
-    for (key, g) in got {
-        let w = &want[key];
-        let same = close(g.0, w.0)
-            && close(g.1, w.1)
-            && close(g.2, w.2)
-            && close(g.3, w.3)
-            && g.4 == w.4
-            && close(g.5, w.5)
-            && g.6 == w.6;
-        assert!(same, "{what}: bar {key:?}: got {g:?}, want {w:?}");
-    }
-}
-
-/// Asserts two sentiment tables are equal (floats to 1e-9).
-pub fn assert_sentiment_equal(got: &SentimentTable, want: &SentimentTable, what: &str) {
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        want.keys().collect::<Vec<_>>(),
-        "{what}: the same windows"
-    );
-    for (key, g) in got {
-        let w = &want[key];
-        let same = g.0 == w.0
-            && close(g.1, w.1)
-            && g.2 == w.2
-            && g.3 == w.3
-            && g.4 == w.4
-            && close(g.5, w.5);
-        assert!(same, "{what}: sentiment {key:?}: got {g:?}, want {w:?}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
