@@ -235,7 +235,12 @@ async fn raw_publish(
 }
 
 async fn delete_streams(js: &async_nats::jetstream::Context, streams: &StreamsConfig) {
-    for name in [&streams.market, &streams.social, &streams.derived, &streams.dlq] {
+    for name in [
+        &streams.market,
+        &streams.social,
+        &streams.derived,
+        &streams.dlq,
+    ] {
         let _ = js.delete_stream(name).await;
     }
 }

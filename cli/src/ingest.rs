@@ -220,8 +220,7 @@ async fn run_async(config: &InsiteConfig, args: IngestArgs) -> anyhow::Result<()
     }
     let publisher = PublisherConfig {
         max_in_flight: args.max_in_flight,
-        ack_timeout: Duration::try_from_secs_f64(args.ack_timeout_s)
-            .context("--ack-timeout-s")?,
+        ack_timeout: Duration::try_from_secs_f64(args.ack_timeout_s).context("--ack-timeout-s")?,
         ..PublisherConfig::default()
     };
     let js = insite_ingest::connect(&config.nats).await?;
@@ -298,15 +297,29 @@ async fn run_async(config: &InsiteConfig, args: IngestArgs) -> anyhow::Result<()
             let mut ws = FinnhubConfig::new(url, symbols(&list)?);
             ws.token = token;
             let stats = Arc::new(SourceStats::default());
-            insite_ingest::run_source(&js, streams, FinnhubSource::new(ws), publisher, stats, shutdown)
-                .await?
+            insite_ingest::run_source(
+                &js,
+                streams,
+                FinnhubSource::new(ws),
+                publisher,
+                stats,
+                shutdown,
+            )
+            .await?
         }
         Feed::Rss { url, every, source } => {
             let mut rss = RssConfig::new(url, every)?;
             rss.source = SourceName::new(&source)?;
             let stats = Arc::new(SourceStats::default());
-            insite_ingest::run_source(&js, streams, RssSource::new(rss), publisher, stats, shutdown)
-                .await?
+            insite_ingest::run_source(
+                &js,
+                streams,
+                RssSource::new(rss),
+                publisher,
+                stats,
+                shutdown,
+            )
+            .await?
         }
     };
     let secs = started.elapsed().as_secs_f64();

@@ -64,7 +64,8 @@ impl<K: std::hash::Hash + Eq + Clone, T> Lane<K, T> {
         let index = match self.slots.get(key) {
             Some(&i) => i,
             None => {
-                self.open.push((key.clone(), Vec::with_capacity(max.min(1024))));
+                self.open
+                    .push((key.clone(), Vec::with_capacity(max.min(1024))));
                 self.slots.insert(key.clone(), self.open.len() - 1);
                 self.open.len() - 1
             }
@@ -77,7 +78,10 @@ impl<K: std::hash::Hash + Eq + Clone, T> Lane<K, T> {
     /// Every open, non-empty batch, oldest first.
     fn drain(&mut self) -> impl Iterator<Item = Vec<T>> + '_ {
         self.slots.clear();
-        self.open.drain(..).map(|(_, b)| b).filter(|b| !b.is_empty())
+        self.open
+            .drain(..)
+            .map(|(_, b)| b)
+            .filter(|b| !b.is_empty())
     }
 }
 
@@ -215,7 +219,7 @@ mod tests {
             trade("A", t0, 1),
             trade("B", t0 + 1, 2),
             trade("A", t0 + 2, 3),
-            trade("A", t0 + 3, 4), // A full (3)
+            trade("A", t0 + 3, 4),   // A full (3)
             trade("A", t0 + 150, 5), // new slice: B closes
             trade("B", t0 + 160, 6),
         ];

@@ -20,7 +20,9 @@ pub enum ErrorClass {
 pub enum IngestError {
     /// A publish was not acknowledged even after every retry (with the same
     /// `Nats-Msg-Id`), or the server refused it outright.
-    #[error("publishing to {subject} (msg id {msg_id}) failed after {attempts} attempt(s): {reason}")]
+    #[error(
+        "publishing to {subject} (msg id {msg_id}) failed after {attempts} attempt(s): {reason}"
+    )]
     Publish {
         /// The subject.
         subject: String,
@@ -80,7 +82,10 @@ impl IngestError {
     /// Whether to retry, dead-letter or stop.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Self::Publish { .. } | Self::Connect { .. } | Self::Streams(_) | Self::Source { .. } => ErrorClass::Retryable,
+            Self::Publish { .. }
+            | Self::Connect { .. }
+            | Self::Streams(_)
+            | Self::Source { .. } => ErrorClass::Retryable,
             Self::BadInput { .. } | Self::Config(_) => ErrorClass::BadData,
             Self::Encode(_) | Self::Io { .. } => ErrorClass::Internal,
         }

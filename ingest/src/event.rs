@@ -208,8 +208,7 @@ mod tests {
         let msg = trade_batch(events.clone(), &StreamsConfig::default())
             .unwrap()
             .unwrap();
-        let decoded =
-            wire::decode_inbound(Some(&msg.schema.to_string()), &msg.payload).unwrap();
+        let decoded = wire::decode_inbound(Some(&msg.schema.to_string()), &msg.payload).unwrap();
         assert_eq!(decoded, insite_schemas::Inbound::Trades(events));
     }
 

@@ -70,7 +70,10 @@ impl IngestMetrics {
     pub fn describe() {
         metrics::describe_counter!(PUBLISHED, "Messages sent to JetStream (first attempts).");
         metrics::describe_counter!(ACKED, "Messages acknowledged by JetStream.");
-        metrics::describe_counter!(DUPLICATES, "Acknowledgements marked duplicate by JetStream.");
+        metrics::describe_counter!(
+            DUPLICATES,
+            "Acknowledgements marked duplicate by JetStream."
+        );
         metrics::describe_counter!(RETRIED, "Re-sends with the same Nats-Msg-Id.");
         metrics::describe_counter!(REJECTED, "Input lines or frames rejected to the DLQ.");
         metrics::describe_counter!(EVENTS, "Events inside acknowledged messages.");

@@ -279,9 +279,7 @@ impl Publisher {
             async move {
                 let (result, retries) = confirm(resend, first, &config, &metrics).await;
                 if result.is_ok() {
-                    metrics
-                        .ack_seconds
-                        .record(started.elapsed().as_secs_f64());
+                    metrics.ack_seconds.record(started.elapsed().as_secs_f64());
                 }
                 Settled {
                     result,

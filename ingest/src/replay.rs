@@ -189,7 +189,10 @@ impl LineFile {
             return Err(bad("empty file, expected a CSV header".into()));
         }
         let fields = split_csv(&self.buf).map_err(bad)?;
-        let names: Vec<String> = fields.iter().map(|f| f.trim().to_ascii_lowercase()).collect();
+        let names: Vec<String> = fields
+            .iter()
+            .map(|f| f.trim().to_ascii_lowercase())
+            .collect();
         let mut positions = Vec::with_capacity(wanted.len());
         for (column, required) in wanted {
             let at = names.iter().position(|n| n == column);
@@ -260,7 +263,11 @@ impl LineFile {
             FileKind::Posts => parse_post(&self.buf).map_err(|r| ("json", r))?,
             kind => {
                 let fields = split_csv(&self.buf).map_err(|r| ("csv", r))?;
-                let columns = self.columns.as_ref().map(|c| c.positions.as_slice()).unwrap_or(&[]);
+                let columns = self
+                    .columns
+                    .as_ref()
+                    .map(|c| c.positions.as_slice())
+                    .unwrap_or(&[]);
                 let get = |i: usize| -> Option<&str> {
                     columns
                         .get(i)
@@ -270,7 +277,12 @@ impl LineFile {
                         .map(String::as_str)
                 };
                 let required = |i: usize, name: &str| -> Result<&str, (&'static str, String)> {
-                    get(i).ok_or_else(|| ("csv", format!("missing field {name:?} (line has {} fields)", fields.len())))
+                    get(i).ok_or_else(|| {
+                        (
+                            "csv",
+                            format!("missing field {name:?} (line has {} fields)", fields.len()),
+                        )
+                    })
                 };
                 if kind == FileKind::Trades {
                     Event::Trade(Trade {
@@ -298,9 +310,7 @@ impl LineFile {
                 }
             }
         };
-        event
-            .validate()
-            .map_err(|e| ("invalid", e.to_string()))?;
+        event.validate().map_err(|e| ("invalid", e.to_string()))?;
         Ok(event)
     }
 }
@@ -415,7 +425,12 @@ pub async fn run_replay(
     }
     insite_sinks::streams::ensure_streams(js, streams).await?;
     let mut merged = Merged { files };
-    let mut publisher = Publisher::new(js.clone(), streams.clone(), config.publisher.clone(), "replay");
+    let mut publisher = Publisher::new(
+        js.clone(),
+        streams.clone(),
+        config.publisher.clone(),
+        "replay",
+    );
     let mut batcher = Batcher::new(config.batch.clone(), streams.clone());
     let mut pacer = Pacer::new(config.speed);
     let mut out = Vec::with_capacity(64);
@@ -430,7 +445,12 @@ pub async fn run_replay(
                 tracing::warn!(origin = %reject.origin, reason = %reject.reason, "rejected line");
                 publisher.count_rejected();
                 publisher
-                    .dead_letter(Bytes::from(reject.raw), &reject.reason, reject.kind, &reject.origin)
+                    .dead_letter(
+                        Bytes::from(reject.raw),
+                        &reject.reason,
+                        reject.kind,
+                        &reject.origin,
+                    )
                     .await?;
             }
             let Some(event) = next else { break };

@@ -79,9 +79,13 @@ impl FinnhubSource {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Frame {
-    Trade { data: Vec<serde_json::Value> },
+    Trade {
+        data: Vec<serde_json::Value>,
+    },
     Ping,
-    Error { msg: String },
+    Error {
+        msg: String,
+    },
     #[serde(other)]
     Other,
 }
@@ -179,7 +183,11 @@ impl FinnhubSource {
     fn url(&self) -> String {
         match &self.config.token {
             Some(token) if !token.is_empty() => {
-                let sep = if self.config.url.contains('?') { '&' } else { '?' };
+                let sep = if self.config.url.contains('?') {
+                    '&'
+                } else {
+                    '?'
+                };
                 format!("{}{sep}token={token}", self.config.url)
             }
             _ => self.config.url.clone(),
@@ -260,7 +268,9 @@ impl Source for FinnhubSource {
         shutdown: CancellationToken,
     ) -> Result<(), IngestError> {
         if self.config.symbols.is_empty() {
-            return Err(IngestError::Config("the WebSocket feed needs symbols".into()));
+            return Err(IngestError::Config(
+                "the WebSocket feed needs symbols".into(),
+            ));
         }
         let mut backoff = self.config.backoff.clone();
         loop {
@@ -323,6 +333,12 @@ mod tests {
         assert!(parse_frame(r#"{"type":"news","x":1}"#, "t").is_empty());
         assert!(parse_frame(r#"{"type":"error","msg":"bad token"}"#, "t").is_empty());
         let garbage = parse_frame("\u{0}not json", "t");
-        assert!(matches!(garbage.as_slice(), [SourceItem::Reject { kind: "bad_frame", .. }]));
+        assert!(matches!(
+            garbage.as_slice(),
+            [SourceItem::Reject {
+                kind: "bad_frame",
+                ..
+            }]
+        ));
     }
 }

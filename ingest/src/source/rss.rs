@@ -114,7 +114,10 @@ impl RssSource {
                 }];
             }
         };
-        let feed_title = feed.title.map(|t| plain_text(&t.content)).unwrap_or_default();
+        let feed_title = feed
+            .title
+            .map(|t| plain_text(&t.content))
+            .unwrap_or_default();
         let mut items = Vec::new();
         for entry in feed.entries {
             let id = if entry.id.len() > 256 {
@@ -125,8 +128,14 @@ impl RssSource {
             if id.is_empty() || !self.remember(&id) {
                 continue;
             }
-            let title = entry.title.map(|t| plain_text(&t.content)).unwrap_or_default();
-            let summary = entry.summary.map(|t| plain_text(&t.content)).unwrap_or_default();
+            let title = entry
+                .title
+                .map(|t| plain_text(&t.content))
+                .unwrap_or_default();
+            let summary = entry
+                .summary
+                .map(|t| plain_text(&t.content))
+                .unwrap_or_default();
             let mut text = match (title.is_empty(), summary.is_empty()) {
                 (false, false) if !summary.starts_with(&title) => format!("{title}. {summary}"),
                 (false, _) => title,
@@ -317,6 +326,12 @@ mod tests {
         let mut source =
             RssSource::new(RssConfig::new("http://x/feed", Duration::from_secs(60)).unwrap());
         let items = source.parse_document(b"<html>nope", 0);
-        assert!(matches!(items.as_slice(), [SourceItem::Reject { kind: "bad_feed", .. }]));
+        assert!(matches!(
+            items.as_slice(),
+            [SourceItem::Reject {
+                kind: "bad_feed",
+                ..
+            }]
+        ));
     }
 }

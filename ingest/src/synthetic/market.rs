@@ -29,9 +29,9 @@ const VENUES: [(&str, f64); 6] = [
 pub(crate) const KNOWN: [&str; 60] = [
     "AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "BRK.B", "JPM", "V", "UNH", "XOM",
     "JNJ", "WMT", "MA", "PG", "AVGO", "HD", "CVX", "LLY", "MRK", "ABBV", "KO", "PEP", "COST",
-    "ADBE", "CRM", "NFLX", "AMD", "INTC", "CSCO", "ORCL", "BAC", "WFC", "DIS", "MCD", "NKE",
-    "T", "VZ", "PFE", "QCOM", "TXN", "IBM", "GS", "MS", "BA", "CAT", "GE", "UBER", "PLTR",
-    "SPY", "QQQ", "IWM", "SHOP", "SQ", "PYPL", "COIN", "GME", "AMC", "RIVN",
+    "ADBE", "CRM", "NFLX", "AMD", "INTC", "CSCO", "ORCL", "BAC", "WFC", "DIS", "MCD", "NKE", "T",
+    "VZ", "PFE", "QCOM", "TXN", "IBM", "GS", "MS", "BA", "CAT", "GE", "UBER", "PLTR", "SPY", "QQQ",
+    "IWM", "SHOP", "SQ", "PYPL", "COIN", "GME", "AMC", "RIVN",
 ];
 
 /// One symbol's simulated state.

@@ -212,8 +212,9 @@ impl Simulator {
         let sources = [source("x")?, source("reddit")?, source("stocktwits")?];
         let run_tag = format!(
             "{:08x}",
-            xxhash_rust::xxh3::xxh3_64(&[config.seed.to_le_bytes(), config.start_ms.to_le_bytes()].concat())
-                as u32
+            xxhash_rust::xxh3::xxh3_64(
+                &[config.seed.to_le_bytes(), config.start_ms.to_le_bytes()].concat()
+            ) as u32
         );
         let start = config.start_ms as f64;
         let mut sim = Self {
@@ -294,12 +295,21 @@ impl Simulator {
             }
         }
         let other = if self.rng.random_bool(0.15) {
-            Some(self.symbols[self.activity.sample(&mut self.rng)].symbol.clone())
+            Some(
+                self.symbols[self.activity.sample(&mut self.rng)]
+                    .symbol
+                    .clone(),
+            )
         } else {
             None
         };
         let lean = social::pick_lean(self.symbols[best].recent_move(), &mut self.rng);
-        let text = social::text(&self.symbols[best].symbol, other.as_ref(), lean, &mut self.rng);
+        let text = social::text(
+            &self.symbols[best].symbol,
+            other.as_ref(),
+            lean,
+            &mut self.rng,
+        );
         let author = self.rng.random_range(0..self.authors.len());
         let source = social::pick_source(&self.sources, &mut self.rng);
         self.posts += 1;
@@ -466,10 +476,9 @@ fn produce(
             }
         }
         batcher.push(event, &mut out)?;
-        if (paced && !out.is_empty()) || out.len() >= CHUNK {
-            if tx.blocking_send(std::mem::take(&mut out)).is_err() {
-                return Ok(());
-            }
+        let ready = (paced && !out.is_empty()) || out.len() >= CHUNK;
+        if ready && tx.blocking_send(std::mem::take(&mut out)).is_err() {
+            return Ok(());
         }
     }
     batcher.close_all(&mut out)?;
@@ -572,7 +581,11 @@ mod tests {
                     continue;
                 }
             }
-            assert!(e.ts() >= max_seen - jitter as i64, "later than the bound: {} vs {max_seen}: {e:?}", e.ts());
+            assert!(
+                e.ts() >= max_seen - jitter as i64,
+                "later than the bound: {} vs {max_seen}: {e:?}",
+                e.ts()
+            );
             if e.ts() < max_seen {
                 late += 1;
             }

@@ -57,8 +57,8 @@ const NEUTRAL: [&str; 12] = [
 ];
 
 const HANDLE_WORDS: [&str; 16] = [
-    "alpha", "bull", "bear", "tape", "chart", "value", "quant", "macro", "swing", "theta",
-    "gamma", "delta", "dip", "trend", "flow", "yield",
+    "alpha", "bull", "bear", "tape", "chart", "value", "quant", "macro", "swing", "theta", "gamma",
+    "delta", "dip", "trend", "flow", "yield",
 ];
 
 /// Which way a post leans.
@@ -114,7 +114,12 @@ pub(crate) fn pick_lean(recent_move: f64, rng: &mut ChaCha8Rng) -> Lean {
 }
 
 /// The text of a post about `symbol` (and maybe `other`) with `lean`.
-pub(crate) fn text(symbol: &Symbol, other: Option<&Symbol>, lean: Lean, rng: &mut ChaCha8Rng) -> String {
+pub(crate) fn text(
+    symbol: &Symbol,
+    other: Option<&Symbol>,
+    lean: Lean,
+    rng: &mut ChaCha8Rng,
+) -> String {
     let bank: &[&str] = match lean {
         Lean::Bullish => &BULLISH,
         Lean::Bearish => &BEARISH,
@@ -187,7 +192,10 @@ mod tests {
     #[test]
     fn followers_are_heavy_tailed() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
-        let mut f: Vec<u64> = authors(2_000, &mut rng).iter().map(|a| a.followers).collect();
+        let mut f: Vec<u64> = authors(2_000, &mut rng)
+            .iter()
+            .map(|a| a.followers)
+            .collect();
         f.sort_unstable();
         let median = f[f.len() / 2];
         let top = f[f.len() - 1];

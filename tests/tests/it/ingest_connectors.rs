@@ -56,14 +56,20 @@ async fn finnhub_server(
     let (c, s) = (connections.clone(), subscribed.clone());
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let n = c.fetch_add(1, Ordering::SeqCst);
             let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
             for _ in 0..symbols {
-                let Some(Ok(Message::Text(t))) = ws.next().await else { return };
+                let Some(Ok(Message::Text(t))) = ws.next().await else {
+                    return;
+                };
                 let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
                 assert_eq!(v["type"], "subscribe");
-                s.lock().unwrap().push(v["symbol"].as_str().unwrap().to_owned());
+                s.lock()
+                    .unwrap()
+                    .push(v["symbol"].as_str().unwrap().to_owned());
             }
             let range = if n == 0 { 0..cut } else { cut..frames.len() };
             for frame in &frames[range] {
@@ -74,9 +80,7 @@ async fn finnhub_server(
                 ws.flush().await.unwrap();
                 drop(ws);
             } else {
-                tokio::spawn(async move {
-                    while let Some(Ok(_)) = ws.next().await {}
-                });
+                tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} });
             }
         }
     });
@@ -96,27 +100,47 @@ async fn websocket_connector_survives_a_dropped_connection() {
     // with a ticker symbol and at least one share.
     let mut expected = Vec::new();
     for frame in &frames {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(frame) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(frame) else {
+            continue;
+        };
         for t in v["data"].as_array().into_iter().flatten() {
             let symbol = t["s"].as_str().unwrap();
             if Symbol::new(symbol).is_ok() && t["v"].as_f64().unwrap() >= 1.0 {
-                expected.push((symbol.to_owned(), t["t"].as_i64().unwrap(), t["p"].as_f64().unwrap().to_string(), t["v"].as_f64().unwrap() as u64));
+                expected.push((
+                    symbol.to_owned(),
+                    t["t"].as_i64().unwrap(),
+                    t["p"].as_f64().unwrap().to_string(),
+                    t["v"].as_f64().unwrap() as u64,
+                ));
             }
         }
     }
     expected.sort();
     assert_eq!(expected.len(), 8);
 
-    let symbols = vec![Symbol::new("AAPL").unwrap(), Symbol::new("MSFT").unwrap(), Symbol::new("NVDA").unwrap()];
+    let symbols = vec![
+        Symbol::new("AAPL").unwrap(),
+        Symbol::new("MSFT").unwrap(),
+        Symbol::new("NVDA").unwrap(),
+    ];
     let (url, connections, subscribed) = finnhub_server(frames, 5, symbols.len()).await;
     let mut config = FinnhubConfig::new(url, symbols);
     config.backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
     let stats = Arc::new(SourceStats::default());
     let shutdown = CancellationToken::new();
     let task = {
-        let (js, streams, stats, shutdown) = (js.clone(), streams.clone(), stats.clone(), shutdown.clone());
+        let (js, streams, stats, shutdown) =
+            (js.clone(), streams.clone(), stats.clone(), shutdown.clone());
         tokio::spawn(async move {
-            insite_ingest::run_source(&js, &streams, FinnhubSource::new(config), PublisherConfig::default(), stats, shutdown).await
+            insite_ingest::run_source(
+                &js,
+                &streams,
+                FinnhubSource::new(config),
+                PublisherConfig::default(),
+                stats,
+                shutdown,
+            )
+            .await
         })
     };
     wait_until("all recorded trades", || {
@@ -129,7 +153,10 @@ async fn websocket_connector_survives_a_dropped_connection() {
     assert!(connections.load(Ordering::SeqCst) >= 2, "no reconnect");
     assert!(SourceStats::get(&stats.connections) >= 2);
     assert_eq!(subscribed.lock().unwrap().len() % 3, 0);
-    assert!(subscribed.lock().unwrap().len() >= 6, "not subscribed again after the reconnect");
+    assert!(
+        subscribed.lock().unwrap().len() >= 6,
+        "not subscribed again after the reconnect"
+    );
     assert_eq!(report.events, 8);
     assert_eq!(report.rejected, 2);
     assert_eq!(report.dead_lettered, 2);
@@ -159,13 +186,17 @@ async fn rss_server(body: String) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>
     let (r, nm) = (requests.clone(), not_modified.clone());
     tokio::spawn(async move {
         loop {
-            let Ok((mut tcp, _)) = listener.accept().await else { return };
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
             let (r, nm, body) = (r.clone(), nm.clone(), body.clone());
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 1024];
                 while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let Ok(n) = tcp.read(&mut chunk).await else { return };
+                    let Ok(n) = tcp.read(&mut chunk).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
@@ -175,7 +206,8 @@ async fn rss_server(body: String) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>
                 let request = String::from_utf8_lossy(&buf).to_ascii_lowercase();
                 let response = if request.contains("if-none-match: \"v1\"") {
                     nm.fetch_add(1, Ordering::SeqCst);
-                    "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n".to_owned()
+                    "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n"
+                        .to_owned()
                 } else {
                     format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nETag: \"v1\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -200,9 +232,18 @@ async fn rss_connector_publishes_each_entry_once() {
     let stats = Arc::new(SourceStats::default());
     let shutdown = CancellationToken::new();
     let task = {
-        let (js, streams, stats, shutdown) = (js.clone(), streams.clone(), stats.clone(), shutdown.clone());
+        let (js, streams, stats, shutdown) =
+            (js.clone(), streams.clone(), stats.clone(), shutdown.clone());
         tokio::spawn(async move {
-            insite_ingest::run_source(&js, &streams, RssSource::new(config), PublisherConfig::default(), stats, shutdown).await
+            insite_ingest::run_source(
+                &js,
+                &streams,
+                RssSource::new(config),
+                PublisherConfig::default(),
+                stats,
+                shutdown,
+            )
+            .await
         })
     };
     wait_until("three entries and a conditional re-poll", || {
@@ -215,7 +256,9 @@ async fn rss_connector_publishes_each_entry_once() {
     assert_eq!(report.events, 3);
 
     let social = read_all(&js, &streams.social).await;
-    assert!(social.iter().all(|m| m.subject == streams.subject("social.posts.news")));
+    assert!(social
+        .iter()
+        .all(|m| m.subject == streams.subject("social.posts.news")));
     let mut posts: Vec<_> = decode_events(&social)
         .into_iter()
         .map(|e| match e {
@@ -225,7 +268,10 @@ async fn rss_connector_publishes_each_entry_once() {
         .collect();
     posts.sort_by(|a, b| a.id.cmp(&b.id));
     let ids: Vec<&str> = posts.iter().map(|p| p.id.as_str()).collect();
-    assert_eq!(ids, vec!["mw-20240301-001", "mw-20240301-002", "mw-20240301-003"]);
+    assert_eq!(
+        ids,
+        vec!["mw-20240301-001", "mw-20240301-002", "mw-20240301-003"]
+    );
     assert_eq!(
         posts[0].text,
         "Apple shares rise after upbeat services outlook. Shares of Apple (AAPL) gained in early trading."

@@ -41,7 +41,10 @@ async fn a_timed_out_ack_is_resent_with_the_same_id() {
                 seen.push((id, msg.payload.clone()));
                 if seen.len() == 2 {
                     let ack = r#"{"stream":"FAKE","seq":1,"duplicate":false}"#;
-                    client.publish(msg.reply.unwrap(), ack.into()).await.unwrap();
+                    client
+                        .publish(msg.reply.unwrap(), ack.into())
+                        .await
+                        .unwrap();
                     client.flush().await.unwrap();
                     break;
                 }
@@ -86,6 +89,9 @@ async fn a_publish_no_stream_takes_fails_the_run() {
     let subject = format!("{}.nowhere", env.nats.streams.subject_prefix);
     publisher.publish(message(subject)).await.unwrap();
     let err = publisher.flush().await.unwrap_err();
-    assert!(matches!(err, insite_ingest::IngestError::Publish { .. }), "{err}");
+    assert!(
+        matches!(err, insite_ingest::IngestError::Publish { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("m-1"), "{err}");
 }

@@ -35,22 +35,36 @@ fn config(batch: usize) -> ReplayConfig {
 /// (kind, symbol or id, ts).
 fn good_rows() -> Vec<(String, String, i64)> {
     let mut rows = Vec::new();
-    for line in std::fs::read_to_string(fixture("trades.csv")).unwrap().lines().skip(1) {
+    for line in std::fs::read_to_string(fixture("trades.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+    {
         let f: Vec<&str> = line.split(',').collect();
-        let ok = f.len() >= 4
-            && f[2].parse::<f64>().is_ok()
-            && f[3].parse::<u64>().is_ok_and(|s| s > 0);
+        let ok =
+            f.len() >= 4 && f[2].parse::<f64>().is_ok() && f[3].parse::<u64>().is_ok_and(|s| s > 0);
         if ok {
-            rows.push(("trade".into(), f[0].to_ascii_uppercase(), insite_ingest::replay::parse_ts(f[1]).unwrap()));
+            rows.push((
+                "trade".into(),
+                f[0].to_ascii_uppercase(),
+                insite_ingest::replay::parse_ts(f[1]).unwrap(),
+            ));
         }
     }
-    for line in std::fs::read_to_string(fixture("quotes.csv")).unwrap().lines().skip(1) {
+    for line in std::fs::read_to_string(fixture("quotes.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+    {
         let f: Vec<&str> = line.split(',').collect();
         if let Ok(ts) = insite_ingest::replay::parse_ts(f[0]) {
             rows.push(("quote".into(), f[1].to_owned(), ts));
         }
     }
-    for line in std::fs::read_to_string(fixture("posts.jsonl")).unwrap().lines() {
+    for line in std::fs::read_to_string(fixture("posts.jsonl"))
+        .unwrap()
+        .lines()
+    {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
             let ts = match &v["ts"] {
                 serde_json::Value::String(s) => insite_ingest::replay::parse_ts(s).unwrap(),
@@ -102,7 +116,10 @@ async fn replay_publishes_good_lines_and_dead_letters_bad_ones() {
             _ => None,
         })
         .unwrap();
-    assert_eq!((first.price, first.size, first.exchange.as_str()), (179.52, 100, "XNAS"));
+    assert_eq!(
+        (first.price, first.size, first.exchange.as_str()),
+        (179.52, 100, "XNAS")
+    );
     let post = stored
         .iter()
         .find_map(|e| match e {
@@ -118,12 +135,21 @@ async fn replay_publishes_good_lines_and_dead_letters_bad_ones() {
     assert_eq!(dlq.len(), 5);
     let mut origins: Vec<&str> = dlq
         .iter()
-        .map(|m| m.header(insite_ingest::publisher::DLQ_ORIGIN_HEADER).unwrap())
+        .map(|m| {
+            m.header(insite_ingest::publisher::DLQ_ORIGIN_HEADER)
+                .unwrap()
+        })
         .collect();
     origins.sort_unstable();
     assert_eq!(
         origins,
-        vec!["posts.jsonl:3", "quotes.csv:5", "trades.csv:5", "trades.csv:8", "trades.csv:9"]
+        vec![
+            "posts.jsonl:3",
+            "quotes.csv:5",
+            "trades.csv:5",
+            "trades.csv:8",
+            "trades.csv:9"
+        ]
     );
     for m in &dlq {
         assert_eq!(m.subject, streams.subject("insite.dlq.ingest"));
@@ -139,12 +165,18 @@ async fn replay_publishes_good_lines_and_dead_letters_bad_ones() {
         std::str::from_utf8(&price_line.payload).unwrap(),
         "AAPL,2024-03-01T14:30:00.250Z,not-a-price,100,1003,XNAS"
     );
-    assert!(price_line.header(wire::DLQ_REASON_HEADER).unwrap().contains("price"));
+    assert!(price_line
+        .header(wire::DLQ_REASON_HEADER)
+        .unwrap()
+        .contains("price"));
     let size_line = dlq
         .iter()
         .find(|m| m.header(insite_ingest::publisher::DLQ_ORIGIN_HEADER) == Some("trades.csv:9"))
         .unwrap();
-    assert!(size_line.header(wire::DLQ_REASON_HEADER).unwrap().contains("size"));
+    assert!(size_line
+        .header(wire::DLQ_REASON_HEADER)
+        .unwrap()
+        .contains("size"));
 
     // Replaying the same files again adds nothing, dead letters included.
     let again = insite_ingest::run_replay(&js, streams, config(4), CancellationToken::new())
@@ -177,9 +209,10 @@ async fn replay_without_batching_sends_one_message_per_event() {
     assert_eq!(report.acked, 14 + 5);
     let market = read_all(&js, &streams.market).await;
     assert_eq!(market.len(), 11);
-    assert!(market
-        .iter()
-        .all(|m| matches!(m.header(wire::SCHEMA_HEADER), Some("trade.v1") | Some("quote.v1"))));
+    assert!(market.iter().all(|m| matches!(
+        m.header(wire::SCHEMA_HEADER),
+        Some("trade.v1") | Some("quote.v1")
+    )));
 }
 
 #[tokio::test]

@@ -43,15 +43,21 @@ pub async fn read_all(js: &jetstream::Context, stream: &str) -> Vec<Stored> {
         .unwrap();
     let mut messages = consumer.messages().await.unwrap().take(count);
     let mut out = Vec::with_capacity(count);
-    while let Some(message) =
-        tokio::time::timeout(Duration::from_secs(30), messages.next()).await.unwrap()
+    while let Some(message) = tokio::time::timeout(Duration::from_secs(30), messages.next())
+        .await
+        .unwrap()
     {
         let message = message.unwrap();
         let headers = message
             .headers
             .iter()
             .flat_map(|h| h.iter())
-            .map(|(k, v)| (k.to_string(), v.first().map(|v| v.to_string()).unwrap_or_default()))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    v.first().map(|v| v.to_string()).unwrap_or_default(),
+                )
+            })
             .collect();
         out.push(Stored {
             subject: message.subject.to_string(),
@@ -66,7 +72,11 @@ pub async fn read_all(js: &jetstream::Context, stream: &str) -> Vec<Stored> {
 pub fn decode_events(messages: &[Stored]) -> Vec<Event> {
     let mut events = Vec::new();
     for m in messages {
-        assert!(m.header(wire::MSG_ID_HEADER).is_some(), "no msg id on {}", m.subject);
+        assert!(
+            m.header(wire::MSG_ID_HEADER).is_some(),
+            "no msg id on {}",
+            m.subject
+        );
         let inbound = wire::decode_inbound(m.header(wire::SCHEMA_HEADER), &m.payload).unwrap();
         match inbound {
             Inbound::Trades(v) => events.extend(v.into_iter().map(Event::Trade)),
@@ -124,7 +134,10 @@ async fn synthetic_publishes_exactly_the_simulated_events_and_dedups() {
     }
     batcher.close_all(&mut messages).unwrap();
     let mut seen_ids = std::collections::HashSet::new();
-    let repeats = messages.iter().filter(|m| !seen_ids.insert(m.msg_id.clone())).count();
+    let repeats = messages
+        .iter()
+        .filter(|m| !seen_ids.insert(m.msg_id.clone()))
+        .count();
     assert!(repeats > 0, "the run should repeat some posts");
 
     assert_eq!(report.published, messages.len() as u64);
@@ -138,11 +151,18 @@ async fn synthetic_publishes_exactly_the_simulated_events_and_dedups() {
     // Every stored message is on the subject its events belong to.
     for m in &market {
         let schema = m.header(wire::SCHEMA_HEADER).unwrap();
-        assert!(schema.starts_with("trade") || schema.starts_with("quote"), "{schema}");
+        assert!(
+            schema.starts_with("trade") || schema.starts_with("quote"),
+            "{schema}"
+        );
         let rest = streams.strip_prefix(&m.subject).unwrap();
         match wire::decode_inbound(Some(schema), &m.payload).unwrap() {
-            Inbound::Trades(v) => assert!(v.iter().all(|t| rest == insite_schemas::subjects::trades(&t.symbol))),
-            Inbound::Quotes(v) => assert!(v.iter().all(|q| rest == insite_schemas::subjects::quotes(&q.symbol))),
+            Inbound::Trades(v) => assert!(v
+                .iter()
+                .all(|t| rest == insite_schemas::subjects::trades(&t.symbol))),
+            Inbound::Quotes(v) => assert!(v
+                .iter()
+                .all(|q| rest == insite_schemas::subjects::quotes(&q.symbol))),
             Inbound::Posts(_) => panic!("post on the market stream"),
         }
     }
@@ -187,9 +207,10 @@ async fn synthetic_handles_ten_thousand_symbols_and_stops_on_shutdown() {
         posts_per_s: 0.0,
         ..SyntheticConfig::default()
     };
-    let report = insite_ingest::run_synthetic(&js, streams, config.clone(), CancellationToken::new())
-        .await
-        .unwrap();
+    let report =
+        insite_ingest::run_synthetic(&js, streams, config.clone(), CancellationToken::new())
+            .await
+            .unwrap();
     assert_eq!(report.events, 20_000);
     let stored = decode_events(&read_all(&js, &streams.market).await);
     assert_eq!(stored.len(), 20_000);
