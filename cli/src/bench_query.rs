@@ -118,7 +118,12 @@ fn sample(pid: u32) -> ProcSample {
     // Fields after the command name (which may hold spaces) start at ")".
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // utime and stime are fields 14 and 15 of stat(5); index 11 and 12 here.
     let cpu_ticks = tick(11) + tick(12);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -383,7 +388,10 @@ fn raise_nofile(want: u64) -> u64 {
         return want;
     }
     let _ = rlimit::Resource::NOFILE.set(hard, hard);
-    rlimit::Resource::NOFILE.get().map(|(s, _)| s).unwrap_or(soft)
+    rlimit::Resource::NOFILE
+        .get()
+        .map(|(s, _)| s)
+        .unwrap_or(soft)
 }
 
 /// Outcome of the WebSocket phase.
@@ -487,7 +495,10 @@ async fn ws_phase(
             break;
         }
         if connect_start.elapsed() > Duration::from_secs(300) {
-            anyhow::bail!("only {done} of {} WebSocket clients connected in 300 s", args.ws_clients);
+            anyhow::bail!(
+                "only {done} of {} WebSocket clients connected in 300 s",
+                args.ws_clients
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -518,7 +529,8 @@ async fn ws_phase(
     publisher.flush().await?;
     let expected = (clients * args.ws_messages) as u64;
     let wait_start = Instant::now();
-    while received.load(Ordering::Relaxed) < expected && wait_start.elapsed() < Duration::from_secs(30)
+    while received.load(Ordering::Relaxed) < expected
+        && wait_start.elapsed() < Duration::from_secs(30)
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -548,7 +560,9 @@ fn redis_benchmark(redis_url: &str) -> String {
     let hostport = rest.split('/').next().unwrap_or(rest);
     let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "6379"));
     let out = Command::new("redis-benchmark")
-        .args(["-h", host, "-p", port, "-t", "get", "-n", "400000", "-c", "64", "-q"])
+        .args([
+            "-h", host, "-p", port, "-t", "get", "-n", "400000", "-c", "64", "-q",
+        ])
         .stdin(Stdio::null())
         .output();
     match out {
@@ -628,13 +642,25 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
         fill_start.elapsed().as_secs_f64()
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let exe = std::env::current_exe()?;
     let child = Command::new(exe)
-        .args(["query", "serve", "--listen", &addr.to_string(), "--log", "warn"])
+        .args([
+            "query",
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--log",
+            "warn",
+        ])
         .env("INSITE_NATS__URL", &nats.url)
-        .env("INSITE_NATS__STREAMS__SUBJECT_PREFIX", &nats.streams.subject_prefix)
+        .env(
+            "INSITE_NATS__STREAMS__SUBJECT_PREFIX",
+            &nats.streams.subject_prefix,
+        )
         .env("INSITE_REDIS__URL", &redis.url)
         .env("INSITE_REDIS__KEY_PREFIX", &redis.key_prefix)
         .env("INSITE_CLICKHOUSE__URL", &clickhouse.url)
@@ -754,7 +780,12 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
             .await;
         if let Ok(client) = insite_query::connect_nats(&nats).await {
             let js = async_nats::jetstream::new(client);
-            for s in [&nats.streams.derived, &nats.streams.market, &nats.streams.social, &nats.streams.dlq] {
+            for s in [
+                &nats.streams.derived,
+                &nats.streams.market,
+                &nats.streams.social,
+                &nats.streams.dlq,
+            ] {
                 let _ = js.delete_stream(s).await;
             }
         }
@@ -777,7 +808,8 @@ async fn cold_phase(
     let work = Arc::new(Mutex::new((0..n).collect::<VecDeque<_>>()));
     let mut tasks = Vec::new();
     for t in 0..4 {
-        let (counts, hist, work, paths) = (counts.clone(), hist.clone(), work.clone(), paths.clone());
+        let (counts, hist, work, paths) =
+            (counts.clone(), hist.clone(), work.clone(), paths.clone());
         tasks.push(tokio::spawn(async move {
             let mut sender = connection(addr).await?;
             loop {

@@ -47,7 +47,10 @@ pub fn json_response(
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             body,
         )
             .into_response()
@@ -104,7 +107,11 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 /// A range bound: milliseconds since the epoch, or a `YYYY-MM-DD` date
 /// (UTC midnight; for `to`, the end of that day).
-pub fn parse_time(field: &'static str, raw: &str, end_of_day: bool) -> Result<TimestampMs, ApiError> {
+pub fn parse_time(
+    field: &'static str,
+    raw: &str,
+    end_of_day: bool,
+) -> Result<TimestampMs, ApiError> {
     if let Ok(ms) = raw.parse::<i64>() {
         return insite_schemas::time::check_event_time(field, ms)
             .map(|()| ms)
@@ -153,7 +160,12 @@ pub struct PageParams {
     pub limit: Option<String>,
 }
 
-fn parse_limit(raw: Option<&str>, default: usize, max: usize, field: &'static str) -> Result<usize, ApiError> {
+fn parse_limit(
+    raw: Option<&str>,
+    default: usize,
+    max: usize,
+    field: &'static str,
+) -> Result<usize, ApiError> {
     let Some(raw) = raw else { return Ok(default) };
     let n: usize = raw
         .parse()
@@ -184,7 +196,10 @@ fn range_request(
     let from = parse_time("from", from, false)?;
     let to = parse_time("to", to, true)?;
     if to <= from {
-        return Err(ApiError::bad("to", format!("{to} is not after from ({from})")));
+        return Err(ApiError::bad(
+            "to",
+            format!("{to} is not after from ({from})"),
+        ));
     }
     let max_span = i64::from(limits.max_range_days) * 86_400_000;
     if to - from > max_span {
@@ -241,7 +256,12 @@ async fn cached_answer(
     let key = state.inner.store.answer_key(kind, r);
     if let Some(body) = state.inner.store.cached_answer(&key).await? {
         state.inner.cache.record(kind, Source::Cache);
-        return Ok(Cached::Hit(json_response(headers, body, caching, Source::Cache)));
+        return Ok(Cached::Hit(json_response(
+            headers,
+            body,
+            caching,
+            Source::Cache,
+        )));
     }
     Ok(Cached::Miss {
         key: Some(key),
@@ -264,7 +284,12 @@ async fn finish_range(
     Ok(json_response(headers, body, caching, source))
 }
 
-fn next_url(base: &str, r: &RangeRequest, last_start: Option<TimestampMs>, more: bool) -> Option<String> {
+fn next_url(
+    base: &str,
+    r: &RangeRequest,
+    last_start: Option<TimestampMs>,
+    more: bool,
+) -> Option<String> {
     let next_from = last_start? + r.interval.millis();
     more.then(|| {
         format!(
@@ -387,7 +412,14 @@ pub async fn aggs(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let params = query_params(query)?;
-    let r = range_request(&state, &symbol, &interval, &from, &to, params.limit.as_deref())?;
+    let r = range_request(
+        &state,
+        &symbol,
+        &interval,
+        &from,
+        &to,
+        params.limit.as_deref(),
+    )?;
     let now = now_ms();
     let cached = cached_answer(&state, Bars::NAME, &r, now, &headers).await?;
     let (key, caching) = match cached {
@@ -407,7 +439,15 @@ pub async fn aggs(
         next_url: next_url("aggs", &r, results.last().map(|a| a.t), answer.more),
         results,
     };
-    finish_range(&state, &headers, key, encode(&body)?, caching, answer.source).await
+    finish_range(
+        &state,
+        &headers,
+        key,
+        encode(&body)?,
+        caching,
+        answer.source,
+    )
+    .await
 }
 
 /// Sentiment of a symbol over a range and interval.
@@ -434,7 +474,14 @@ pub async fn sentiment(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let params = query_params(query)?;
-    let r = range_request(&state, &symbol, &interval, &from, &to, params.limit.as_deref())?;
+    let r = range_request(
+        &state,
+        &symbol,
+        &interval,
+        &from,
+        &to,
+        params.limit.as_deref(),
+    )?;
     let now = now_ms();
     let (key, caching) = match cached_answer(&state, Sentiments::NAME, &r, now, &headers).await? {
         Cached::Hit(response) => return Ok(response),
@@ -455,7 +502,15 @@ pub async fn sentiment(
         ),
         results: answer.items,
     };
-    finish_range(&state, &headers, key, encode(&body)?, caching, answer.source).await
+    finish_range(
+        &state,
+        &headers,
+        key,
+        encode(&body)?,
+        caching,
+        answer.source,
+    )
+    .await
 }
 
 /// Query parameters of the current bar.
@@ -505,7 +560,13 @@ pub async fn latest_bar(
     let symbol = parse_symbol(&symbol)?;
     let interval = parse_interval(&state, params.interval.as_deref())?;
     let found = state.inner.store.latest_bar(&symbol, interval).await?;
-    latest_response(&state, &headers, "bar", found, format!("no {interval} bar of {symbol}"))
+    latest_response(
+        &state,
+        &headers,
+        "bar",
+        found,
+        format!("no {interval} bar of {symbol}"),
+    )
 }
 
 /// The latest quote of a symbol.
@@ -526,7 +587,13 @@ pub async fn latest_quote(
 ) -> Result<Response, ApiError> {
     let symbol = parse_symbol(&symbol)?;
     let found = state.inner.store.latest_quote(&symbol).await?;
-    latest_response(&state, &headers, "quote", found, format!("no quote of {symbol}"))
+    latest_response(
+        &state,
+        &headers,
+        "quote",
+        found,
+        format!("no quote of {symbol}"),
+    )
 }
 
 /// The latest trade of a symbol.
@@ -547,7 +614,13 @@ pub async fn latest_trade(
 ) -> Result<Response, ApiError> {
     let symbol = parse_symbol(&symbol)?;
     let found = state.inner.store.latest_trade(&symbol).await?;
-    latest_response(&state, &headers, "trade", found, format!("no trade of {symbol}"))
+    latest_response(
+        &state,
+        &headers,
+        "trade",
+        found,
+        format!("no trade of {symbol}"),
+    )
 }
 
 /// Query parameters of the trending list.
@@ -663,11 +736,30 @@ mod tests {
 
     #[test]
     fn dates_and_millis() {
-        assert_eq!(parse_time("from", "2023-11-14", false).unwrap(), 1_699_920_000_000);
-        assert_eq!(parse_time("to", "2023-11-14", true).unwrap(), 1_700_006_400_000);
-        assert_eq!(parse_time("from", "2024-02-29", false).unwrap(), 1_709_164_800_000);
-        assert_eq!(parse_time("from", "1700000000000", false).unwrap(), 1_700_000_000_000);
-        for bad in ["2023-02-29", "2023-13-01", "23-01-01", "yesterday", "12", "2023-1-01"] {
+        assert_eq!(
+            parse_time("from", "2023-11-14", false).unwrap(),
+            1_699_920_000_000
+        );
+        assert_eq!(
+            parse_time("to", "2023-11-14", true).unwrap(),
+            1_700_006_400_000
+        );
+        assert_eq!(
+            parse_time("from", "2024-02-29", false).unwrap(),
+            1_709_164_800_000
+        );
+        assert_eq!(
+            parse_time("from", "1700000000000", false).unwrap(),
+            1_700_000_000_000
+        );
+        for bad in [
+            "2023-02-29",
+            "2023-13-01",
+            "23-01-01",
+            "yesterday",
+            "12",
+            "2023-1-01",
+        ] {
             assert!(parse_time("from", bad, false).is_err(), "{bad}");
         }
     }

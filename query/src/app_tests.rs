@@ -24,7 +24,11 @@ fn state(config: QueryConfig) -> AppState {
     AppState::new(config, &redis, &clickhouse).unwrap()
 }
 
-async fn get(state: &AppState, uri: &str, key: Option<&str>) -> (StatusCode, axum::http::HeaderMap, String) {
+async fn get(
+    state: &AppState,
+    uri: &str,
+    key: Option<&str>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
     let mut request = Request::get(uri);
     if let Some(key) = key {
         request = request.header("x-api-key", key);
@@ -55,10 +59,19 @@ async fn bad_input_gets_400_naming_the_parameter() {
         ("/v1/aggs/AAPL/range/1m/yesterday/2024-01-02", "from"),
         ("/v1/aggs/AAPL/range/1m/2024-01-02/2024-01-01", "to"),
         ("/v1/aggs/AAPL/range/1m/2020-01-01/2024-01-01", "to"),
-        ("/v1/aggs/AAPL/range/1m/2024-01-01/2024-01-02?limit=0", "limit"),
-        ("/v1/aggs/AAPL/range/1m/2024-01-01/2024-01-02?limit=50001", "limit"),
+        (
+            "/v1/aggs/AAPL/range/1m/2024-01-01/2024-01-02?limit=0",
+            "limit",
+        ),
+        (
+            "/v1/aggs/AAPL/range/1m/2024-01-01/2024-01-02?limit=50001",
+            "limit",
+        ),
         ("/v1/aggs/AAPL/range/1m/12/2024-01-02", "from"),
-        ("/v1/sentiment/A%27B/range/1m/2024-01-01/2024-01-02", "symbol"),
+        (
+            "/v1/sentiment/A%27B/range/1m/2024-01-01/2024-01-02",
+            "symbol",
+        ),
         ("/v1/trending?interval=1m&limit=501", "limit"),
         ("/v1/alerts?symbol=$$", "symbol"),
     ];
@@ -128,7 +141,12 @@ async fn openapi_documents_every_v1_route() {
     let (status, _, body) = get(&s, "/v1/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
     let v = json(&body);
-    let paths: Vec<&str> = v["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    let paths: Vec<&str> = v["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     for route in [
         "/v1/symbols/{symbol}/bar",
         "/v1/symbols/{symbol}/quote",
@@ -151,9 +169,15 @@ async fn page_and_vendored_library_are_served_without_cdn() {
     let s = state(QueryConfig::default());
     let (status, headers, html) = get(&s, "/", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     assert!(html.contains("/vendor/lightweight-charts.js"));
-    assert!(!html.contains("http://") && !html.contains("https://"), "no external links");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external links"
+    );
     let (status, _, js) = get(&s, "/vendor/lightweight-charts.js", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(js.contains("Lightweight Charts"));

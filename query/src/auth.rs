@@ -177,10 +177,7 @@ mod tests {
             ..AuthConfig::default()
         };
         let limits = Limits::new(&config).unwrap();
-        assert!(matches!(
-            limits.check(None),
-            Err(ApiError::Unauthorized(_))
-        ));
+        assert!(matches!(limits.check(None), Err(ApiError::Unauthorized(_))));
         assert!(matches!(
             limits.check(Some("wrong")),
             Err(ApiError::Unauthorized(_))

@@ -234,7 +234,6 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
     metrics::gauge!("insite_query_cache_hit_ratio").set(state.inner.cache.ratio());
-    metrics::gauge!("insite_query_ws_clients_connected").set(state.inner.hub.clients() as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.inner.metrics.render(),

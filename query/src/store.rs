@@ -608,7 +608,9 @@ impl Store {
             None => self.keys.recent_alerts(),
         };
         let mut conn = self.redis.get();
-        let stop = isize::try_from(limit).unwrap_or(isize::MAX).saturating_sub(1);
+        let stop = isize::try_from(limit)
+            .unwrap_or(isize::MAX)
+            .saturating_sub(1);
         let listed: Vec<String> = redis::cmd("LRANGE")
             .arg(&key)
             .arg(0)

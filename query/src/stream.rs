@@ -309,11 +309,9 @@ impl Hub {
                 code,
                 reason: reason.into(),
             })));
-            let _ = tokio::time::timeout(
-                Duration::from_millis(self.config.close_timeout_ms),
-                close,
-            )
-            .await;
+            let _ =
+                tokio::time::timeout(Duration::from_millis(self.config.close_timeout_ms), close)
+                    .await;
         }
     }
 
@@ -516,7 +514,9 @@ mod tests {
             ]
         );
         let topics = hub
-            .topics_of(&op(r#"{"op":"subscribe","kinds":["trending.1m","alerts"]}"#))
+            .topics_of(&op(
+                r#"{"op":"subscribe","kinds":["trending.1m","alerts"]}"#,
+            ))
             .unwrap();
         assert_eq!(topics, ["insite.trending.1m", ALL_ALERTS]);
     }
@@ -525,11 +525,26 @@ mod tests {
     fn bad_ops_say_what_is_wrong() {
         let hub = hub();
         for (json, needle) in [
-            (r#"{"op":"subscribe","symbols":["aapl"],"kinds":["quotes"]}"#, "symbol"),
-            (r#"{"op":"subscribe","symbols":["A"],"kinds":["bars.5m"]}"#, "not served"),
-            (r#"{"op":"subscribe","kinds":["bars.1m"]}"#, "needs at least one symbol"),
-            (r#"{"op":"subscribe","symbols":["A"],"kinds":["bogus"]}"#, "is not one of"),
-            (r#"{"op":"subscribe","symbols":["A"],"kinds":[]}"#, "at least one kind"),
+            (
+                r#"{"op":"subscribe","symbols":["aapl"],"kinds":["quotes"]}"#,
+                "symbol",
+            ),
+            (
+                r#"{"op":"subscribe","symbols":["A"],"kinds":["bars.5m"]}"#,
+                "not served",
+            ),
+            (
+                r#"{"op":"subscribe","kinds":["bars.1m"]}"#,
+                "needs at least one symbol",
+            ),
+            (
+                r#"{"op":"subscribe","symbols":["A"],"kinds":["bogus"]}"#,
+                "is not one of",
+            ),
+            (
+                r#"{"op":"subscribe","symbols":["A"],"kinds":[]}"#,
+                "at least one kind",
+            ),
         ] {
             let err = hub.topics_of(&op(json)).unwrap_err();
             assert!(err.contains(needle), "{json}: {err}");

@@ -33,7 +33,10 @@ impl Drop for Driver {
 /// Paths of chromium and chromedriver, installed if missing.
 fn browser() -> Option<(String, String)> {
     let script = workspace_root().join("tests/browser/install-chromium.sh");
-    let out = Command::new("bash").arg(&script).stderr(Stdio::inherit()).output();
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output();
     match out {
         Ok(out) if out.status.success() => {
             let text = String::from_utf8_lossy(&out.stdout);
@@ -69,7 +72,9 @@ async fn chart_page_shows_a_live_candle() {
     let env = TestEnv::new("query_browser");
     let js = env.jetstream().await;
     ensure_streams(&js, &env.nats.streams).await.unwrap();
-    insite_sinks::clickhouse::migrate(&env.clickhouse).await.unwrap();
+    insite_sinks::clickhouse::migrate(&env.clickhouse)
+        .await
+        .unwrap();
 
     // The pipeline's state before the page opens: AAPL's current candle.
     let now = insite_query::store::now_ms();
@@ -77,10 +82,20 @@ async fn chart_page_shows_a_live_candle() {
     let mut sink = RedisSink::connect(&env.redis, RedisSinkConfig::default())
         .await
         .unwrap();
-    sink.push(HotUpdate::Bar(bar_at("AAPL", start - 60_000, 10.5, Finality::Final)))
-        .unwrap();
-    sink.push(HotUpdate::Bar(bar_at("AAPL", start, 11.0, Finality::Provisional)))
-        .unwrap();
+    sink.push(HotUpdate::Bar(bar_at(
+        "AAPL",
+        start - 60_000,
+        10.5,
+        Finality::Final,
+    )))
+    .unwrap();
+    sink.push(HotUpdate::Bar(bar_at(
+        "AAPL",
+        start,
+        11.0,
+        Finality::Provisional,
+    )))
+    .unwrap();
     sink.flush().await.unwrap();
     let service = start_service(&env, QueryConfig::default()).await;
 
@@ -134,8 +149,14 @@ async fn chart_page_shows_a_live_candle() {
         .for_element(Locator::Css("#last-candle[data-state='candle']"))
         .await
         .unwrap();
-    assert_eq!(candle.attr("data-close").await.unwrap().as_deref(), Some("11"));
-    assert_eq!(candle.attr("data-time").await.unwrap(), Some(start.to_string()));
+    assert_eq!(
+        candle.attr("data-close").await.unwrap().as_deref(),
+        Some("11")
+    );
+    assert_eq!(
+        candle.attr("data-time").await.unwrap(),
+        Some(start.to_string())
+    );
     client
         .find(Locator::Css("#price canvas"))
         .await
@@ -154,7 +175,12 @@ async fn chart_page_shows_a_live_candle() {
     let mut changed = false;
     for _ in 0..150 {
         publisher
-            .publish(&Derived::Bar(bar_at("AAPL", start, 13.25, Finality::Provisional)))
+            .publish(&Derived::Bar(bar_at(
+                "AAPL",
+                start,
+                13.25,
+                Finality::Provisional,
+            )))
             .await
             .unwrap();
         publisher.flush().await.unwrap();
@@ -179,8 +205,17 @@ async fn chart_page_shows_a_live_candle() {
         .text()
         .await
         .unwrap();
-    assert!(text.contains("C 13.25") && text.contains("(live)"), "{text}");
-    let status = client.find(Locator::Id("status")).await.unwrap().text().await.unwrap();
+    assert!(
+        text.contains("C 13.25") && text.contains("(live)"),
+        "{text}"
+    );
+    let status = client
+        .find(Locator::Id("status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(status, "live");
 
     let png = client.screenshot().await.unwrap();

@@ -171,8 +171,12 @@ async fn fill_clickhouse(env: &TestEnv) {
         ));
     }
     sentiment.flush().await.unwrap();
-    let mut alerts = TableWriter::<AlertRow>::new(env.clickhouse(), "alerts", WriterConfig::default());
-    alerts.push(AlertRow::from_alert(&alert("NVDA", DAY, "NVDA volume 5x"), 1));
+    let mut alerts =
+        TableWriter::<AlertRow>::new(env.clickhouse(), "alerts", WriterConfig::default());
+    alerts.push(AlertRow::from_alert(
+        &alert("NVDA", DAY, "NVDA volume 5x"),
+        1,
+    ));
     alerts.flush().await.unwrap();
 }
 
@@ -241,8 +245,12 @@ async fn serves_hot_state_history_and_caches_closed_ranges() {
         finality: Finality::Provisional,
     }))
     .unwrap();
-    sink.push(HotUpdate::Alert(alert("AAPL", current_start, "AAPL volume 5x")))
-        .unwrap();
+    sink.push(HotUpdate::Alert(alert(
+        "AAPL",
+        current_start,
+        "AAPL volume 5x",
+    )))
+    .unwrap();
     sink.flush().await.unwrap();
 
     let service = start_service(
@@ -300,7 +308,10 @@ async fn serves_hot_state_history_and_caches_closed_ranges() {
     let (status, headers, v) = get(&http, &url).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(headers["x-insite-source"], "clickhouse");
-    assert!(headers["cache-control"].to_str().unwrap().contains("immutable"));
+    assert!(headers["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
     let results = v["results"].as_array().unwrap();
     assert_eq!(results.len(), 1_440);
     assert_eq!(v["resultsCount"], 1_440);
@@ -330,7 +341,11 @@ async fn serves_hot_state_history_and_caches_closed_ranges() {
         .unwrap();
     assert_eq!(r.status(), 304);
     // The same day by date.
-    let (_, headers3, _) = get(&http, &service.url("/v1/aggs/AAPL/range/1m/2023-11-14/2023-11-14")).await;
+    let (_, headers3, _) = get(
+        &http,
+        &service.url("/v1/aggs/AAPL/range/1m/2023-11-14/2023-11-14"),
+    )
+    .await;
     assert_eq!(headers3["etag"], etag);
 
     // Paging: 1,000 then 440 via next_url.
@@ -353,7 +368,10 @@ async fn serves_hot_state_history_and_caches_closed_ranges() {
     let (status, headers, v) = get(&http, &url).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(headers["x-insite-source"], "redis");
-    assert!(!headers["cache-control"].to_str().unwrap().contains("immutable"));
+    assert!(!headers["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
     let results = v["results"].as_array().unwrap();
     assert_eq!(results.len(), 6);
     assert_eq!(results[5]["c"], 12.5);
@@ -405,7 +423,10 @@ async fn serves_hot_state_history_and_caches_closed_ranges() {
         .text()
         .await
         .unwrap();
-    assert!(text.contains("insite_query_cache_total{kind=\"bars\",source=\"cache\"}"), "{text}");
+    assert!(
+        text.contains("insite_query_cache_total{kind=\"bars\",source=\"cache\"}"),
+        "{text}"
+    );
     assert!(text.contains("route=\"/v1/aggs/{symbol}/range/{interval}/{from}/{to}\""));
     service.stop().await;
 }

@@ -16,7 +16,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::query_http::{bar_at, start_service, sym};
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(addr: std::net::SocketAddr) -> Ws {
     let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/stream"))
@@ -63,7 +64,9 @@ async fn fans_out_to_subscribers_and_drops_a_slow_client() {
     let env = TestEnv::new("query_ws");
     let js = env.jetstream().await;
     ensure_streams(&js, &env.nats.streams).await.unwrap();
-    insite_sinks::clickhouse::migrate(&env.clickhouse).await.unwrap();
+    insite_sinks::clickhouse::migrate(&env.clickhouse)
+        .await
+        .unwrap();
     let service = start_service(
         &env,
         QueryConfig {
@@ -79,9 +82,16 @@ async fn fans_out_to_subscribers_and_drops_a_slow_client() {
 
     // Bad ops are answered with an error, not a disconnect.
     let mut probe = connect(service.addr).await;
-    let reply = op(&mut probe, json!({"op": "subscribe", "symbols": ["aapl"], "kinds": ["quotes"]})).await;
+    let reply = op(
+        &mut probe,
+        json!({"op": "subscribe", "symbols": ["aapl"], "kinds": ["quotes"]}),
+    )
+    .await;
     assert_eq!(reply["type"], "error");
-    assert!(reply["error"].as_str().unwrap().contains("symbol"), "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("symbol"),
+        "{reply}"
+    );
     let reply = op(&mut probe, json!({"op": "dance", "kinds": ["alerts"]})).await;
     assert_eq!(reply["type"], "error");
 
@@ -97,12 +107,20 @@ async fn fans_out_to_subscribers_and_drops_a_slow_client() {
         assert_eq!(reply["type"], "subscribed", "{reply}");
         assert_eq!(
             reply["topics"],
-            json!(["insite.alerts.AAPL", "insite.bars.1m.AAPL", "md.quotes.AAPL"])
+            json!([
+                "insite.alerts.AAPL",
+                "insite.bars.1m.AAPL",
+                "md.quotes.AAPL"
+            ])
         );
         readers.push(ws);
     }
     let mut other = connect(service.addr).await;
-    op(&mut other, json!({"op": "subscribe", "symbols": ["MSFT"], "kinds": ["bars.1m"]})).await;
+    op(
+        &mut other,
+        json!({"op": "subscribe", "symbols": ["MSFT"], "kinds": ["bars.1m"]}),
+    )
+    .await;
     // One that subscribes to all alerts and then never reads again.
     let mut slow = connect(service.addr).await;
     op(&mut slow, json!({"op": "subscribe", "kinds": ["alerts"]})).await;
@@ -110,7 +128,12 @@ async fn fans_out_to_subscribers_and_drops_a_slow_client() {
     let mut publisher = DerivedPublisher::new(js.clone(), env.nats.streams.clone(), 1);
     let t0 = 1_700_000_040_000;
     publisher
-        .publish(&Derived::Bar(bar_at("AAPL", t0, 11.0, Finality::Provisional)))
+        .publish(&Derived::Bar(bar_at(
+            "AAPL",
+            t0,
+            11.0,
+            Finality::Provisional,
+        )))
         .await
         .unwrap();
     publisher
@@ -133,7 +156,10 @@ async fn fans_out_to_subscribers_and_drops_a_slow_client() {
         ask_size: 2,
     };
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert(wire::SCHEMA_HEADER, wire::schema_of::<Quote>().to_string().as_str());
+    headers.insert(
+        wire::SCHEMA_HEADER,
+        wire::schema_of::<Quote>().to_string().as_str(),
+    );
     nats.publish_with_headers(
         env.nats.streams.subject("md.quotes.AAPL"),
         headers,
@@ -145,20 +171,39 @@ async fn fans_out_to_subscribers_and_drops_a_slow_client() {
 
     for ws in &mut readers {
         let first = next_json(ws).await;
-        assert_eq!((first["type"].as_str(), first["data"]["close"].as_f64()), (Some("bar"), Some(11.0)));
+        assert_eq!(
+            (first["type"].as_str(), first["data"]["close"].as_f64()),
+            (Some("bar"), Some(11.0))
+        );
         assert_eq!(first["data"]["finality"], "provisional");
         let second = next_json(ws).await;
         assert_eq!(second["data"]["close"], 12.0);
         assert_eq!(second["data"]["finality"], "final");
         let third = next_json(ws).await;
-        assert_eq!((third["type"].as_str(), third["data"]["bid"].as_f64()), (Some("quote"), Some(11.9)));
+        assert_eq!(
+            (third["type"].as_str(), third["data"]["bid"].as_f64()),
+            (Some("quote"), Some(11.9))
+        );
     }
     let msft = next_json(&mut other).await;
-    assert_eq!((msft["data"]["symbol"].as_str(), msft["data"]["close"].as_f64()), (Some("MSFT"), Some(21.0)));
+    assert_eq!(
+        (
+            msft["data"]["symbol"].as_str(),
+            msft["data"]["close"].as_f64()
+        ),
+        (Some("MSFT"), Some(21.0))
+    );
 
     // Unsubscribing stops the quotes of one reader.
-    let reply = op(&mut readers[0], json!({"op": "unsubscribe", "symbols": ["AAPL"], "kinds": ["quotes"]})).await;
-    assert_eq!(reply["topics"], json!(["insite.alerts.AAPL", "insite.bars.1m.AAPL"]));
+    let reply = op(
+        &mut readers[0],
+        json!({"op": "unsubscribe", "symbols": ["AAPL"], "kinds": ["quotes"]}),
+    )
+    .await;
+    assert_eq!(
+        reply["topics"],
+        json!(["insite.alerts.AAPL", "insite.bars.1m.AAPL"])
+    );
 
     // 2,000 alerts of 16 KiB: far more than the slow client's socket
     // buffers and queue hold. The readers read them all, in order, while
@@ -196,10 +241,21 @@ async fn fans_out_to_subscribers_and_drops_a_slow_client() {
             other => panic!("expected a close frame, got {other:?}"),
         }
     };
-    assert_eq!(u16::from(close.code), insite_query::stream::SLOW_CLIENT_CLOSE_CODE);
+    assert_eq!(
+        u16::from(close.code),
+        insite_query::stream::SLOW_CLIENT_CLOSE_CODE
+    );
     assert!(close.reason.contains("slow consumer"), "{}", close.reason);
 
-    let metrics = reqwest::get(service.url("/metrics")).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("insite_query_ws_dropped_slow_total"), "{metrics}");
+    let metrics = reqwest::get(service.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("insite_query_ws_dropped_slow_total"),
+        "{metrics}"
+    );
     service.stop().await;
 }
