@@ -14,6 +14,9 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "deploy files"
+./deploy/validate.sh
+
 step "server binaries (NATS, Redis, ClickHouse; installed if missing)"
 cargo build --locked -p insite
 ./target/debug/insite services install

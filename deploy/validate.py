@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Static checks of deploy/ (run by deploy/validate.sh).
+
+- every YAML file parses, every dashboard is JSON;
+- every metric named in a dashboard, alert rule, HPA or adapter rule is
+  emitted by the code (metrics::counter!/gauge!/histogram! or a metric-name
+  constant), and `_bucket` series are used only for histograms that the
+  code gives buckets (the others are exported as summaries);
+- the PrometheusRule carries exactly the groups of prometheus/alerts.yml;
+- the copies shared by Compose and Kubernetes are identical;
+- cluster-schema.sql matches the migrations;
+- files named by kustomization.yaml and bind-mounted by Compose exist.
+"""
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+import yaml
+
+DEPLOY = pathlib.Path(__file__).resolve().parent
+ROOT = DEPLOY.parent
+errors = []
+
+
+def fail(msg):
+    errors.append(msg)
+
+
+def ok(msg):
+    print(f"  ok  {msg}")
+
+
+# 1. YAML and JSON parse.
+yaml_files = sorted(p for p in DEPLOY.rglob("*") if p.suffix in (".yml", ".yaml") and "local" not in p.relative_to(DEPLOY).parts[:1])
+docs = {}
+for p in yaml_files:
+    try:
+        docs[p] = [d for d in yaml.safe_load_all(p.read_text()) if d is not None]
+    except yaml.YAMLError as e:
+        fail(f"{p.relative_to(ROOT)}: YAML: {e}")
+ok(f"{len(yaml_files)} YAML files parse")
+dashboards = {}
+for p in sorted((DEPLOY / "grafana" / "dashboards").glob("*.json")):
+    try:
+        dashboards[p] = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        fail(f"{p.relative_to(ROOT)}: JSON: {e}")
+if not dashboards:
+    fail("no dashboards in deploy/grafana/dashboards")
+ok(f"{len(dashboards)} dashboards parse")
+
+# 2. Metric names: what the code emits.
+code = ""
+for d in ("ingest", "pipeline", "query", "sinks", "operators", "cli"):
+    for p in (ROOT / d).rglob("*.rs"):
+        code += p.read_text() + "\n"
+emitted = set(re.findall(r'(?:counter|gauge|histogram)!\(\s*"(insite_[a-z0-9_]+)"', code))
+emitted |= set(re.findall(r'pub const [A-Z_]+: &str = "(insite_[a-z0-9_]+)"', code))
+bucketed = set(re.findall(r'Matcher::Full\(\s*"(insite_[a-z0-9_]+)"', code))
+if len(emitted) < 20:
+    fail(f"found only {len(emitted)} metric names in the code: the grep is broken")
+ok(f"{len(emitted)} metric names in the code, {len(bucketed)} with buckets")
+
+exprs = []  # (where, expr)
+for p, d in dashboards.items():
+    for panel in d.get("panels", []):
+        for t in panel.get("targets", []):
+            exprs.append((f"{p.name}: {panel.get('title')}", t.get("expr", "")))
+alerts_path = DEPLOY / "prometheus" / "alerts.yml"
+alerts = docs.get(alerts_path, [{}])[0]
+for g in alerts.get("groups", []):
+    for r in g.get("rules", []):
+        exprs.append((f"alerts.yml: {r.get('alert') or r.get('record')}", r["expr"]))
+adapter = docs.get(DEPLOY / "k8s" / "monitoring" / "prometheus-adapter-values.yaml", [{}])[0]
+adapter_names = set()
+for r in adapter.get("rules", {}).get("custom", []):
+    exprs.append(("prometheus-adapter seriesQuery", r["seriesQuery"]))
+    adapter_names.add(r["name"]["as"])
+recorded = {r["record"] for g in alerts.get("groups", []) for r in g.get("rules", []) if "record" in r}
+
+used = 0
+for where, expr in exprs:
+    for name in set(re.findall(r"\binsite[a-z0-9_:]*", expr)):
+        if name in recorded:
+            continue
+        used += 1
+        base = re.sub(r"_(bucket|sum|count)$", "", name)
+        if name in emitted:
+            continue
+        if base in emitted:
+            if name.endswith("_bucket") and base not in bucketed:
+                fail(f"{where}: {name}: {base} is exported as a summary (no buckets); use {base}{{quantile=...}}")
+            continue
+        fail(f"{where}: metric {name} is not emitted by the code")
+ok(f"{len(exprs)} PromQL expressions, {used} metric references checked")
+
+# HPA custom metrics are served by the adapter.
+for p, ds in docs.items():
+    for d in ds:
+        if isinstance(d, dict) and d.get("kind") == "HorizontalPodAutoscaler":
+            for m in d["spec"].get("metrics", []):
+                if m["type"] == "Pods" and m["pods"]["metric"]["name"] not in adapter_names:
+                    fail(f"{p.name}: HPA metric {m['pods']['metric']['name']} has no prometheus-adapter rule")
+ok("HPA custom metric has an adapter rule")
+
+# 3. PrometheusRule == alerts.yml.
+rule_path = DEPLOY / "k8s" / "monitoring" / "prometheusrule.yaml"
+if "--write-rule" in sys.argv:
+    rule = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "insite", "labels": {"release": "kube-prometheus-stack"}},
+        "spec": {"groups": alerts["groups"]},
+    }
+    with open(rule_path, "w") as f:
+        f.write("# Generated from deploy/prometheus/alerts.yml (same groups; deploy/validate.sh\n"
+                "# checks they match). Regenerate: ./deploy/validate.sh --write-rule\n")
+        yaml.safe_dump(rule, f, sort_keys=False, width=1000)
+    docs[rule_path] = [yaml.safe_load(rule_path.read_text())]
+if docs.get(rule_path, [{}])[0].get("spec", {}).get("groups") != alerts.get("groups"):
+    fail(f"{rule_path.relative_to(ROOT)} differs from alerts.yml: run ./deploy/validate.sh --write-rule")
+else:
+    ok("PrometheusRule matches alerts.yml")
+
+# 4. Shared copies.
+for a, b in [("compose/nats/permissions.conf", "k8s/nats/permissions.conf"),
+             ("compose/redis/acl.sh", "k8s/redis/acl.sh")]:
+    if (DEPLOY / a).read_bytes() != (DEPLOY / b).read_bytes():
+        fail(f"deploy/{a} and deploy/{b} differ (they must be the same file)")
+ok("shared NATS permissions and Redis ACL script are identical copies")
+
+# 5. Cluster schema.
+r = subprocess.run([sys.executable, str(DEPLOY / "k8s/clickhouse/gen_cluster_schema.py"), "--check"],
+                   capture_output=True, text=True)
+if r.returncode != 0:
+    fail((r.stdout + r.stderr).strip())
+else:
+    ok("cluster-schema.sql matches schemas/migrations")
+
+# 6. Referenced files exist.
+k = docs[DEPLOY / "k8s" / "kustomization.yaml"][0]
+refs = list(k.get("resources", []))
+for gen in k.get("configMapGenerator", []):
+    refs += gen.get("files", [])
+for ref in refs:
+    if not (DEPLOY / "k8s" / ref).exists():
+        fail(f"kustomization.yaml names {ref}, which does not exist")
+compose = docs[DEPLOY / "compose" / "docker-compose.yml"][0]
+for name, svc in compose["services"].items():
+    for v in svc.get("volumes", []):
+        src = v.split(":")[0]
+        if src.startswith(".") and not (DEPLOY / "compose" / src).exists():
+            fail(f"compose service {name} mounts {src}, which does not exist")
+ok(f"{len(refs)} kustomization references and the Compose bind mounts exist")
+
+# 7. Every Kubernetes workload has probes and resources.
+for p, ds in docs.items():
+    if "k8s" not in p.parts:
+        continue
+    for d in ds:
+        if not isinstance(d, dict) or d.get("kind") not in ("Deployment", "StatefulSet"):
+            continue
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            if "resources" not in c or "requests" not in c["resources"]:
+                fail(f"{p.name}: {d['metadata']['name']}/{c['name']} has no resource requests")
+            if "livenessProbe" not in c:
+                fail(f"{p.name}: {d['metadata']['name']}/{c['name']} has no liveness probe")
+ok("every workload has requests and a liveness probe")
+
+if errors:
+    print("\n".join(f"FAIL {e}" for e in errors), file=sys.stderr)
+    sys.exit(1)
