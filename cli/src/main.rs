@@ -11,6 +11,7 @@
 //! | `ingest synthetic\|replay\|ws\|rss` | `insite-ingest` |
 //! | `bench ingest` | `insite-ingest` |
 //! | `bench query` | `insite-query` |
+//! | `bench pipeline` | `insite-pipeline` |
 //! | `query serve` | `insite-query` |
 //!
 //! Config is layered: built-in defaults, then a TOML file (`--config`, or
@@ -18,6 +19,7 @@
 //! levels (`INSITE_NATS__URL`, `INSITE_CLICKHOUSE__DATABASE`, ...).
 
 mod bench_ingest;
+mod bench_pipeline;
 mod bench_query;
 mod config;
 mod ingest;
@@ -79,6 +81,9 @@ enum BenchCommand {
     /// The query service under load: hot and history endpoints, Redis
     /// floor, WebSocket fan-out.
     Query(bench_query::BenchQueryArgs),
+    /// The pipeline: raw JetStream consume vs sustained pipeline rate,
+    /// end-to-end latency at a steady rate, peak memory at many symbols.
+    Pipeline(bench_pipeline::BenchPipelineArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -97,6 +102,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => match args.which {
             BenchCommand::Ingest(args) => bench_ingest::run(&config, args),
             BenchCommand::Query(args) => bench_query::run(&config, args),
+            BenchCommand::Pipeline(args) => bench_pipeline::run(&config, args),
         },
         Command::Query(args) => query::run(&config, args),
     }

@@ -1,0 +1,856 @@
+//! `insite bench pipeline`: how fast the pipeline runs compared with the raw
+//! limit of consuming JetStream on the same server, its end-to-end latency
+//! at a steady live rate, and its peak memory at many symbols.
+//!
+//! Starts its own NATS, Redis and ClickHouse on free loopback ports (under
+//! the local root, removed afterwards) unless all three URLs are given, and
+//! gives every phase its own streams, subject prefix, ClickHouse database
+//! and Redis key prefix:
+//!
+//! 1. **Backlog.** The synthetic feed publishes `--events` events as fast as
+//!    it can (ingest's default batching: a message is a batch of one
+//!    symbol's trades or quotes), with historical event time, then
+//!    a. **raw consume**: a plain durable pull consumer per stream
+//!       (`AckPolicy::Explicit`, `messages()`) decodes every message with
+//!       `insite_schemas::wire::decode_inbound` and acknowledges it: the
+//!       limit;
+//!    b. **pipeline**: `insite_pipeline::run` over the same backlog (its own
+//!       durable consumers, a fresh database), timed from its start until
+//!       every raw trade, quote and post is in ClickHouse.
+//! 2. **Latency.** A live pipeline, then the synthetic feed paced at
+//!    `--live-rate` events/s with event time = now; after a warm-up, the
+//!    pipeline's own histogram of event time → Redis write of every trade.
+//! 3. **Memory.** A backlog at `--memory-symbols` symbols through
+//!    `insite pipeline run` as a child process, whose peak RSS (`VmHWM`) is
+//!    read from `/proc` before it is stopped with SIGTERM.
+//!
+//! Everything is bounded: counts, durations and a per-phase `--timeout-s`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy};
+use clap::Args;
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use insite_ingest::{BatchConfig, IngestReport, SyntheticConfig};
+use insite_local::LocalConfig;
+use insite_pipeline::output::LatencyRecorder;
+use insite_pipeline::{PipelineConfig, Services, Topology};
+use insite_schemas::config::{ClickHouseConfig, NatsConfig, RedisConfig, StreamsConfig};
+use insite_schemas::wire::{self, Inbound};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::InsiteConfig;
+
+/// Arguments of `insite bench pipeline`.
+#[derive(Debug, Args)]
+pub struct BenchPipelineArgs {
+    /// NATS URL (with the two others: use running servers).
+    #[arg(long)]
+    nats_url: Option<String>,
+    /// Redis URL.
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// ClickHouse HTTP URL.
+    #[arg(long)]
+    clickhouse_url: Option<String>,
+    /// Events in the backlog (trades, quotes and posts).
+    #[arg(long, default_value_t = 2_000_000)]
+    events: u64,
+    /// Symbols simulated in the backlog and the live phase.
+    #[arg(long, default_value_t = 50)]
+    symbols: usize,
+    /// Simulated market events per second of event time in the backlogs
+    /// (sets how far event time advances and how full batches get;
+    /// publishing is as fast as possible).
+    #[arg(long, default_value_t = 200_000.0)]
+    backlog_rate: f64,
+    /// Event time of the backlogs' first event (RFC 3339).
+    #[arg(long, default_value = "2024-03-04T14:30:00Z")]
+    start: String,
+    /// Timely workers of the pipeline (default: `pipeline.workers`).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Market events per second of the live phase (0: skip it).
+    #[arg(long, default_value_t = 20_000.0)]
+    live_rate: f64,
+    /// Seconds of the live phase that are measured (after the warm-up).
+    #[arg(long, default_value_t = 20.0)]
+    live_seconds: f64,
+    /// Seconds of warm-up before the live phase's histogram starts.
+    #[arg(long, default_value_t = 5.0)]
+    warmup_seconds: f64,
+    /// Ingest's event-time batch slice in the live phase, ms (an event
+    /// waits up to this long in the feed's batcher before it is published).
+    #[arg(long, default_value_t = 10)]
+    live_slice_ms: i64,
+    /// Symbols of the memory phase (0: skip it).
+    #[arg(long, default_value_t = 10_000)]
+    memory_symbols: usize,
+    /// Events of the memory phase's backlog.
+    #[arg(long, default_value_t = 1_000_000)]
+    memory_events: u64,
+    /// Longest any one phase may take, in seconds.
+    #[arg(long, default_value_t = 300.0)]
+    timeout_s: f64,
+}
+
+/// Servers started for the benchmark, stopped and removed on drop.
+struct OwnServers {
+    config: LocalConfig,
+}
+
+impl Drop for OwnServers {
+    fn drop(&mut self) {
+        let _ = insite_local::down(&self.config);
+        let _ = std::fs::remove_dir_all(&self.config.root);
+    }
+}
+
+/// The server URLs.
+#[derive(Debug, Clone)]
+struct Urls {
+    nats: String,
+    redis: String,
+    clickhouse: String,
+}
+
+/// Streams, database and key prefix of one phase, all named after `tag`.
+fn phase_services(urls: &Urls, config: &InsiteConfig, tag: &str) -> Services {
+    let upper = tag.to_ascii_uppercase();
+    Services {
+        nats: NatsConfig {
+            url: urls.nats.clone(),
+            streams: StreamsConfig {
+                market: format!("{upper}_MARKET"),
+                social: format!("{upper}_SOCIAL"),
+                derived: format!("{upper}_DERIVED"),
+                dlq: format!("{upper}_DLQ"),
+                subject_prefix: tag.to_owned(),
+                ..StreamsConfig::default()
+            },
+            ..NatsConfig::default()
+        },
+        clickhouse: ClickHouseConfig {
+            url: urls.clickhouse.clone(),
+            database: tag.to_owned(),
+            ..config.clickhouse.clone()
+        },
+        redis: RedisConfig {
+            url: urls.redis.clone(),
+            key_prefix: format!("{tag}:"),
+            ..RedisConfig::default()
+        },
+    }
+}
+
+/// The pipeline's settings for one phase: its own name and durables.
+fn phase_pipeline(config: &InsiteConfig, args: &BenchPipelineArgs, tag: &str) -> PipelineConfig {
+    let mut pipeline = config.pipeline.clone();
+    pipeline.name = tag.to_owned();
+    pipeline.consumer.market_durable = format!("{tag}-market");
+    pipeline.consumer.social_durable = format!("{tag}-social");
+    if let Some(workers) = args.workers {
+        pipeline.workers = workers;
+    }
+    pipeline
+}
+
+/// Events and messages by kind.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    messages: u64,
+    trades: u64,
+    quotes: u64,
+    posts: u64,
+}
+
+impl Counts {
+    fn events(&self) -> u64 {
+        self.trades + self.quotes + self.posts
+    }
+
+    fn add(&mut self, other: Counts) {
+        self.messages += other.messages;
+        self.trades += other.trades;
+        self.quotes += other.quotes;
+        self.posts += other.posts;
+    }
+}
+
+/// One published backlog.
+#[derive(Debug)]
+struct Backlog {
+    report: IngestReport,
+    elapsed: Duration,
+}
+
+/// The pipeline over a backlog.
+#[derive(Debug, Default)]
+struct Sustained {
+    /// From the start of the run until every raw row was in ClickHouse.
+    elapsed: Duration,
+    /// From the start until the first rows were in ClickHouse.
+    first_rows: Option<Duration>,
+    /// Raw rows seen in ClickHouse at the end.
+    rows: u64,
+    /// Final bars written (after shutdown).
+    bars: u64,
+    /// Messages the pipeline acknowledged.
+    acked: u64,
+    /// Messages it still held at shutdown (open windows).
+    held: u64,
+}
+
+/// The live phase.
+#[derive(Debug)]
+struct Live {
+    hist: Histogram<u64>,
+    events: u64,
+    elapsed: Duration,
+}
+
+/// The memory phase.
+#[derive(Debug)]
+struct Memory {
+    symbols: usize,
+    events: u64,
+    messages: u64,
+    elapsed: Duration,
+    peak_rss_kib: u64,
+}
+
+/// Everything measured.
+#[derive(Debug, Default)]
+struct Figures {
+    backlog: Option<Backlog>,
+    raw: Option<(Counts, Duration)>,
+    sustained: Option<Sustained>,
+    live: Option<Live>,
+    memory: Option<Memory>,
+}
+
+/// Runs `insite bench pipeline`.
+pub fn run(config: &InsiteConfig, args: BenchPipelineArgs) -> anyhow::Result<()> {
+    let (own, urls) = match (&args.nats_url, &args.redis_url, &args.clickhouse_url) {
+        (Some(n), Some(r), Some(c)) => (
+            None,
+            Urls {
+                nats: n.clone(),
+                redis: r.clone(),
+                clickhouse: c.clone(),
+            },
+        ),
+        (None, None, None) => {
+            let local = config.local.local_config();
+            let root = local
+                .root
+                .join(format!("bench-pipeline-{}", std::process::id()));
+            let own = LocalConfig::with_free_ports(&root, &local.tools_dir)?;
+            let servers = OwnServers { config: own };
+            insite_local::up(&servers.config, &mut |_| {})
+                .context("starting NATS, Redis and ClickHouse for the benchmark")?;
+            let urls = Urls {
+                nats: servers.config.nats_url(),
+                redis: servers.config.redis_url(),
+                clickhouse: servers.config.clickhouse_url(),
+            };
+            (Some(servers), urls)
+        }
+        _ => anyhow::bail!("give all of --nats-url, --redis-url, --clickhouse-url, or none"),
+    };
+    let start_ms = parse_time(&args.start)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut figures = Figures::default();
+    let result = runtime.block_on(bench(config, &args, &urls, start_ms, &mut figures));
+    print_figures(&args, &figures);
+    drop(runtime);
+    drop(own);
+    result
+}
+
+fn parse_time(text: &str) -> anyhow::Result<i64> {
+    let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("--start {text:?} is not an RFC 3339 time"))?;
+    Ok((parsed.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+async fn bench(
+    config: &InsiteConfig,
+    args: &BenchPipelineArgs,
+    urls: &Urls,
+    start_ms: i64,
+    figures: &mut Figures,
+) -> anyhow::Result<()> {
+    let id = std::process::id();
+    let timeout = Duration::try_from_secs_f64(args.timeout_s).context("--timeout-s")?;
+
+    // 1. Backlog: raw consume, then the pipeline over the same messages.
+    let tag = format!("bp{id}_backlog");
+    let services = phase_services(urls, config, &tag);
+    let result = async {
+        let backlog = publish_backlog(
+            &services.nats,
+            args.symbols,
+            args.events,
+            args.backlog_rate,
+            start_ms,
+        )
+        .await?;
+        eprintln!(
+            "backlog: {} in {:.2} s",
+            backlog.report,
+            backlog.elapsed.as_secs_f64()
+        );
+        figures.backlog = Some(backlog);
+        let raw = tokio::time::timeout(timeout, raw_consume(&services.nats, &config.pipeline))
+            .await
+            .context("raw consume timed out")??;
+        eprintln!(
+            "raw consume: {} messages, {} events in {:.2} s",
+            raw.0.messages,
+            raw.0.events(),
+            raw.1.as_secs_f64()
+        );
+        figures.raw = Some(raw);
+        let pipeline = phase_pipeline(config, args, &tag);
+        let sustained = sustained(&services, &pipeline, raw.0.events(), timeout).await?;
+        eprintln!(
+            "pipeline: {} raw rows in ClickHouse after {:.2} s, {} bars",
+            sustained.rows,
+            sustained.elapsed.as_secs_f64(),
+            sustained.bars
+        );
+        figures.sustained = Some(sustained);
+        anyhow::Ok(())
+    }
+    .await;
+    clean_up(&services).await;
+    result?;
+
+    // 2. Live latency.
+    if args.live_rate > 0.0 {
+        let tag = format!("bp{id}_live");
+        let services = phase_services(urls, config, &tag);
+        let pipeline = phase_pipeline(config, args, &tag);
+        let result = live(&services, &pipeline, args, timeout).await;
+        clean_up(&services).await;
+        figures.live = Some(result?);
+    }
+
+    // 3. Peak memory of a pipeline process at many symbols.
+    if args.memory_symbols > 0 {
+        let tag = format!("bp{id}_memory");
+        let services = phase_services(urls, config, &tag);
+        let pipeline = phase_pipeline(config, args, &tag);
+        let result = memory(&services, &pipeline, args, start_ms, timeout).await;
+        clean_up(&services).await;
+        figures.memory = Some(result?);
+    }
+    Ok(())
+}
+
+/// Publishes `events` synthetic events as fast as possible.
+async fn publish_backlog(
+    nats: &NatsConfig,
+    symbols: usize,
+    events: u64,
+    rate: f64,
+    start_ms: i64,
+) -> anyhow::Result<Backlog> {
+    let js = insite_ingest::connect(nats).await?;
+    let synthetic = SyntheticConfig {
+        seed: 7,
+        symbols,
+        rate,
+        max_speed: true,
+        count: Some(events),
+        start_ms,
+        // Every event is stored once, so ClickHouse ends up with them all.
+        duplicate_share: 0.0,
+        ..SyntheticConfig::default()
+    };
+    let started = Instant::now();
+    let report =
+        insite_ingest::run_synthetic(&js, &nats.streams, synthetic, CancellationToken::new())
+            .await?;
+    Ok(Backlog {
+        report,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The limit: a plain durable pull consumer per stream that decodes and
+/// acknowledges every message; both streams at once.
+async fn raw_consume(
+    nats: &NatsConfig,
+    pipeline: &PipelineConfig,
+) -> anyhow::Result<(Counts, Duration)> {
+    let js = insite_ingest::connect(nats).await?;
+    let started = Instant::now();
+    let tasks = [nats.streams.market.clone(), nats.streams.social.clone()].map(|stream| {
+        tokio::spawn(consume_stream(
+            js.clone(),
+            stream,
+            pipeline.consumer.max_ack_pending,
+        ))
+    });
+    let mut counts = Counts::default();
+    for task in tasks {
+        counts.add(task.await.context("a raw consumer task")??);
+    }
+    Ok((counts, started.elapsed()))
+}
+
+async fn consume_stream(
+    js: jetstream::Context,
+    name: String,
+    max_ack_pending: i64,
+) -> anyhow::Result<Counts> {
+    let mut counts = Counts::default();
+    let mut stream = js.get_stream(&name).await?;
+    let total = stream.info().await?.state.messages;
+    if total == 0 {
+        return Ok(counts);
+    }
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("bench-raw".into()),
+            ack_policy: AckPolicy::Explicit,
+            max_ack_pending,
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    while counts.messages < total {
+        let message = tokio::time::timeout(Duration::from_secs(30), messages.next())
+            .await
+            .with_context(|| format!("no message from {name} for 30 s"))?
+            .with_context(|| format!("{name}: the message stream ended"))?
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let schema = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(wire::SCHEMA_HEADER))
+            .map(|v| v.as_str());
+        match wire::decode_inbound(schema, &message.payload)? {
+            Inbound::Trades(t) => counts.trades += t.len() as u64,
+            Inbound::Quotes(q) => counts.quotes += q.len() as u64,
+            Inbound::Posts(p) => counts.posts += p.len() as u64,
+        }
+        message.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+        counts.messages += 1;
+    }
+    Ok(counts)
+}
+
+/// Raw rows (trades, quotes, posts) in the phase's database.
+async fn raw_rows(client: &clickhouse::Client) -> anyhow::Result<u64> {
+    Ok(client
+        .query(
+            "SELECT (SELECT count() FROM trades) + (SELECT count() FROM quotes) \
+             + (SELECT count() FROM posts)",
+        )
+        .fetch_one::<u64>()
+        .await?)
+}
+
+/// Polls ClickHouse until `expected` raw rows are there; returns when the
+/// first rows and when the last arrived, measured from `started`.
+async fn wait_rows(
+    client: &clickhouse::Client,
+    expected: u64,
+    started: Instant,
+    timeout: Duration,
+) -> anyhow::Result<(Option<Duration>, Duration, u64)> {
+    let mut first = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The tables exist once the pipeline has migrated its database.
+        let rows = raw_rows(client).await.unwrap_or(0);
+        if rows > 0 && first.is_none() {
+            first = Some(started.elapsed());
+        }
+        if rows >= expected {
+            return Ok((first, started.elapsed(), rows));
+        }
+        anyhow::ensure!(
+            started.elapsed() < timeout,
+            "only {rows} of {expected} raw rows in ClickHouse after {:.0} s",
+            timeout.as_secs_f64()
+        );
+    }
+}
+
+/// The pipeline over the backlog, in this process.
+async fn sustained(
+    services: &Services,
+    pipeline: &PipelineConfig,
+    expected: u64,
+    timeout: Duration,
+) -> anyhow::Result<Sustained> {
+    insite_sinks::clickhouse::migrate(&services.clickhouse).await?;
+    let client = insite_sinks::clickhouse::connect(&services.clickhouse);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let started = Instant::now();
+    let topology = Topology::single();
+    let run = insite_pipeline::run(services, pipeline, &topology, stop_rx, None);
+    let watch = async {
+        let waited = wait_rows(&client, expected, started, timeout).await;
+        let _ = stop_tx.send(true);
+        waited
+    };
+    let (report, waited) = tokio::join!(run, watch);
+    let (first_rows, elapsed, rows) = waited?;
+    let report = report.context("the pipeline failed")?;
+    let bars = client
+        .query("SELECT count() FROM bars")
+        .fetch_one::<u64>()
+        .await?;
+    Ok(Sustained {
+        elapsed,
+        first_rows,
+        rows,
+        bars,
+        acked: report.acks.acked,
+        held: report.acks.held,
+    })
+}
+
+/// A live pipeline fed at a steady rate with event time = now.
+async fn live(
+    services: &Services,
+    pipeline: &PipelineConfig,
+    args: &BenchPipelineArgs,
+    timeout: Duration,
+) -> anyhow::Result<Live> {
+    let js = insite_ingest::connect(&services.nats).await?;
+    insite_sinks::streams::ensure_streams(&js, &services.nats.streams).await?;
+    insite_sinks::clickhouse::migrate(&services.clickhouse).await?;
+    let recorder = LatencyRecorder::new()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let warmup = Duration::try_from_secs_f64(args.warmup_seconds).context("--warmup-seconds")?;
+    let measured = Duration::try_from_secs_f64(args.live_seconds).context("--live-seconds")?;
+    anyhow::ensure!(
+        warmup + measured < timeout,
+        "the live phase is longer than --timeout-s"
+    );
+    let topology = Topology::single();
+    let run = insite_pipeline::run(
+        services,
+        pipeline,
+        &topology,
+        stop_rx,
+        Some(recorder.clone()),
+    );
+    let feed = async {
+        let fed = async {
+            // The pipeline is ready once its durable consumer exists.
+            let ready = Instant::now();
+            loop {
+                if let Ok(stream) = js.get_stream(&services.nats.streams.market).await {
+                    if stream
+                        .get_consumer::<pull::Config>(&pipeline.consumer.market_durable)
+                        .await
+                        .is_ok()
+                    {
+                        break;
+                    }
+                }
+                anyhow::ensure!(
+                    ready.elapsed() < Duration::from_secs(60),
+                    "the pipeline did not create its consumer in 60 s"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let synthetic = SyntheticConfig {
+                seed: 11,
+                symbols: args.symbols,
+                rate: args.live_rate,
+                max_speed: false,
+                start_ms: wall_clock_ms(),
+                duplicate_share: 0.0,
+                batch: BatchConfig {
+                    slice_ms: args.live_slice_ms.max(1),
+                    ..BatchConfig::default()
+                },
+                ..SyntheticConfig::default()
+            };
+            let shutdown = CancellationToken::new();
+            let timer = {
+                let (shutdown, recorder) = (shutdown.clone(), recorder.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(warmup).await;
+                    recorder.reset();
+                    let measuring = Instant::now();
+                    tokio::time::sleep(measured).await;
+                    shutdown.cancel();
+                    measuring
+                })
+            };
+            let report =
+                insite_ingest::run_synthetic(&js, &services.nats.streams, synthetic, shutdown)
+                    .await?;
+            let measuring = timer.await.context("the live timer")?;
+            // Let the last trades reach Redis.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let hist = recorder.snapshot();
+            let elapsed = measuring.elapsed();
+            eprintln!("live feed: {report}");
+            anyhow::Ok((hist, report, elapsed))
+        }
+        .await;
+        let _ = stop_tx.send(true);
+        fed
+    };
+    let (report, fed) = tokio::join!(run, feed);
+    let (hist, ingest, elapsed) = fed?;
+    report.context("the pipeline failed")?;
+    Ok(Live {
+        hist,
+        events: ingest.events,
+        elapsed,
+    })
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// The pipeline child process, stopped on drop.
+struct PipelineChild(Child);
+
+impl Drop for PipelineChild {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// A status field of `/proc/<pid>/status`, in KiB.
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim_start_matches(':').split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A backlog at many symbols through `insite pipeline run` as a child.
+async fn memory(
+    services: &Services,
+    pipeline: &PipelineConfig,
+    args: &BenchPipelineArgs,
+    start_ms: i64,
+    timeout: Duration,
+) -> anyhow::Result<Memory> {
+    let backlog = publish_backlog(
+        &services.nats,
+        args.memory_symbols,
+        args.memory_events,
+        args.backlog_rate,
+        start_ms,
+    )
+    .await?;
+    eprintln!(
+        "memory backlog ({} symbols): {} in {:.2} s",
+        args.memory_symbols,
+        backlog.report,
+        backlog.elapsed.as_secs_f64()
+    );
+    insite_sinks::clickhouse::migrate(&services.clickhouse).await?;
+    let client = insite_sinks::clickhouse::connect(&services.clickhouse);
+    let streams = &services.nats.streams;
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .args(["pipeline", "run", "--no-metrics", "--log", "warn"])
+        .env_remove("INSITE_CONFIG")
+        .env("INSITE_NATS__URL", &services.nats.url)
+        .env("INSITE_NATS__STREAMS__MARKET", &streams.market)
+        .env("INSITE_NATS__STREAMS__SOCIAL", &streams.social)
+        .env("INSITE_NATS__STREAMS__DERIVED", &streams.derived)
+        .env("INSITE_NATS__STREAMS__DLQ", &streams.dlq)
+        .env("INSITE_NATS__STREAMS__SUBJECT_PREFIX", &streams.subject_prefix)
+        .env("INSITE_CLICKHOUSE__URL", &services.clickhouse.url)
+        .env("INSITE_CLICKHOUSE__DATABASE", &services.clickhouse.database)
+        .env("INSITE_REDIS__URL", &services.redis.url)
+        .env("INSITE_REDIS__KEY_PREFIX", &services.redis.key_prefix)
+        .env("INSITE_PIPELINE__NAME", &pipeline.name)
+        .env("INSITE_PIPELINE__WORKERS", pipeline.workers.to_string())
+        .env(
+            "INSITE_PIPELINE__CONSUMER__MARKET_DURABLE",
+            &pipeline.consumer.market_durable,
+        )
+        .env(
+            "INSITE_PIPELINE__CONSUMER__SOCIAL_DURABLE",
+            &pipeline.consumer.social_durable,
+        )
+        .stdin(Stdio::null());
+    let started = Instant::now();
+    let mut child = PipelineChild(command.spawn().context("starting insite pipeline run")?);
+    let pid = child.0.id();
+    let waited = wait_rows(&client, backlog.report.events, started, timeout).await;
+    let peak_rss_kib = proc_status_kib(pid, "VmHWM").unwrap_or(0);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .context("stopping the pipeline child")?;
+    let stopping = Instant::now();
+    while matches!(child.0.try_wait(), Ok(None)) && stopping.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = child.0.try_wait()?;
+    let (_, elapsed, _) = waited?;
+    anyhow::ensure!(
+        status.is_some_and(|s| s.success()),
+        "the pipeline child did not stop cleanly: {status:?}"
+    );
+    Ok(Memory {
+        symbols: args.memory_symbols,
+        events: backlog.report.events,
+        messages: backlog.report.acked,
+        elapsed,
+        peak_rss_kib,
+    })
+}
+
+/// Deletes a phase's streams and database.
+async fn clean_up(services: &Services) {
+    if let Ok(js) = insite_ingest::connect(&services.nats).await {
+        let s = &services.nats.streams;
+        for name in [&s.market, &s.social, &s.derived, &s.dlq] {
+            let _ = js.delete_stream(name).await;
+        }
+    }
+    let client = insite_sinks::clickhouse::connect(&ClickHouseConfig {
+        database: "default".into(),
+        ..services.clickhouse.clone()
+    });
+    let _ = client
+        .query(&format!(
+            "DROP DATABASE IF EXISTS {}",
+            services.clickhouse.database
+        ))
+        .execute()
+        .await;
+}
+
+fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-9)
+}
+
+fn print_figures(args: &BenchPipelineArgs, f: &Figures) {
+    println!();
+    println!(
+        "pipeline benchmark: {} symbols, backlog rate {:.0} events/s of event time, {} workers",
+        args.symbols,
+        args.backlog_rate,
+        args.workers
+            .map_or_else(|| "configured".to_owned(), |w| w.to_string())
+    );
+    if let Some(b) = &f.backlog {
+        println!(
+            "backlog published: {} events in {} messages ({:.1} events/message) in {:.2} s ({:.0} events/s)",
+            b.report.events,
+            b.report.acked,
+            b.report.events as f64 / b.report.acked.max(1) as f64,
+            b.elapsed.as_secs_f64(),
+            rate(b.report.events, b.elapsed)
+        );
+    }
+    println!();
+    println!("| what | events | messages | seconds | events/s | messages/s | ratio to raw |");
+    println!("|---|---|---|---|---|---|---|");
+    let raw_rate = f.raw.map(|(c, d)| rate(c.events(), d));
+    if let Some((c, d)) = f.raw {
+        println!(
+            "| raw JetStream consume (decode + ack) | {} | {} | {:.2} | {:.0} | {:.0} | 100% |",
+            c.events(),
+            c.messages,
+            d.as_secs_f64(),
+            rate(c.events(), d),
+            rate(c.messages, d)
+        );
+    }
+    if let (Some(s), Some((c, _))) = (&f.sustained, f.raw) {
+        let r = rate(c.events(), s.elapsed);
+        println!(
+            "| pipeline into ClickHouse + Redis | {} | {} | {:.2} | {:.0} | {:.0} | {:.0}% |",
+            c.events(),
+            c.messages,
+            s.elapsed.as_secs_f64(),
+            r,
+            rate(c.messages, s.elapsed),
+            100.0 * r / raw_rate.unwrap_or(f64::NAN)
+        );
+    }
+    if let Some(m) = &f.memory {
+        println!(
+            "| pipeline child, {} symbols | {} | {} | {:.2} | {:.0} | {:.0} | |",
+            m.symbols,
+            m.events,
+            m.messages,
+            m.elapsed.as_secs_f64(),
+            rate(m.events, m.elapsed),
+            rate(m.messages, m.elapsed)
+        );
+    }
+    if let Some(s) = &f.sustained {
+        println!();
+        println!(
+            "pipeline backlog run: first raw rows in ClickHouse after {:.2} s; {} raw rows; {} final bars; \
+             {} messages acknowledged, {} held (open windows) at shutdown",
+            s.first_rows.map_or(f64::NAN, |d| d.as_secs_f64()),
+            s.rows,
+            s.bars,
+            s.acked,
+            s.held
+        );
+    }
+    if let Some(l) = &f.live {
+        let ms = |q: f64| l.hist.value_at_quantile(q) as f64 / 1_000.0;
+        println!();
+        println!(
+            "end-to-end latency (event time → Redis write, every trade), live feed at {:.0} events/s \
+             (achieved {:.0}), {} s after {} s warm-up, ingest batch slice {} ms:",
+            args.live_rate,
+            rate(l.events, l.elapsed),
+            args.live_seconds,
+            args.warmup_seconds,
+            args.live_slice_ms
+        );
+        println!("| trades | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |");
+        println!("|---|---|---|---|---|---|");
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            l.hist.len(),
+            ms(0.5),
+            ms(0.9),
+            ms(0.99),
+            ms(0.999),
+            l.hist.max() as f64 / 1_000.0
+        );
+    }
+    if let Some(m) = &f.memory {
+        println!();
+        println!(
+            "peak pipeline memory (VmHWM of `insite pipeline run`) at {} symbols, {} events: {:.0} MiB",
+            m.symbols,
+            m.events,
+            m.peak_rss_kib as f64 / 1024.0
+        );
+    }
+}
