@@ -404,6 +404,7 @@ struct WsOutcome {
     cpu: f64,
     rss_mib: f64,
     connect_secs: f64,
+    client_cpu: f64,
 }
 
 async fn ws_phase(
@@ -413,7 +414,10 @@ async fn ws_phase(
     args: &BenchQueryArgs,
 ) -> anyhow::Result<WsOutcome> {
     let sym = Symbol::new(&symbol(0))?;
-    let sent: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; args.ws_messages]));
+    // Publish times in µs since `epoch` (0: not yet published).
+    let epoch = Instant::now();
+    let sent: Arc<Vec<AtomicU64>> =
+        Arc::new((0..args.ws_messages).map(|_| AtomicU64::new(0)).collect());
     let hist = Arc::new(Mutex::new(histogram()?));
     let received = Arc::new(AtomicU64::new(0));
     let subscribed = Arc::new(AtomicUsize::new(0));
@@ -466,19 +470,15 @@ async fn ws_phase(
                 let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) = next else {
                     break;
                 };
-                let now = Instant::now();
+                let now = epoch.elapsed().as_micros();
                 // The sequence number travels in `trades`.
-                let seq = serde_json::from_str::<serde_json::Value>(&text)
-                    .ok()
-                    .and_then(|v| v["data"]["trades"].as_u64());
-                let at = seq.and_then(|s| {
-                    sent.lock()
-                        .ok()
-                        .and_then(|v| v.get(usize::try_from(s).ok()?).copied().flatten())
-                });
+                let at = trades_of(&text)
+                    .and_then(|seq| sent.get(seq))
+                    .map(|at| at.load(Ordering::Acquire))
+                    .filter(|&at| at > 0);
                 if let Some(at) = at {
-                    let us = now.saturating_duration_since(at).as_micros().max(1);
-                    local.saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
+                    let us = u64::try_from(now).unwrap_or(u64::MAX).saturating_sub(at).max(1);
+                    local.saturating_record(us);
                     received.fetch_add(1, Ordering::Relaxed);
                 }
                 got += 1;
@@ -514,6 +514,7 @@ async fn ws_phase(
     insite_sinks::streams::ensure_streams(&js, &nats.streams).await?;
     let mut publisher = DerivedPublisher::new(js, nats.streams.clone(), 64);
     let before = sample(pid);
+    let own_before = sample(std::process::id());
     let period = Duration::from_secs_f64(1.0 / args.ws_rate.max(0.1));
     let start = Instant::now();
     let current = Interval::MINUTE.window_start(insite_query::store::now_ms());
@@ -521,9 +522,8 @@ async fn ws_phase(
         tokio::time::sleep_until((start + period.mul_f64(seq as f64)).into()).await;
         let mut bar = day_bar(&sym, 0, Finality::Provisional, current);
         bar.trades = seq as u64;
-        if let Ok(mut v) = sent.lock() {
-            v[seq] = Some(Instant::now());
-        }
+        let at = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        sent[seq].store(at.max(1), Ordering::Release);
         publisher.publish(&Derived::Bar(bar)).await?;
     }
     publisher.flush().await?;
@@ -535,6 +535,7 @@ async fn ws_phase(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let after = sample(pid);
+    let own_after = sample(std::process::id());
     stop.cancel();
     for t in tasks {
         let _ = t.await;
@@ -552,7 +553,16 @@ async fn ws_phase(
         cpu: cpu_percent(before, after),
         rss_mib: after.rss_kib.max(before.rss_kib) as f64 / 1024.0,
         connect_secs,
+        client_cpu: cpu_percent(own_before, own_after),
     })
+}
+
+/// The `trades` field of a pushed bar, found without parsing the whole
+/// message (the generator must stay cheaper than what it measures).
+fn trades_of(text: &str) -> Option<usize> {
+    let rest = &text[text.find("\"trades\":")? + 9..];
+    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    rest[..end].parse().ok()
 }
 
 fn redis_benchmark(redis_url: &str) -> String {
@@ -753,7 +763,7 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
             let ws = ws_phase(addr, pid, &nats, &args).await?;
             let ms = |q: f64| ws.hist.value_at_quantile(q) as f64 / 1_000.0;
             println!(
-                "| clients held | connect time s | failed connects | deliveries | expected | avg ms | p50 ms | p95 ms | p99 ms | max ms | service CPU | service RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n| {} | {:.1} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0}% | {:.0} |",
+                "| clients held | connect time s | failed connects | deliveries | expected | avg ms | p50 ms | p95 ms | p99 ms | max ms | service CPU | service RSS MiB | clients' CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n| {} | {:.1} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0}% | {:.0} | {:.0}% |",
                 ws.clients,
                 ws.connect_secs,
                 ws.connect_failures,
@@ -765,7 +775,8 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
                 ms(0.99),
                 ws.hist.max() as f64 / 1_000.0,
                 ws.cpu,
-                ws.rss_mib
+                ws.rss_mib,
+                ws.client_cpu
             );
         }
         anyhow::Ok(())

@@ -42,6 +42,9 @@ use crate::config::StreamConfig;
 /// Topic of all symbols' alerts.
 const ALL_ALERTS: &str = "alerts.*";
 
+/// Most queued messages written to a client before one flush.
+const MAX_BATCH: usize = 64;
+
 /// The close code sent to a dropped slow client (policy violation).
 pub const SLOW_CLIENT_CLOSE_CODE: u16 = 1008;
 
@@ -269,7 +272,15 @@ impl Hub {
                 () = kill.cancelled() => break,
                 queued = rx.recv() => {
                     let Some(json) = queued else { break };
-                    let send = sink.send(Message::Text(Utf8Bytes::from(&*json)));
+                    // Whatever else is queued goes out with it, in one flush.
+                    let send = async {
+                        sink.feed(Message::Text(Utf8Bytes::from(&*json))).await?;
+                        for _ in 1..MAX_BATCH {
+                            let Ok(more) = rx.try_recv() else { break };
+                            sink.feed(Message::Text(Utf8Bytes::from(&*more))).await?;
+                        }
+                        sink.flush().await
+                    };
                     tokio::select! {
                         () = kill.cancelled() => break,
                         sent = send => if sent.is_err() { break },
