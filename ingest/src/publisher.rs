@@ -17,16 +17,18 @@
 //! ([`Publisher::idle_until`]), so the ack-latency histogram measures the
 //! server, not how late the feed looked.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::{self};
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use insite_schemas::config::StreamsConfig;
+use insite_schemas::wire::SchemaId;
 use insite_schemas::{subjects, wire};
 use tokio::time::Instant;
 
@@ -118,21 +120,70 @@ struct Settled {
 
 /// What is needed to send a message again.
 struct Resend {
-    js: jetstream::Context,
-    subject: String,
-    headers: HeaderMap,
+    /// What every in-flight message shares.
+    shared: Arc<Shared>,
+    /// The subject (cheap to clone).
+    subject: Subject,
+    /// The headers, rebuilt for each send.
+    headers: Headers,
+    /// The payload (cheap to clone).
     payload: Bytes,
-    msg_id: String,
+}
+
+/// The headers of a message, kept compact and rebuilt for each send.
+enum Headers {
+    /// An event message: its schema and id.
+    Event {
+        /// `Insite-Schema`.
+        schema: SchemaId,
+        /// `Nats-Msg-Id`.
+        msg_id: String,
+    },
+    /// Any other header set (dead letters), cloned for each send.
+    Full {
+        /// The headers.
+        headers: HeaderMap,
+        /// `Nats-Msg-Id`, for errors.
+        msg_id: String,
+    },
+}
+
+impl Headers {
+    fn build(&self) -> HeaderMap {
+        match self {
+            Self::Event { schema, msg_id } => {
+                let mut headers = HeaderMap::new();
+                headers.insert(wire::SCHEMA_HEADER, schema.to_string().as_str());
+                headers.insert(wire::MSG_ID_HEADER, msg_id.as_str());
+                headers
+            }
+            Self::Full { headers, .. } => headers.clone(),
+        }
+    }
+
+    fn msg_id(&self) -> &str {
+        match self {
+            Self::Event { msg_id, .. } | Self::Full { msg_id, .. } => msg_id,
+        }
+    }
+}
+
+/// What every in-flight message shares (one reference count per message).
+struct Shared {
+    /// The JetStream context.
+    js: jetstream::Context,
+    /// Settings.
+    config: PublisherConfig,
+    /// Metric handles.
+    metrics: IngestMetrics,
 }
 
 /// Publishes messages with awaited, pipelined, retried acks.
 pub struct Publisher {
-    /// The JetStream context.
-    js: jetstream::Context,
+    /// Context, settings and metrics, shared with the in-flight acks.
+    shared: Arc<Shared>,
     /// Stream settings (subject prefix of the dead-letter subject).
     streams: StreamsConfig,
-    /// Settings.
-    config: PublisherConfig,
     /// Acks not yet settled.
     in_flight: FuturesUnordered<BoxFuture<'static, Settled>>,
     /// Counts so far.
@@ -141,13 +192,15 @@ pub struct Publisher {
     failed: Option<IngestError>,
     /// Metric handles.
     metrics: IngestMetrics,
+    /// Most messages in flight.
+    max_in_flight: usize,
 }
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Publisher")
             .field("in_flight", &self.in_flight.len())
-            .field("config", &self.config)
+            .field("config", &self.shared.config)
             .field("report", &self.report)
             .finish_non_exhaustive()
     }
@@ -172,14 +225,19 @@ impl Publisher {
             max_in_flight: config.max_in_flight.clamp(1, 5_000),
             ..config
         };
+        let metrics = IngestMetrics::new(feed);
         Self {
-            js,
+            max_in_flight: config.max_in_flight,
+            shared: Arc::new(Shared {
+                js,
+                config,
+                metrics: metrics.clone(),
+            }),
             streams,
-            config,
             in_flight: FuturesUnordered::new(),
             report: IngestReport::default(),
             failed: None,
-            metrics: IngestMetrics::new(feed),
+            metrics,
         }
     }
 
@@ -205,18 +263,12 @@ impl Publisher {
     /// Returns an error once any message has failed for good (after all its
     /// retries); everything already sent is still settled by [`flush`](Self::flush).
     pub async fn publish(&mut self, message: OutMessage) -> Result<(), IngestError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(wire::SCHEMA_HEADER, message.schema.to_string().as_str());
-        headers.insert(wire::MSG_ID_HEADER, message.msg_id.as_str());
-        self.send(
-            message.subject,
-            message.msg_id,
-            headers,
-            message.payload,
-            message.events,
-            false,
-        )
-        .await
+        let headers = Headers::Event {
+            schema: message.schema,
+            msg_id: message.msg_id,
+        };
+        self.send(message.subject, headers, message.payload, message.events, false)
+            .await
     }
 
     /// Dead-letters rejected input: `raw` as the payload on
@@ -242,44 +294,45 @@ impl Publisher {
         headers.insert(wire::DLQ_KIND_HEADER, kind);
         headers.insert(wire::DLQ_STAGE_HEADER, DLQ_STAGE);
         headers.insert(DLQ_ORIGIN_HEADER, one_line(origin).as_str());
-        self.send(subject, msg_id, headers, raw, 0, true).await
+        self.send(subject, Headers::Full { headers, msg_id }, raw, 0, true)
+            .await
     }
 
     async fn send(
         &mut self,
         subject: String,
-        msg_id: String,
-        headers: HeaderMap,
+        headers: Headers,
         payload: Bytes,
         events: u32,
         dead_letter: bool,
     ) -> Result<(), IngestError> {
         self.reap_ready();
-        while self.in_flight.len() >= self.config.max_in_flight {
+        while self.in_flight.len() >= self.max_in_flight {
             self.settle_one().await;
         }
         if let Some(error) = self.failed.take() {
             return Err(error);
         }
         let resend = Resend {
-            js: self.js.clone(),
-            subject,
+            shared: self.shared.clone(),
+            subject: Subject::from(subject),
             headers,
             payload,
-            msg_id,
         };
         let started = Instant::now();
         let first = resend.send().await;
         self.report.published += 1;
         self.metrics.published.increment(1);
-        let config = self.config.clone();
-        let metrics = self.metrics.clone();
         let bytes = resend.payload.len();
         self.in_flight.push(
             async move {
-                let (result, retries) = confirm(resend, first, &config, &metrics).await;
+                let (result, retries) = confirm(&resend, first).await;
                 if result.is_ok() {
-                    metrics.ack_seconds.record(started.elapsed().as_secs_f64());
+                    resend
+                        .shared
+                        .metrics
+                        .ack_seconds
+                        .record(started.elapsed().as_secs_f64());
                 }
                 Settled {
                     result,
@@ -387,10 +440,11 @@ impl Publisher {
 
 impl Resend {
     async fn send(&self) -> Result<PublishAckFuture, async_nats::jetstream::context::PublishError> {
-        self.js
+        self.shared
+            .js
             .publish_with_headers(
                 self.subject.clone(),
-                self.headers.clone(),
+                self.headers.build(),
                 self.payload.clone(),
             )
             .await
@@ -398,8 +452,8 @@ impl Resend {
 
     fn failure(&self, attempts: u32, reason: String) -> IngestError {
         IngestError::Publish {
-            subject: self.subject.clone(),
-            msg_id: self.msg_id.clone(),
+            subject: self.subject.to_string(),
+            msg_id: self.headers.msg_id().to_owned(),
             attempts,
             reason,
         }
@@ -409,11 +463,11 @@ impl Resend {
 /// Awaits one message's ack, re-sending it with the same id on timeouts.
 /// Returns the ack's duplicate flag (or the final error) and the re-sends.
 async fn confirm(
-    resend: Resend,
+    resend: &Resend,
     first: Result<PublishAckFuture, async_nats::jetstream::context::PublishError>,
-    config: &PublisherConfig,
-    metrics: &IngestMetrics,
 ) -> (Result<bool, IngestError>, u32) {
+    let config = &resend.shared.config;
+    let metrics = &resend.shared.metrics;
     let mut attempt = first;
     let mut retries = 0u32;
     loop {
@@ -438,7 +492,7 @@ async fn confirm(
             .retry_backoff
             .saturating_mul(1 << retries.min(5))
             .min(Duration::from_secs(2));
-        tracing::warn!(subject = %resend.subject, msg_id = %resend.msg_id, %reason, ?backoff, "re-sending");
+        tracing::warn!(subject = %resend.subject, msg_id = %resend.headers.msg_id(), %reason, ?backoff, "re-sending");
         tokio::time::sleep(backoff).await;
         retries += 1;
         metrics.retried.increment(1);
