@@ -5,7 +5,9 @@
 //! 1. `insite ingest synthetic --max` for `--seconds`: events/s, messages/s
 //!    and the mean message size;
 //! 2. raw async-nats JetStream publishing of messages of that same size,
-//!    pipelined with the same number of acks in flight, for `--seconds`.
+//!    pipelined with the same number of acks in flight, for `--seconds`;
+//! 3. the same with the headers ingest sets (a unique `Nats-Msg-Id`, which
+//!    JetStream tracks for de-duplication, and `Insite-Schema`).
 //!
 //! It prints both rates and their ratio. It starts its own NATS (data under
 //! the local root, removed afterwards) unless `--nats-url` is given, and
@@ -40,7 +42,7 @@ pub struct BenchIngestArgs {
     #[arg(long, default_value_t = 50)]
     symbols: usize,
     /// Comma-separated batch sizes to measure (1: one event per message).
-    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     batch_sizes: Vec<usize>,
     /// Event-time slice of a batch, in ms.
     #[arg(long, default_value_t = 100)]
@@ -59,6 +61,7 @@ struct Row {
     ingest_msgs_per_s: f64,
     mean_bytes: f64,
     raw_msgs_per_s: f64,
+    raw_id_msgs_per_s: f64,
 }
 
 /// A NATS started for the benchmark, stopped and removed on drop.
@@ -105,18 +108,27 @@ pub fn run(config: &InsiteConfig, args: BenchIngestArgs) -> anyhow::Result<()> {
         args.symbols, args.seconds, args.max_in_flight
     );
     println!(
-        "{:>10} {:>16} {:>14} {:>12} {:>14} {:>8}",
-        "batch", "ingest events/s", "ingest msgs/s", "msg bytes", "raw msgs/s", "ratio"
+        "{:>6} {:>16} {:>14} {:>10} {:>12} {:>8} {:>20} {:>8}",
+        "batch",
+        "ingest events/s",
+        "ingest msgs/s",
+        "msg bytes",
+        "raw msgs/s",
+        "ratio",
+        "raw+msg-id msgs/s",
+        "ratio"
     );
     for r in &rows {
         println!(
-            "{:>10} {:>16.0} {:>14.0} {:>12.0} {:>14.0} {:>7.1}%",
+            "{:>6} {:>16.0} {:>14.0} {:>10.0} {:>12.0} {:>7.1}% {:>20.0} {:>7.1}%",
             r.batch_size,
             r.ingest_events_per_s,
             r.ingest_msgs_per_s,
             r.mean_bytes,
             r.raw_msgs_per_s,
-            100.0 * r.ingest_msgs_per_s / r.raw_msgs_per_s.max(1e-9)
+            100.0 * r.ingest_msgs_per_s / r.raw_msgs_per_s.max(1e-9),
+            r.raw_id_msgs_per_s,
+            100.0 * r.ingest_msgs_per_s / r.raw_id_msgs_per_s.max(1e-9)
         );
     }
     drop(own);
@@ -175,10 +187,18 @@ async fn bench(url: String, args: &BenchIngestArgs) -> anyhow::Result<Vec<Row>> 
 
             delete_streams(&js, &nats.streams).await;
             insite_sinks::streams::ensure_streams(&js, &nats.streams).await?;
+            let size = mean_bytes.round() as usize;
             let (raw_msgs, raw_elapsed) =
-                raw_publish(&js, &nats.streams, args, mean_bytes.round() as usize, seconds).await?;
+                raw_publish(&js, &nats.streams, args, size, seconds, false).await?;
             eprintln!(
                 "batch {batch_size}: raw {raw_msgs} messages of {mean_bytes:.0} B in {raw_elapsed:.2} s"
+            );
+            delete_streams(&js, &nats.streams).await;
+            insite_sinks::streams::ensure_streams(&js, &nats.streams).await?;
+            let (raw_id_msgs, raw_id_elapsed) =
+                raw_publish(&js, &nats.streams, args, size, seconds, true).await?;
+            eprintln!(
+                "batch {batch_size}: raw with ids {raw_id_msgs} messages of {mean_bytes:.0} B in {raw_id_elapsed:.2} s"
             );
             rows.push(Row {
                 batch_size,
@@ -186,6 +206,7 @@ async fn bench(url: String, args: &BenchIngestArgs) -> anyhow::Result<Vec<Row>> 
                 ingest_msgs_per_s: report.acked as f64 / elapsed,
                 mean_bytes,
                 raw_msgs_per_s: raw_msgs as f64 / raw_elapsed,
+                raw_id_msgs_per_s: raw_id_msgs as f64 / raw_id_elapsed,
             });
         }
         Ok(())
@@ -197,13 +218,17 @@ async fn bench(url: String, args: &BenchIngestArgs) -> anyhow::Result<Vec<Row>> 
 }
 
 /// Raw async-nats publishing: `size`-byte payloads on the simulated
-/// symbols' trade subjects, acks pipelined `max_in_flight` deep.
+/// symbols' trade subjects, acks pipelined `max_in_flight` deep; with
+/// `with_ids`, each message also carries the headers ingest sets (a unique
+/// `Nats-Msg-Id`, which JetStream tracks for de-duplication, and
+/// `Insite-Schema`).
 async fn raw_publish(
     js: &async_nats::jetstream::Context,
     streams: &StreamsConfig,
     args: &BenchIngestArgs,
     size: usize,
     seconds: Duration,
+    with_ids: bool,
 ) -> anyhow::Result<(u64, f64)> {
     let payload = bytes::Bytes::from(vec![0xA5u8; size.max(1)]);
     let subjects: Vec<String> = (0..args.symbols.max(1))
@@ -225,7 +250,19 @@ async fn raw_publish(
         }
         let subject = subjects[i % subjects.len()].clone();
         i += 1;
-        in_flight.push_back(js.publish(subject, payload.clone()).await?);
+        let ack = if with_ids {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(insite_schemas::wire::SCHEMA_HEADER, "trade_batch.v1");
+            headers.insert(
+                insite_schemas::wire::MSG_ID_HEADER,
+                format!("raw:{i}:{:016x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).as_str(),
+            );
+            js.publish_with_headers(subject, headers, payload.clone())
+                .await?
+        } else {
+            js.publish(subject, payload.clone()).await?
+        };
+        in_flight.push_back(ack);
     }
     while let Some(ack) = in_flight.pop_front() {
         ack.await?;

@@ -42,7 +42,7 @@ pub struct IngestArgs {
 struct BatchArgs {
     /// Most trades or quotes of one symbol per message (1: one event per
     /// message).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 16)]
     batch_size: usize,
     /// Event-time slice after which open batches are sent, in ms.
     #[arg(long, default_value_t = 100)]

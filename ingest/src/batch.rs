@@ -35,7 +35,7 @@ pub struct BatchConfig {
 impl Default for BatchConfig {
     fn default() -> Self {
         Self {
-            max_events: 64,
+            max_events: 16,
             max_posts: 1,
             slice_ms: 100,
         }
