@@ -477,7 +477,10 @@ async fn ws_phase(
                     .map(|at| at.load(Ordering::Acquire))
                     .filter(|&at| at > 0);
                 if let Some(at) = at {
-                    let us = u64::try_from(now).unwrap_or(u64::MAX).saturating_sub(at).max(1);
+                    let us = u64::try_from(now)
+                        .unwrap_or(u64::MAX)
+                        .saturating_sub(at)
+                        .max(1);
                     local.saturating_record(us);
                     received.fetch_add(1, Ordering::Relaxed);
                 }
@@ -557,11 +560,28 @@ async fn ws_phase(
     })
 }
 
+/// The body of a GET.
+async fn get_text(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    let mut sender = connection(addr).await?;
+    let req = hyper::Request::get(path)
+        .header(hyper::header::HOST, addr.to_string())
+        .body(Empty::<Bytes>::new())?;
+    let body = sender
+        .send_request(req)
+        .await?
+        .into_body()
+        .collect()
+        .await?;
+    Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
+}
+
 /// The `trades` field of a pushed bar, found without parsing the whole
 /// message (the generator must stay cheaper than what it measures).
 fn trades_of(text: &str) -> Option<usize> {
     let rest = &text[text.find("\"trades\":")? + 9..];
-    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
 
@@ -778,6 +798,16 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
                 ws.rss_mib,
                 ws.client_cpu
             );
+            // The service's own view: hub hand-over to written on the socket.
+            let metrics = get_text(addr, "/metrics").await?;
+            let buckets: Vec<&str> = metrics
+                .lines()
+                .filter(|l| l.starts_with("insite_query_ws_delivery_seconds"))
+                .collect();
+            println!("service-side delivery (hub to socket) histogram:");
+            for line in buckets {
+                println!("  {line}");
+            }
         }
         anyhow::Ok(())
     });

@@ -24,7 +24,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -41,6 +41,9 @@ use crate::config::StreamConfig;
 
 /// Topic of all symbols' alerts.
 const ALL_ALERTS: &str = "alerts.*";
+
+/// A message in a client's queue, with when the hub got it.
+type Queued = (Arc<str>, Instant);
 
 /// Most queued messages written to a client before one flush.
 const MAX_BATCH: usize = 64;
@@ -64,7 +67,7 @@ pub enum FeedError {
 #[derive(Debug)]
 struct ClientHandle {
     /// Its queue.
-    tx: mpsc::Sender<Arc<str>>,
+    tx: mpsc::Sender<Queued>,
     /// Cancelled (with `reason` set) to drop the client.
     kill: CancellationToken,
     /// Why it was dropped.
@@ -223,12 +226,13 @@ impl Hub {
     pub fn publish(&self, topic: &str, kind: &'static str, json: Arc<str>) -> usize {
         let mut reached = 0;
         let mut slow = Vec::new();
+        let now = Instant::now();
         if let Ok(topics) = self.topics.read() {
             let Some(clients) = topics.get(topic) else {
                 return 0;
             };
             for (id, client) in clients {
-                match client.tx.try_send(json.clone()) {
+                match client.tx.try_send((json.clone(), now)) {
                     Ok(()) => reached += 1,
                     Err(mpsc::error::TrySendError::Full(_)) => slow.push((*id, client.clone())),
                     Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -271,12 +275,12 @@ impl Hub {
                 biased;
                 () = kill.cancelled() => break,
                 queued = rx.recv() => {
-                    let Some(json) = queued else { break };
+                    let Some((json, at)) = queued else { break };
                     // Whatever else is queued goes out with it, in one flush.
                     let send = async {
                         sink.feed(Message::Text(Utf8Bytes::from(&*json))).await?;
                         for _ in 1..MAX_BATCH {
-                            let Ok(more) = rx.try_recv() else { break };
+                            let Ok((more, _)) = rx.try_recv() else { break };
                             sink.feed(Message::Text(Utf8Bytes::from(&*more))).await?;
                         }
                         sink.flush().await
@@ -285,6 +289,10 @@ impl Hub {
                         () = kill.cancelled() => break,
                         sent = send => if sent.is_err() { break },
                     }
+                    // From the hub's hand-over to the socket, for the
+                    // oldest message of the batch.
+                    metrics::histogram!("insite_query_ws_delivery_seconds")
+                        .record(at.elapsed().as_secs_f64());
                 }
                 incoming = stream.next() => {
                     let reply = match incoming {
@@ -582,7 +590,7 @@ mod tests {
         for i in 0..5 {
             hub.publish("t", "bar", Arc::from(i.to_string()));
             // The fast client keeps up.
-            assert_eq!(&*fast_rx.recv().await.unwrap(), i.to_string());
+            assert_eq!(&*fast_rx.recv().await.unwrap().0, i.to_string());
         }
         assert!(!fast.kill.is_cancelled());
         assert!(slow.kill.is_cancelled());

@@ -9,6 +9,7 @@
 //! | `insite_query_refused_total` | counter | `reason` (`unauthorized`, `rate_limited`) |
 //! | `insite_query_ws_clients` | gauge | — |
 //! | `insite_query_ws_dropped_slow_total` | counter | — |
+//! | `insite_query_ws_delivery_seconds` | histogram | — (hub hand-over to written on the client's socket) |
 //! | `insite_query_ws_messages_total` | counter | `kind` (messages fanned out to clients) |
 //! | `insite_query_feed_messages_total` | counter | `kind` (messages from NATS) |
 //! | `insite_query_feed_errors_total` | counter | — (undecodable messages, sent to `insite.dlq.query`) |
@@ -39,6 +40,14 @@ pub fn handle() -> PrometheusHandle {
                         1.0, 2.5, 10.0,
                     ],
                 )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("insite_query_ws_delivery_seconds".into()),
+                        &[
+                            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                        ],
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
