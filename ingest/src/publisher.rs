@@ -267,8 +267,14 @@ impl Publisher {
             schema: message.schema,
             msg_id: message.msg_id,
         };
-        self.send(message.subject, headers, message.payload, message.events, false)
-            .await
+        self.send(
+            message.subject,
+            headers,
+            message.payload,
+            message.events,
+            false,
+        )
+        .await
     }
 
     /// Dead-letters rejected input: `raw` as the payload on
