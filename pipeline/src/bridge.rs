@@ -23,7 +23,7 @@
 //! therefore finished with once the durable frontier passes `max(E, t)`: its
 //! deadline is `max(E, t) + 1` ([`crate::progress::AckTracker`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +42,7 @@ use tokio::sync::mpsc::{self, error::TryRecvError};
 
 use crate::output::WorkerOutput;
 use crate::progress::{wall_clock_ms, WindowSpans};
-use crate::source::{InputMessage, InputSource};
+use crate::source::InputMessage;
 
 /// A message's acknowledgement handle, held until the durable frontier
 /// reaches its deadline.
@@ -68,6 +68,9 @@ pub struct Reader {
     /// Where acknowledgement handles go (`None` in a replay: nothing is
     /// acknowledged).
     pub holds: Option<mpsc::UnboundedSender<Hold>>,
+    /// The backlog of each source's consumer (MARKET, SOCIAL), kept up to
+    /// date by the consumer tasks.
+    pub backlog: [Arc<AtomicU64>; 2],
 }
 
 impl std::fmt::Debug for Reader {
@@ -116,13 +119,6 @@ fn send_out(tx: &mpsc::Sender<WorkerOutput>, stop: &AtomicBool, output: WorkerOu
     }
 }
 
-fn source_index(source: InputSource) -> usize {
-    match source {
-        InputSource::Market => 0,
-        InputSource::Social => 1,
-    }
-}
-
 /// The input operator: trades and posts for the dataflow, stamped with the
 /// read-time watermark. `reader` is `Some` on the one reading worker of the
 /// process.
@@ -141,15 +137,10 @@ pub fn input<'s>(
             let activator = scope.activator_for(info.address);
             let mut reader = reader;
             let mut capability = reader.as_ref().map(|_| capability);
-            let mut tracker = WatermarkTracker::new(
-                2,
-                settings.allowed_lateness_ms,
-                settings.idle_timeout_ms,
-            );
-            // Per source: the largest event time seen and the consumer's
-            // pending count on the latest message.
+            let mut tracker =
+                WatermarkTracker::new(2, settings.allowed_lateness_ms, settings.idle_timeout_ms);
+            // Per source: the largest event time seen.
             let mut max_ts: [Option<TimestampMs>; 2] = [None, None];
-            let mut pending: [u64; 2] = [0, 0];
             move |out| {
                 let (Some(reader), Some(cap)) = (reader.as_mut(), capability.as_mut()) else {
                     return;
@@ -168,8 +159,7 @@ pub fn input<'s>(
                         }
                     };
                     taken += 1;
-                    let src = source_index(message.source);
-                    pending[src] = message.pending;
+                    let src = message.source.index();
                     let mut deadline = time;
                     let mut observe = |ts: TimestampMs| {
                         tracker.observe(src, ts, now);
@@ -220,8 +210,8 @@ pub fn input<'s>(
                 }
                 // A source with a backlog is busy, not idle, however long
                 // the dataflow took to come back to it.
-                for src in 0..2 {
-                    if let (true, Some(ts)) = (pending[src] > 0, max_ts[src]) {
+                for (src, backlog) in reader.backlog.iter().enumerate() {
+                    if let (true, Some(ts)) = (backlog.load(Ordering::Relaxed) > 0, max_ts[src]) {
                         tracker.observe(src, ts, now);
                     }
                 }

@@ -20,7 +20,7 @@
 //! acknowledged and comes again on restart), the output task writes what it
 //! has, and the ack task acknowledges what that made durable.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -199,33 +199,30 @@ impl Job {
         let settings = config.input_settings(bounded);
         let operators = config.operators.clone();
         let worker_stop = Arc::clone(&stop);
-        let guards = timely::execute(
-            topology.timely_config(workers_per_process),
-            move |worker| {
-                let local = worker.index() % workers_per_process;
-                let reader = if local == 0 {
-                    reader.lock().ok().and_then(|mut r| r.take())
-                } else {
-                    None
-                };
-                let (settings, operators) = (settings.clone(), operators.clone());
-                let (tx, stop) = (output_tx.clone(), Arc::clone(&worker_stop));
-                worker.dataflow::<TimestampMs, _, _>(move |scope| {
-                    let (trades, posts) =
-                        bridge::input(scope, reader, settings, tx.clone(), Arc::clone(&stop));
-                    let outputs = insite_operators::build_dataflow(trades, posts, &operators);
-                    bridge::output(scope, outputs, tx, local, resume_from, stop);
-                });
-                while !worker_stop.load(Ordering::SeqCst)
-                    && worker.step_or_park(Some(Duration::from_millis(10)))
-                {}
-                // Stopped where it is: open windows are abandoned (their
-                // input is not acknowledged and comes again on restart).
-                for dataflow in worker.installed_dataflows() {
-                    worker.drop_dataflow(dataflow);
-                }
-            },
-        )
+        let guards = timely::execute(topology.timely_config(workers_per_process), move |worker| {
+            let local = worker.index() % workers_per_process;
+            let reader = if local == 0 {
+                reader.lock().ok().and_then(|mut r| r.take())
+            } else {
+                None
+            };
+            let (settings, operators) = (settings.clone(), operators.clone());
+            let (tx, stop) = (output_tx.clone(), Arc::clone(&worker_stop));
+            worker.dataflow::<TimestampMs, _, _>(move |scope| {
+                let (trades, posts) =
+                    bridge::input(scope, reader, settings, tx.clone(), Arc::clone(&stop));
+                let outputs = insite_operators::build_dataflow(trades, posts, &operators);
+                bridge::output(scope, outputs, tx, local, resume_from, stop);
+            });
+            while !worker_stop.load(Ordering::SeqCst)
+                && worker.step_or_park(Some(Duration::from_millis(10)))
+            {}
+            // Stopped where it is: open windows are abandoned (their
+            // input is not acknowledged and comes again on restart).
+            for dataflow in worker.installed_dataflows() {
+                worker.drop_dataflow(dataflow);
+            }
+        })
         .map_err(PipelineError::Timely)?;
         let workers = tokio::task::spawn_blocking(move || {
             let results = guards.join();
@@ -339,9 +336,11 @@ pub async fn run(
         output = output.with_latency(latency);
     }
     let acks = tokio::spawn(run_acks(holds_rx, durable_rx, floor));
+    let backlog = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
     let reader = Reader {
         input: input_rx,
         holds: Some(holds_tx),
+        backlog: backlog.clone(),
     };
     let job = Job::start(
         config, topology, reader, false, floor, output, output_rx, output_tx, durable_tx,
@@ -357,6 +356,7 @@ pub async fn run(
     let (stop_pull_tx, stop_pull_rx) = watch::channel(false);
     let mut pulls = Vec::new();
     for (src, consumer) in consumers {
+        let backlog = Arc::clone(&backlog[src.index()]);
         pulls.push(tokio::spawn(source::run_consumer(
             js.clone(),
             streams.clone(),
@@ -364,7 +364,7 @@ pub async fn run(
             src,
             input_tx.clone(),
             stop_pull_rx.clone(),
-            PullOptions::live(),
+            PullOptions::live().with_backlog(backlog),
         )));
     }
     drop(input_tx);
@@ -379,7 +379,15 @@ pub async fn run(
     let mut failed = None;
     tokio::select! {
         _ = shutdown.wait_for(|stop| *stop) => {}
-        _ = wait_any(&mut pulls) => failed = Some("a consumer"),
+        (ended, result) = wait_any(&mut pulls) => {
+            drop(pulls.remove(ended));
+            match result {
+                Ok(Ok(())) => tracing::error!("a consumer ended"),
+                Ok(Err(e)) => tracing::error!(error = %e, "a consumer failed"),
+                Err(_) => tracing::error!("a consumer task panicked"),
+            }
+            failed = Some("a consumer");
+        }
     }
     if let Some(part) = failed {
         tracing::error!(part, "stopping the pipeline: a part ended unexpectedly");
@@ -411,12 +419,16 @@ pub async fn run(
     })
 }
 
-/// Resolves when the first of `tasks` ends (never, if there are none).
-async fn wait_any<T>(tasks: &mut [tokio::task::JoinHandle<T>]) {
+/// Resolves with the index of the first of `tasks` to end (never, if there
+/// are none). That task must not be awaited again.
+async fn wait_any<T>(
+    tasks: &mut [tokio::task::JoinHandle<T>],
+) -> (usize, Result<T, tokio::task::JoinError>) {
     if tasks.is_empty() {
         std::future::pending::<()>().await;
     }
-    let _ = futures::future::select_all(tasks.iter_mut()).await;
+    let (result, index, _) = futures::future::select_all(tasks.iter_mut()).await;
+    (index, result)
 }
 
 /// What to replay.
@@ -462,6 +474,7 @@ pub async fn replay(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut pulls = Vec::new();
     let mut total = 0u64;
+    let backlog = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
     for (src, range) in [
         (InputSource::Market, spec.market),
         (InputSource::Social, spec.social),
@@ -478,6 +491,7 @@ pub async fn replay(
             dead_letter: false,
             end_seq: Some(if pending == 0 { 0 } else { end }),
             end_time_ms: range.to_time_ms,
+            backlog: Some(Arc::clone(&backlog[src.index()])),
         };
         pulls.push(tokio::spawn(source::run_consumer(
             js.clone(),
@@ -498,6 +512,7 @@ pub async fn replay(
     let reader = Reader {
         input: input_rx,
         holds: None,
+        backlog,
     };
     let job = Job::start(
         config,

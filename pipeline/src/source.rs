@@ -7,6 +7,8 @@
 //! headers and only then acknowledged: bad input is never lost and never
 //! stops the pipeline.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
@@ -33,6 +35,14 @@ pub enum InputSource {
 }
 
 impl InputSource {
+    /// Its index among the inputs (MARKET 0, SOCIAL 1).
+    pub fn index(self) -> usize {
+        match self {
+            Self::Market => 0,
+            Self::Social => 1,
+        }
+    }
+
     /// A lower-case name for logs and metrics.
     pub fn name(self) -> &'static str {
         match self {
@@ -353,7 +363,7 @@ pub async fn dead_letter(
 }
 
 /// How [`run_consumer`] treats what it pulls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct PullOptions {
     /// Publish rejected messages to the dead-letter subject (the live
     /// pipeline); a replay only counts them, since the live run already
@@ -363,6 +373,11 @@ pub struct PullOptions {
     pub end_seq: Option<u64>,
     /// Stop at the first message published after this time, ms (replay).
     pub end_time_ms: Option<i64>,
+    /// Where to keep the consumer's backlog (messages not yet delivered to
+    /// any client of the consumer): from each message's metadata, and from
+    /// the consumer's info while no message comes. The input operator never
+    /// calls a source with a backlog idle.
+    pub backlog: Option<Arc<AtomicU64>>,
 }
 
 impl PullOptions {
@@ -373,7 +388,16 @@ impl PullOptions {
             ..Self::default()
         }
     }
+
+    /// These options, keeping the backlog in `backlog`.
+    pub fn with_backlog(mut self, backlog: Arc<AtomicU64>) -> Self {
+        self.backlog = Some(backlog);
+        self
+    }
 }
+
+/// How often a quiet consumer's backlog is looked up.
+const BACKLOG_POLL: Duration = Duration::from_millis(250);
 
 /// Pulls `source`'s consumer until `shutdown` is set (or, with an end in
 /// `options`, until the end is reached), sending decoded messages into `out`
@@ -382,7 +406,7 @@ impl PullOptions {
 pub async fn run_consumer(
     js: jetstream::Context,
     streams: StreamsConfig,
-    consumer: jetstream::consumer::PullConsumer,
+    mut consumer: jetstream::consumer::PullConsumer,
     source: InputSource,
     out: mpsc::Sender<InputMessage>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -395,11 +419,25 @@ pub async fn run_consumer(
         .messages()
         .await
         .map_err(|e| js_error("pull messages")(Box::new(e)))?;
+    let mut backlog_tick = tokio::time::interval(BACKLOG_POLL);
+    let mut quiet_ticks = 0u32;
     loop {
         let next = tokio::select! {
             _ = shutdown.changed() => break,
             next = messages.next() => next,
+            _ = backlog_tick.tick(), if options.backlog.is_some() => {
+                // No message for a whole tick: ask the consumer (in a
+                // cluster another process may have taken the last ones).
+                quiet_ticks += 1;
+                if quiet_ticks >= 2 {
+                    if let (Some(backlog), Ok(info)) = (&options.backlog, consumer.info().await) {
+                        backlog.store(info.num_pending, Ordering::Relaxed);
+                    }
+                }
+                continue;
+            }
         };
+        quiet_ticks = 0;
         let Some(next) = next else { break };
         let message = match next {
             Ok(message) => message,
@@ -426,6 +464,9 @@ pub async fn run_consumer(
         }
         metrics::gauge!("insite_pipeline_consumer_pending", "source" => source.name())
             .set(pending as f64);
+        if let Some(backlog) = &options.backlog {
+            backlog.store(pending, Ordering::Relaxed);
+        }
         let at_end = options.end_seq.is_some_and(|end| stream_seq >= end);
         let (message, acker) = message.split();
         metrics::counter!("insite_pipeline_messages_in_total", "source" => source.name())

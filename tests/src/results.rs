@@ -170,4 +170,3 @@ pub fn assert_sentiment_equal(got: &SentimentTable, want: &SentimentTable, what:
         assert!(same, "{what}: sentiment {key:?}: got {g:?}, want {w:?}");
     }
 }
-

@@ -158,7 +158,14 @@ fn reference_sentiment() -> SentimentTable {
             let weighted = posts.iter().map(|p| p.0 * p.1).sum::<f64>() / weight;
             (
                 key,
-                (n, mean, positive, negative, n - positive - negative, weighted),
+                (
+                    n,
+                    mean,
+                    positive,
+                    negative,
+                    n - positive - negative,
+                    weighted,
+                ),
             )
         })
         .collect()

@@ -1,0 +1,258 @@
+//! `insite pipeline run` as real processes against the shared test servers:
+//! killed with SIGKILL at several moments and restarted, it must end with
+//! exactly the `bars` and `sentiment` tables of an uninterrupted run; run as
+//! a cluster of two timely processes, it must give the tables of one.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use insite_ingest::{run_synthetic, SyntheticConfig};
+use insite_pipeline::{PipelineConfig, Services, Topology};
+use insite_testkit::results::{
+    assert_bars_equal, assert_sentiment_equal, durable_frontier, read_bars, read_sentiment,
+    wait_durable,
+};
+use insite_testkit::TestEnv;
+
+/// Event time of the first synthetic event: 2026-01-06T15:00:00Z.
+const START_MS: i64 = 1_767_711_600_000;
+/// Synthetic events per second of event time.
+const RATE: f64 = 2_000.0;
+
+/// Publishes `count` seeded synthetic events (trades, quotes, posts),
+/// delivered out of order within half a second, and returns the event time
+/// past every window they touch.
+async fn publish(env: &TestEnv, count: u64) -> i64 {
+    let js = env.jetstream().await;
+    let config = SyntheticConfig {
+        seed: 7,
+        symbols: 20,
+        rate: RATE,
+        max_speed: true,
+        count: Some(count),
+        start_ms: START_MS,
+        posts_per_s: 50.0,
+        jitter_ms: 500,
+        ..SyntheticConfig::default()
+    };
+    let report = run_synthetic(
+        &js,
+        &env.nats.streams,
+        config,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("publishing the synthetic feed");
+    assert_eq!(report.rejected, 0);
+    START_MS + (count as f64 / RATE * 1_000.0) as i64 + 11 * 60_000
+}
+
+fn services(env: &TestEnv, database: &str) -> Services {
+    let mut clickhouse = env.clickhouse.clone();
+    clickhouse.database = database.to_owned();
+    Services {
+        nats: env.nats.clone(),
+        clickhouse,
+        redis: env.redis.clone(),
+    }
+}
+
+fn config(name: &str) -> PipelineConfig {
+    let mut config = PipelineConfig {
+        name: name.to_owned(),
+        ..PipelineConfig::default()
+    };
+    config.consumer.market_durable = format!("{name}-market");
+    config.consumer.social_durable = format!("{name}-social");
+    config.operators.idle_timeout_ms = 1_000;
+    config.clickhouse_writer.max_age_ms = 100;
+    config
+}
+
+/// Runs the pipeline in this process until it is durable through `done`.
+async fn run_in_process(services: &Services, config: &PipelineConfig, done: i64) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let running = {
+        let (services, config) = (services.clone(), config.clone());
+        tokio::spawn(async move {
+            insite_pipeline::run(&services, &config, &Topology::single(), stop_rx, None).await
+        })
+    };
+    wait_durable(&services.clickhouse, &config.name, done).await;
+    stop_tx.send(true).unwrap();
+    running.await.unwrap().expect("in-process pipeline");
+}
+
+/// `insite pipeline run` on the test's servers, configured by environment.
+fn spawn_pipeline(services: &Services, config: &PipelineConfig, extra: &[String]) -> Child {
+    let streams = &services.nats.streams;
+    Command::new(env!("CARGO_BIN_EXE_insite"))
+        .args(["pipeline", "run", "--no-metrics"])
+        .args(extra)
+        .env("INSITE_LOG", "warn")
+        .env("INSITE_NATS__URL", &services.nats.url)
+        .env("INSITE_NATS__STREAMS__MARKET", &streams.market)
+        .env("INSITE_NATS__STREAMS__SOCIAL", &streams.social)
+        .env("INSITE_NATS__STREAMS__DERIVED", &streams.derived)
+        .env("INSITE_NATS__STREAMS__DLQ", &streams.dlq)
+        .env(
+            "INSITE_NATS__STREAMS__SUBJECT_PREFIX",
+            &streams.subject_prefix,
+        )
+        .env("INSITE_CLICKHOUSE__URL", &services.clickhouse.url)
+        .env("INSITE_CLICKHOUSE__DATABASE", &services.clickhouse.database)
+        .env("INSITE_REDIS__URL", &services.redis.url)
+        .env("INSITE_REDIS__KEY_PREFIX", &services.redis.key_prefix)
+        .env("INSITE_PIPELINE__NAME", &config.name)
+        .env(
+            "INSITE_PIPELINE__CONSUMER__MARKET_DURABLE",
+            &config.consumer.market_durable,
+        )
+        .env(
+            "INSITE_PIPELINE__CONSUMER__SOCIAL_DURABLE",
+            &config.consumer.social_durable,
+        )
+        .env(
+            "INSITE_PIPELINE__OPERATORS__IDLE_TIMEOUT_MS",
+            config.operators.idle_timeout_ms.to_string(),
+        )
+        .env(
+            "INSITE_PIPELINE__CLICKHOUSE_WRITER__MAX_AGE_MS",
+            config.clickhouse_writer.max_age_ms.to_string(),
+        )
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("starting insite pipeline run")
+}
+
+/// Stops pipeline processes the way an operator does (SIGTERM to every
+/// process of the cluster at once) and checks they exit cleanly.
+fn terminate(children: Vec<Child>) {
+    for child in &children {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+    }
+    for mut child in children {
+        let status = child.wait().unwrap();
+        assert!(status.success(), "pipeline exited with {status}");
+    }
+}
+
+async fn drop_database(services: &Services) {
+    let admin = insite_sinks::clickhouse::client_without_database(&services.clickhouse);
+    admin
+        .query(&format!(
+            "DROP DATABASE IF EXISTS {}",
+            services.clickhouse.database
+        ))
+        .execute()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_any_moment_and_restarted_it_ends_with_the_uninterrupted_tables() {
+    let env = TestEnv::new("pipeline_crash");
+    let done = publish(&env, 150_000).await;
+
+    // The uninterrupted run, into a database of its own.
+    let straight = services(&env, &format!("{}_straight", env.clickhouse.database));
+    run_in_process(&straight, &config("straight"), done).await;
+    let want_bars = read_bars(&straight.clickhouse).await;
+    let want_sentiment = read_sentiment(&straight.clickhouse).await;
+    assert!(want_bars.len() > 500, "{} bars", want_bars.len());
+
+    // The same input through a process killed with SIGKILL at several
+    // moments, restarted each time.
+    let crashy = services(&env, &env.clickhouse.database);
+    let crashy_config = config("crashy");
+    let mut progress_seen = Vec::new();
+    for (round, after_ms) in [700u64, 1_900, 1_300, 2_600, 400].into_iter().enumerate() {
+        let mut child = spawn_pipeline(&crashy, &crashy_config, &[]);
+        tokio::time::sleep(Duration::from_millis(after_ms)).await;
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "round {round}: killed, not exited");
+        progress_seen.push(durable_frontier(&crashy.clickhouse, "crashy").await);
+    }
+    let last = spawn_pipeline(&crashy, &crashy_config, &[]);
+    wait_durable(&crashy.clickhouse, "crashy", done).await;
+    terminate(vec![last]);
+
+    // The kills fell at different points of the run: before anything was
+    // durable, and after some windows were.
+    assert!(
+        progress_seen.iter().any(Option::is_some),
+        "no kill after the first durable flush: {progress_seen:?}"
+    );
+    assert_bars_equal(
+        &read_bars(&crashy.clickhouse).await,
+        &want_bars,
+        "killed and restarted vs uninterrupted",
+    );
+    assert_sentiment_equal(
+        &read_sentiment(&crashy.clickhouse).await,
+        &want_sentiment,
+        "killed and restarted vs uninterrupted",
+    );
+    drop_database(&straight).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_timely_processes_give_the_tables_of_one() {
+    let env = TestEnv::new("pipeline_cluster");
+    let done = publish(&env, 60_000).await;
+
+    let one = services(&env, &format!("{}_one", env.clickhouse.database));
+    run_in_process(&one, &config("one"), done).await;
+    let want_bars = read_bars(&one.clickhouse).await;
+    let want_sentiment = read_sentiment(&one.clickhouse).await;
+    assert!(!want_bars.is_empty());
+
+    let two = services(&env, &env.clickhouse.database);
+    let two_config = config("two");
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let hosts = format!("127.0.0.1:{},127.0.0.1:{}", ports[0], ports[1]);
+    let children: Vec<Child> = (0..2)
+        .map(|process| {
+            spawn_pipeline(
+                &two,
+                &two_config,
+                &[
+                    "--workers".into(),
+                    "2".into(),
+                    "--process".into(),
+                    process.to_string(),
+                    "--hosts".into(),
+                    hosts.clone(),
+                ],
+            )
+        })
+        .collect();
+    wait_durable(&two.clickhouse, "two", done).await;
+    terminate(children);
+    assert_bars_equal(
+        &read_bars(&two.clickhouse).await,
+        &want_bars,
+        "two processes vs one",
+    );
+    assert_sentiment_equal(
+        &read_sentiment(&two.clickhouse).await,
+        &want_sentiment,
+        "two processes vs one",
+    );
+    drop_database(&one).await;
+}
