@@ -1,21 +1,29 @@
-//! The output side: one async task that takes everything the dataflow
-//! produces, writes it to ClickHouse, Redis and NATS, and works out how far
-//! results are durable.
+//! The output side: everything the dataflow produces goes to ClickHouse,
+//! Redis and NATS, and the output side works out how far results are
+//! durable.
 //!
 //! Workers send [`WorkerOutput`]s over a bounded channel, in order. Besides
 //! data they send [`WorkerOutput::Progress`]: "every result this worker will
 //! ever produce for event-time watermarks below `frontier` has been sent".
-//! At each flush the task takes the least frontier over all workers (as
-//! received before the flush), flushes every ClickHouse table, and once all
-//! are confirmed that frontier is *durable*: messages whose deadline is
-//! below it may be acknowledged ([`crate::progress::AckTracker`]).
+//!
+//! Two tasks share the work, so that slow ClickHouse inserts never hold up
+//! the hot path:
+//! - the **output task** ([`OutputTask`]) takes every output, writes Redis
+//!   and publishes to DERIVED every `hot_interval` (whatever the input
+//!   rate), turns rows for ClickHouse into row batches and passes them on,
+//!   followed by the least frontier over all workers whenever it moves;
+//! - the **ClickHouse task** buffers rows per table, flushes every table at
+//!   once on size or age, and after a confirmed flush knows that the last
+//!   frontier it had received before the flush is *durable*: it records it
+//!   ([`crate::resume`]) and reports it, and messages whose deadline it
+//!   passes may be acknowledged ([`crate::progress::AckTracker`]).
 //!
 //! When ClickHouse is down, the writers keep their batches and retry; the
-//! task stops reading its channel while any writer is full, so the workers
-//! and, behind them, the consumers stop too: back-pressure, never unbounded
-//! memory. Redis and NATS carry only what can be rebuilt; a failure there is
-//! logged, counted and retried at the next flush without holding up
-//! acknowledgement.
+//! ClickHouse task stops reading while any writer is full, its bounded
+//! channel fills, the output task waits, and behind it the workers and the
+//! consumers: back-pressure, never unbounded memory. Redis and NATS carry
+//! only what can be rebuilt; a failure there is logged, counted and retried
+//! at the next flush without holding up acknowledgement.
 
 use std::time::{Duration, Instant};
 
@@ -28,7 +36,7 @@ use insite_sinks::clickhouse::rows::{
 use insite_sinks::clickhouse::{TableWriter, WriteError, WriterConfig};
 use insite_sinks::nats::{Derived, DerivedPublisher};
 use insite_sinks::redis::{HotUpdate, RedisSink};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::resume::{ProgressStore, ResumeError};
 
@@ -42,6 +50,9 @@ pub enum OutputError {
     /// The durable frontier could not be recorded.
     #[error(transparent)]
     Progress(#[from] ResumeError),
+    /// The ClickHouse task panicked (a bug).
+    #[error("the ClickHouse task ended abnormally")]
+    Crashed,
 }
 
 /// An in-process histogram of end-to-end latencies, in microseconds
@@ -133,6 +144,47 @@ struct Tables {
     late: TableWriter<LateEventRow>,
 }
 
+/// Applies `$body` to every table writer of `$tables` as `$w`.
+macro_rules! each_table {
+    ($tables:expr, |$w:ident| $body:expr) => {{
+        let t = $tables;
+        [
+            {
+                let $w = &t.trades;
+                $body
+            },
+            {
+                let $w = &t.quotes;
+                $body
+            },
+            {
+                let $w = &t.posts;
+                $body
+            },
+            {
+                let $w = &t.bars;
+                $body
+            },
+            {
+                let $w = &t.sentiment;
+                $body
+            },
+            {
+                let $w = &t.trending;
+                $body
+            },
+            {
+                let $w = &t.alerts;
+                $body
+            },
+            {
+                let $w = &t.late;
+                $body
+            },
+        ]
+    }};
+}
+
 impl Tables {
     fn new(client: &clickhouse::Client, config: &WriterConfig) -> Self {
         Self {
@@ -148,298 +200,114 @@ impl Tables {
     }
 
     fn any_full(&self) -> bool {
-        self.trades.is_full()
-            || self.quotes.is_full()
-            || self.posts.is_full()
-            || self.bars.is_full()
-            || self.sentiment.is_full()
-            || self.trending.is_full()
-            || self.alerts.is_full()
-            || self.late.is_full()
+        each_table!(self, |w| w.is_full()).into_iter().any(|b| b)
     }
 
     fn is_empty(&self) -> bool {
-        self.trades.pending()
-            + self.quotes.pending()
-            + self.posts.pending()
-            + self.bars.pending()
-            + self.sentiment.pending()
-            + self.trending.pending()
-            + self.alerts.pending()
-            + self.late.pending()
+        each_table!(self, |w| w.pending())
+            .into_iter()
+            .sum::<usize>()
             == 0
     }
 
     fn any_due(&self, now: Instant) -> bool {
-        self.trades.should_flush(now)
-            || self.quotes.should_flush(now)
-            || self.posts.should_flush(now)
-            || self.bars.should_flush(now)
-            || self.sentiment.should_flush(now)
-            || self.trending.should_flush(now)
-            || self.alerts.should_flush(now)
-            || self.late.should_flush(now)
+        each_table!(self, |w| w.should_flush(now))
+            .into_iter()
+            .any(|b| b)
     }
 
-    /// Flushes every table; rows are durable when this returns `Ok`.
+    /// Flushes every table, all at once; rows are durable when this returns
+    /// `Ok`.
     async fn flush(&mut self) -> Result<usize, WriteError> {
         let started = Instant::now();
-        let mut rows = 0;
-        rows += self.trades.flush().await?.rows;
-        rows += self.quotes.flush().await?.rows;
-        rows += self.posts.flush().await?.rows;
-        rows += self.bars.flush().await?.rows;
-        rows += self.sentiment.flush().await?.rows;
-        rows += self.trending.flush().await?.rows;
-        rows += self.alerts.flush().await?.rows;
-        rows += self.late.flush().await?.rows;
+        let reports = futures::try_join!(
+            self.trades.flush(),
+            self.quotes.flush(),
+            self.posts.flush(),
+            self.bars.flush(),
+            self.sentiment.flush(),
+            self.trending.flush(),
+            self.alerts.flush(),
+            self.late.flush(),
+        )?;
+        let rows = reports.0.rows
+            + reports.1.rows
+            + reports.2.rows
+            + reports.3.rows
+            + reports.4.rows
+            + reports.5.rows
+            + reports.6.rows
+            + reports.7.rows;
         metrics::histogram!("insite_pipeline_clickhouse_flush_seconds")
             .record(started.elapsed().as_secs_f64());
         metrics::histogram!("insite_pipeline_clickhouse_flush_rows").record(rows as f64);
         Ok(rows)
     }
+
+    fn push(&mut self, rows: Rows) {
+        match rows {
+            Rows::Trades(rows) => rows.into_iter().for_each(|r| self.trades.push(r)),
+            Rows::Quotes(rows) => rows.into_iter().for_each(|r| self.quotes.push(r)),
+            Rows::Posts(rows) => rows.into_iter().for_each(|r| self.posts.push(r)),
+            Rows::Bars(rows) => rows.into_iter().for_each(|r| self.bars.push(r)),
+            Rows::Sentiment(rows) => rows.into_iter().for_each(|r| self.sentiment.push(r)),
+            Rows::Trending(rows) => rows.into_iter().for_each(|r| self.trending.push(r)),
+            Rows::Alerts(rows) => rows.into_iter().for_each(|r| self.alerts.push(r)),
+            Rows::Late(rows) => rows.into_iter().for_each(|r| self.late.push(r)),
+        }
+    }
+}
+
+/// Rows for one table, from the output task to the ClickHouse task.
+#[derive(Debug)]
+enum Rows {
+    Trades(Vec<TradeRow>),
+    Quotes(Vec<QuoteRow>),
+    Posts(Vec<PostRow>),
+    Bars(Vec<BarRow>),
+    Sentiment(Vec<SentimentRow>),
+    Trending(Vec<TrendingRow>),
+    Alerts(Vec<AlertRow>),
+    Late(Vec<LateEventRow>),
+}
+
+/// What the ClickHouse task receives, in order.
+#[derive(Debug)]
+enum ToClickHouse {
+    /// Rows to write.
+    Rows(Rows),
+    /// Every row for times before this was sent before it.
+    Frontier(TimestampMs),
 }
 
 /// How often the durable frontier is recorded (and, in a cluster, the
 /// least frontier over the processes looked up).
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
-/// The output task's state.
-pub struct OutputTask {
-    /// ClickHouse writers.
+/// Row batches buffered between the output task and the ClickHouse task.
+const CLICKHOUSE_CHANNEL: usize = 64;
+
+/// The ClickHouse task: buffers rows, flushes, records and reports the
+/// durable frontier.
+struct ClickHouseTask {
+    /// The writers.
     tables: Tables,
-    /// Redis hot state (`None` in a replay that leaves it alone).
-    redis: Option<RedisSink>,
-    /// NATS DERIVED publisher (`None` in a replay that leaves it alone).
-    nats: Option<DerivedPublisher>,
-    /// Where the durable frontier is recorded before anything is
-    /// acknowledged on its strength (`None`: not recorded).
+    /// Where the durable frontier is recorded (`None`: not recorded).
     progress: Option<ProgressStore>,
-    /// The durable frontier recorded by an earlier run: reported frontiers
-    /// never go below it.
+    /// The durable frontier of an earlier run: nothing reported goes below.
     floor: TimestampMs,
-    /// Event times of the trades buffered for Redis, for the end-to-end
-    /// latency (event time to Redis write).
-    trade_times: Vec<TimestampMs>,
-    /// An optional in-process latency histogram (microseconds), for benches.
-    latency: Option<LatencyRecorder>,
-    /// Latest progress frontier per worker.
-    frontiers: Vec<TimestampMs>,
-    /// Version stamped on result rows (the `ReplacingMergeTree` version).
-    version: u64,
-    /// How often to flush Redis and NATS (the provisional cadence).
-    hot_interval: Duration,
+    /// The last frontier received.
+    frontier: TimestampMs,
 }
 
-impl std::fmt::Debug for OutputTask {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutputTask")
-            .field("frontiers", &self.frontiers)
-            .finish()
-    }
-}
-
-impl OutputTask {
-    /// An output task for `workers` workers (their indices in
-    /// [`WorkerOutput::Progress`] run from 0 to `workers - 1`).
-    pub fn new(
-        clickhouse: &clickhouse::Client,
-        writer: &WriterConfig,
-        redis: Option<RedisSink>,
-        nats: Option<DerivedPublisher>,
-        workers: usize,
-        hot_interval: Duration,
-    ) -> Self {
-        // Rows written by a later run replace those of an earlier one; the
-        // values are the same for the same input, so which wins is moot, but
-        // a growing version keeps the newest visible before merges.
-        let version = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(1);
-        Self {
-            tables: Tables::new(clickhouse, writer),
-            redis,
-            nats,
-            progress: None,
-            floor: TimestampMs::MIN,
-            trade_times: Vec::new(),
-            latency: None,
-            frontiers: vec![TimestampMs::MIN; workers.max(1)],
-            version,
-            hot_interval,
-        }
-    }
-
-    /// Records every new durable frontier in `progress` before reporting
-    /// it, and never reports one below `floor` (the frontier an earlier run
-    /// recorded: its windows are complete in ClickHouse).
-    pub fn with_progress(mut self, progress: ProgressStore, floor: TimestampMs) -> Self {
-        self.progress = Some(progress);
-        self.floor = floor;
-        self
-    }
-
-    /// Also records the end-to-end latency (event time to Redis write) of
-    /// every trade into `latency`.
-    pub fn with_latency(mut self, latency: LatencyRecorder) -> Self {
-        self.latency = Some(latency);
-        self
-    }
-
-    /// The least frontier over all workers.
-    fn frontier(&self) -> TimestampMs {
-        self.frontiers
-            .iter()
-            .copied()
-            .min()
-            .unwrap_or(TimestampMs::MIN)
-    }
-
-    fn hot(&mut self, update: HotUpdate) {
-        let Some(redis) = self.redis.as_mut() else {
-            return;
-        };
-        if let HotUpdate::Trade(trade) = &update {
-            self.trade_times.push(trade.ts);
-        }
-        if let Err(e) = redis.push(update) {
-            tracing::error!(error = %e, "encoding a Redis value failed");
-        }
-    }
-
-    async fn derived(&mut self, result: Derived) {
-        let Some(nats) = self.nats.as_mut() else {
-            return;
-        };
-        if let Err(e) = nats.publish(&result).await {
-            metrics::counter!("insite_pipeline_nats_publish_errors_total").increment(1);
-            tracing::warn!(error = %e, "publishing a derived result failed");
-        }
-    }
-
-    /// Takes one output of the dataflow.
-    pub async fn accept(&mut self, output: WorkerOutput) {
-        let version = self.version;
-        match output {
-            WorkerOutput::Trades(trades) => {
-                for t in trades {
-                    self.tables.trades.push(TradeRow::from(&t));
-                    self.hot(HotUpdate::Trade(t));
-                }
-            }
-            WorkerOutput::Quotes(quotes) => {
-                for q in quotes {
-                    self.tables.quotes.push(QuoteRow::from(&q));
-                    self.hot(HotUpdate::Quote(q));
-                }
-            }
-            WorkerOutput::Posts(posts) => {
-                for (p, score) in posts {
-                    self.tables.posts.push(PostRow::from_post(&p, score));
-                }
-            }
-            WorkerOutput::Bars(bars) => {
-                for b in bars {
-                    if b.finality == Finality::Final {
-                        self.tables.bars.push(BarRow::from_bar(&b, version));
-                    }
-                    self.hot(HotUpdate::Bar(b.clone()));
-                    self.derived(Derived::Bar(b)).await;
-                }
-            }
-            WorkerOutput::Sentiment(windows) => {
-                for w in windows {
-                    if w.finality == Finality::Final {
-                        self.tables
-                            .sentiment
-                            .push(SentimentRow::from_window(&w, version));
-                    }
-                    self.hot(HotUpdate::Sentiment(w.clone()));
-                    self.derived(Derived::Sentiment(w)).await;
-                }
-            }
-            WorkerOutput::Trending(lists) => {
-                for t in lists {
-                    if t.finality == Finality::Final {
-                        for row in TrendingRow::from_trending(&t, version) {
-                            self.tables.trending.push(row);
-                        }
-                    }
-                    self.hot(HotUpdate::Trending(t.clone()));
-                    self.derived(Derived::Trending(t)).await;
-                }
-            }
-            WorkerOutput::Alerts(alerts) => {
-                for a in alerts {
-                    self.tables.alerts.push(AlertRow::from_alert(&a, version));
-                    self.hot(HotUpdate::Alert(a.clone()));
-                    self.derived(Derived::Alert(a)).await;
-                }
-            }
-            WorkerOutput::Late(late) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as i64)
-                    .unwrap_or_default();
-                metrics::counter!("insite_pipeline_late_events_total").increment(late.len() as u64);
-                for e in late {
-                    self.tables.late.push(LateEventRow::from_late(&e, now));
-                }
-            }
-            WorkerOutput::Progress { worker, frontier } => {
-                if let Some(slot) = self.frontiers.get_mut(worker) {
-                    *slot = (*slot).max(frontier);
-                }
-            }
-        }
-    }
-
-    /// Flushes Redis and NATS (best effort: they hold nothing that cannot
-    /// be rebuilt, and a failure is retried at the next flush).
-    pub async fn flush_hot(&mut self) {
-        if let Some(redis) = self.redis.as_mut() {
-            match redis.flush().await {
-                Ok(_) => {
-                    let now = crate::progress::wall_clock_ms();
-                    let histogram = metrics::histogram!("insite_pipeline_event_to_redis_seconds");
-                    for ts in self.trade_times.drain(..) {
-                        let latency_ms = (now - ts).max(0);
-                        histogram.record(latency_ms as f64 / 1_000.0);
-                        if let Some(latency) = &self.latency {
-                            latency.record_ms(latency_ms);
-                        }
-                    }
-                }
-                Err(e) => {
-                    metrics::counter!("insite_pipeline_redis_errors_total").increment(1);
-                    tracing::warn!(error = %e, pending = redis.pending(), "Redis flush failed; will retry");
-                }
-            }
-        }
-        if let Some(nats) = self.nats.as_mut() {
-            if let Err(e) = nats.flush().await {
-                metrics::counter!("insite_pipeline_nats_publish_errors_total").increment(1);
-                tracing::warn!(error = %e, "NATS flush failed");
-            }
-        }
-    }
-
-    /// Flushes ClickHouse and returns the durable frontier: every result
-    /// for watermarks below it is now in ClickHouse.
-    pub async fn flush_durable(&mut self) -> Result<TimestampMs, OutputError> {
-        let frontier = self.frontier().max(self.floor);
-        self.tables.flush().await?;
-        Ok(frontier)
-    }
-
-    /// Records `frontier` (retrying while ClickHouse is unavailable), then
-    /// reports the durable frontier (in a cluster, the least over all
-    /// processes) to the ack task.
+impl ClickHouseTask {
+    /// Records `frontier` (retrying while ClickHouse is unavailable) if
+    /// `record`, then reports the durable frontier (in a cluster, the least
+    /// over all processes).
     async fn make_durable(
-        &mut self,
+        &self,
         frontier: TimestampMs,
-        durable: &tokio::sync::watch::Sender<TimestampMs>,
+        durable: &watch::Sender<TimestampMs>,
         record: bool,
     ) -> Result<(), OutputError> {
         let mut global = Some(frontier);
@@ -485,60 +353,370 @@ impl OutputTask {
         Ok(())
     }
 
-    /// Runs until `input` closes: accepts outputs, flushes on size, age and
-    /// the hot cadence, and sends each new durable frontier to `durable`.
-    pub async fn run(
+    /// Runs until `input` closes, then flushes what is left.
+    async fn run(
         mut self,
-        mut input: mpsc::Receiver<WorkerOutput>,
-        durable: tokio::sync::watch::Sender<TimestampMs>,
+        mut input: mpsc::Receiver<ToClickHouse>,
+        durable: watch::Sender<TimestampMs>,
+        check_every: Duration,
     ) -> Result<(), OutputError> {
-        let mut hot_tick = tokio::time::interval(self.hot_interval);
-        hot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = tokio::time::interval(check_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_durable = TimestampMs::MIN;
         let mut last_progress = Instant::now() - PROGRESS_EVERY;
-        loop {
+        let mut open = true;
+        while open {
             let reading = !self.tables.any_full();
-            let mut hot_due = false;
             tokio::select! {
-                biased;
                 next = input.recv(), if reading => match next {
-                    Some(output) => self.accept(output).await,
-                    None => break,
-                },
-                _ = hot_tick.tick() => hot_due = true,
-            }
-            if hot_due {
-                self.flush_hot().await;
-            }
-            // ClickHouse is flushed on size or age (or when a writer is
-            // full); with nothing buffered the frontier is durable at once.
-            let now = Instant::now();
-            if self.tables.any_due(now)
-                || self.tables.any_full()
-                || (hot_due && self.tables.is_empty())
-            {
-                let frontier = self.flush_durable().await?;
-                // The frontier is recorded at most every PROGRESS_EVERY (it
-                // moves with the watermark, every few milliseconds); in a
-                // cluster the least frontier over the processes is looked up
-                // again while it lags this one's.
-                if last_progress.elapsed() >= PROGRESS_EVERY {
-                    if frontier > last_durable {
-                        last_durable = frontier;
-                        self.make_durable(frontier, &durable, true).await?;
-                        last_progress = Instant::now();
-                    } else if *durable.borrow() < last_durable {
-                        self.make_durable(last_durable, &durable, false).await?;
-                        last_progress = Instant::now();
+                    Some(ToClickHouse::Rows(rows)) => self.tables.push(rows),
+                    Some(ToClickHouse::Frontier(frontier)) => {
+                        self.frontier = self.frontier.max(frontier);
                     }
+                    None => open = false,
+                },
+                _ = tick.tick() => {}
+            }
+            let now = Instant::now();
+            let empty = self.tables.is_empty();
+            if !(empty || self.tables.any_due(now) || self.tables.any_full() || !open) {
+                continue;
+            }
+            // Everything received before this flush is durable after it.
+            let frontier = self.frontier.max(self.floor);
+            if !empty {
+                self.tables.flush().await?;
+            }
+            // The frontier moves with the watermark, every few milliseconds:
+            // it is recorded at most every PROGRESS_EVERY (and at the end);
+            // in a cluster the least frontier over the processes is looked
+            // up again while it lags this one's.
+            if last_progress.elapsed() >= PROGRESS_EVERY || !open {
+                if frontier > last_durable {
+                    last_durable = frontier;
+                    self.make_durable(frontier, &durable, true).await?;
+                    last_progress = Instant::now();
+                } else if *durable.borrow() < last_durable {
+                    self.make_durable(last_durable, &durable, false).await?;
+                    last_progress = Instant::now();
                 }
             }
         }
-        self.flush_hot().await;
-        let frontier = self.flush_durable().await?;
-        if frontier > last_durable {
-            self.make_durable(frontier, &durable, true).await?;
-        }
         Ok(())
+    }
+}
+
+/// The hot path: Redis, DERIVED, and what goes on to ClickHouse.
+struct HotPath {
+    /// Redis hot state (`None` in a replay that leaves it alone).
+    redis: Option<RedisSink>,
+    /// NATS DERIVED publisher (`None` in a replay that leaves it alone).
+    nats: Option<DerivedPublisher>,
+    /// Event times of the trades buffered for Redis, for the end-to-end
+    /// latency (event time to Redis write).
+    trade_times: Vec<TimestampMs>,
+    /// An optional in-process latency histogram (microseconds), for benches.
+    latency: Option<LatencyRecorder>,
+    /// Latest progress frontier per worker.
+    frontiers: Vec<TimestampMs>,
+    /// The least of `frontiers` last passed on.
+    sent_frontier: TimestampMs,
+    /// Version stamped on result rows (the `ReplacingMergeTree` version).
+    version: u64,
+}
+
+impl HotPath {
+    fn hot(&mut self, update: HotUpdate) {
+        let Some(redis) = self.redis.as_mut() else {
+            return;
+        };
+        if let HotUpdate::Trade(trade) = &update {
+            self.trade_times.push(trade.ts);
+        }
+        if let Err(e) = redis.push(update) {
+            tracing::error!(error = %e, "encoding a Redis value failed");
+        }
+    }
+
+    async fn derived(&mut self, result: Derived) {
+        let Some(nats) = self.nats.as_mut() else {
+            return;
+        };
+        if let Err(e) = nats.publish(&result).await {
+            metrics::counter!("insite_pipeline_nats_publish_errors_total").increment(1);
+            tracing::warn!(error = %e, "publishing a derived result failed");
+        }
+    }
+
+    /// Takes one output of the dataflow: hot state is buffered for the next
+    /// hot flush; what ClickHouse gets is returned as rows (or a new
+    /// frontier).
+    async fn accept(&mut self, output: WorkerOutput) -> Option<ToClickHouse> {
+        let version = self.version;
+        let rows = match output {
+            WorkerOutput::Trades(trades) => {
+                let rows = trades.iter().map(TradeRow::from).collect();
+                for t in trades {
+                    self.hot(HotUpdate::Trade(t));
+                }
+                Rows::Trades(rows)
+            }
+            WorkerOutput::Quotes(quotes) => {
+                let rows = quotes.iter().map(QuoteRow::from).collect();
+                for q in quotes {
+                    self.hot(HotUpdate::Quote(q));
+                }
+                Rows::Quotes(rows)
+            }
+            WorkerOutput::Posts(posts) => Rows::Posts(
+                posts
+                    .iter()
+                    .map(|(p, score)| PostRow::from_post(p, *score))
+                    .collect(),
+            ),
+            WorkerOutput::Bars(bars) => {
+                let rows = bars
+                    .iter()
+                    .filter(|b| b.finality == Finality::Final)
+                    .map(|b| BarRow::from_bar(b, version))
+                    .collect();
+                for b in bars {
+                    self.hot(HotUpdate::Bar(b.clone()));
+                    self.derived(Derived::Bar(b)).await;
+                }
+                Rows::Bars(rows)
+            }
+            WorkerOutput::Sentiment(windows) => {
+                let rows = windows
+                    .iter()
+                    .filter(|w| w.finality == Finality::Final)
+                    .map(|w| SentimentRow::from_window(w, version))
+                    .collect();
+                for w in windows {
+                    self.hot(HotUpdate::Sentiment(w.clone()));
+                    self.derived(Derived::Sentiment(w)).await;
+                }
+                Rows::Sentiment(rows)
+            }
+            WorkerOutput::Trending(lists) => {
+                let rows = lists
+                    .iter()
+                    .filter(|t| t.finality == Finality::Final)
+                    .flat_map(|t| TrendingRow::from_trending(t, version))
+                    .collect();
+                for t in lists {
+                    self.hot(HotUpdate::Trending(t.clone()));
+                    self.derived(Derived::Trending(t)).await;
+                }
+                Rows::Trending(rows)
+            }
+            WorkerOutput::Alerts(alerts) => {
+                let rows = alerts
+                    .iter()
+                    .map(|a| AlertRow::from_alert(a, version))
+                    .collect();
+                for a in alerts {
+                    self.hot(HotUpdate::Alert(a.clone()));
+                    self.derived(Derived::Alert(a)).await;
+                }
+                Rows::Alerts(rows)
+            }
+            WorkerOutput::Late(late) => {
+                let now = crate::progress::wall_clock_ms();
+                metrics::counter!("insite_pipeline_late_events_total").increment(late.len() as u64);
+                Rows::Late(
+                    late.iter()
+                        .map(|e| LateEventRow::from_late(e, now))
+                        .collect(),
+                )
+            }
+            WorkerOutput::Progress { worker, frontier } => {
+                if let Some(slot) = self.frontiers.get_mut(worker) {
+                    *slot = (*slot).max(frontier);
+                }
+                let least = self
+                    .frontiers
+                    .iter()
+                    .copied()
+                    .min()
+                    .unwrap_or(TimestampMs::MIN);
+                if least > self.sent_frontier {
+                    self.sent_frontier = least;
+                    return Some(ToClickHouse::Frontier(least));
+                }
+                return None;
+            }
+        };
+        Some(ToClickHouse::Rows(rows))
+    }
+
+    /// Flushes Redis and NATS (best effort: they hold nothing that cannot
+    /// be rebuilt, and a failure is retried at the next flush).
+    async fn flush_hot(&mut self) {
+        if let Some(redis) = self.redis.as_mut() {
+            match redis.flush().await {
+                Ok(_) => {
+                    let now = crate::progress::wall_clock_ms();
+                    let histogram = metrics::histogram!("insite_pipeline_event_to_redis_seconds");
+                    for ts in self.trade_times.drain(..) {
+                        let latency_ms = (now - ts).max(0);
+                        histogram.record(latency_ms as f64 / 1_000.0);
+                        if let Some(latency) = &self.latency {
+                            latency.record_ms(latency_ms);
+                        }
+                    }
+                }
+                Err(e) => {
+                    metrics::counter!("insite_pipeline_redis_errors_total").increment(1);
+                    tracing::warn!(error = %e, pending = redis.pending(), "Redis flush failed; will retry");
+                }
+            }
+        }
+        if let Some(nats) = self.nats.as_mut() {
+            if let Err(e) = nats.flush().await {
+                metrics::counter!("insite_pipeline_nats_publish_errors_total").increment(1);
+                tracing::warn!(error = %e, "NATS flush failed");
+            }
+        }
+    }
+}
+
+/// The output side of a job: see the module docs.
+pub struct OutputTask {
+    /// The ClickHouse side.
+    clickhouse: ClickHouseTask,
+    /// The hot side.
+    hot: HotPath,
+    /// How often to flush Redis and NATS (the provisional cadence).
+    hot_interval: Duration,
+    /// How often the ClickHouse task checks for an aged batch.
+    check_every: Duration,
+}
+
+impl std::fmt::Debug for OutputTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputTask")
+            .field("frontiers", &self.hot.frontiers)
+            .field("hot_interval", &self.hot_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutputTask {
+    /// An output task for `workers` workers (their indices in
+    /// [`WorkerOutput::Progress`] run from 0 to `workers - 1`).
+    pub fn new(
+        clickhouse: &clickhouse::Client,
+        writer: &WriterConfig,
+        redis: Option<RedisSink>,
+        nats: Option<DerivedPublisher>,
+        workers: usize,
+        hot_interval: Duration,
+    ) -> Self {
+        // Rows written by a later run replace those of an earlier one; the
+        // values are the same for the same input, so which wins is moot, but
+        // a growing version keeps the newest visible before merges.
+        let version = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(1);
+        Self {
+            clickhouse: ClickHouseTask {
+                tables: Tables::new(clickhouse, writer),
+                progress: None,
+                floor: TimestampMs::MIN,
+                frontier: TimestampMs::MIN,
+            },
+            hot: HotPath {
+                redis,
+                nats,
+                trade_times: Vec::new(),
+                latency: None,
+                frontiers: vec![TimestampMs::MIN; workers.max(1)],
+                sent_frontier: TimestampMs::MIN,
+                version,
+            },
+            hot_interval,
+            check_every: Duration::from_millis((writer.max_age_ms / 4).clamp(5, 50)),
+        }
+    }
+
+    /// Records every new durable frontier in `progress` before reporting
+    /// it, and never reports one below `floor` (the frontier an earlier run
+    /// recorded: its windows are complete in ClickHouse).
+    pub fn with_progress(mut self, progress: ProgressStore, floor: TimestampMs) -> Self {
+        self.clickhouse.progress = Some(progress);
+        self.clickhouse.floor = floor;
+        self
+    }
+
+    /// Also records the end-to-end latency (event time to Redis write) of
+    /// every trade into `latency`.
+    pub fn with_latency(mut self, latency: LatencyRecorder) -> Self {
+        self.hot.latency = Some(latency);
+        self
+    }
+
+    /// Runs until `input` closes: hot flushes every `hot_interval`, rows and
+    /// frontiers to the ClickHouse task, each new durable frontier to
+    /// `durable`. Ends once the ClickHouse task has written everything.
+    pub async fn run(
+        self,
+        mut input: mpsc::Receiver<WorkerOutput>,
+        durable: watch::Sender<TimestampMs>,
+    ) -> Result<(), OutputError> {
+        let Self {
+            clickhouse,
+            mut hot,
+            hot_interval,
+            check_every,
+        } = self;
+        let (to_clickhouse, clickhouse_rx) = mpsc::channel(CLICKHOUSE_CHANNEL);
+        let mut writer = tokio::spawn(clickhouse.run(clickhouse_rx, durable, check_every));
+
+        let mut hot_tick = tokio::time::interval(hot_interval);
+        hot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_hot = Instant::now();
+        let mut failed = None;
+        loop {
+            tokio::select! {
+                next = input.recv() => match next {
+                    Some(output) => {
+                        if let Some(rows) = hot.accept(output).await {
+                            // A full channel waits: back-pressure from ClickHouse.
+                            tokio::select! {
+                                sent = to_clickhouse.send(rows) => {
+                                    if sent.is_err() {
+                                        break;
+                                    }
+                                }
+                                ended = &mut writer => {
+                                    failed = Some(ended);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    None => break,
+                },
+                _ = hot_tick.tick() => {}
+                ended = &mut writer => {
+                    failed = Some(ended);
+                    break;
+                }
+            }
+            // Hot state goes out on time, however busy the input is.
+            if last_hot.elapsed() >= hot_interval {
+                hot.flush_hot().await;
+                last_hot = Instant::now();
+            }
+        }
+        hot.flush_hot().await;
+        drop(to_clickhouse);
+        let ended = match failed {
+            Some(ended) => ended,
+            None => writer.await,
+        };
+        ended.map_err(|_| OutputError::Crashed)?
     }
 }

@@ -85,9 +85,15 @@ async fn decodes_good_messages_and_dead_letters_bad_ones() {
     .await;
 
     let config = ConsumerConfig::default();
-    let pull = consumer(&js, &streams, &config, InputSource::Market, ConsumerStart::Resume)
-        .await
-        .unwrap();
+    let pull = consumer(
+        &js,
+        &streams,
+        &config,
+        InputSource::Market,
+        ConsumerStart::Resume,
+    )
+    .await
+    .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(run_consumer(
