@@ -1,17 +1,49 @@
 #!/usr/bin/env bash
-# What the demo runs once the local servers are up (called by demo.sh with
-# the path of the insite binary).
+# The live demo, once the local servers are up (called by demo.sh with the
+# path of the insite binary): a synthetic market and social feed, the
+# pipeline and the query service, all on loopback, until Ctrl-C.
 set -euo pipefail
 insite=${1:-./target/release/insite}
+rate=${INSITE_DEMO_RATE:-2000}
+logs=.insite/logs
+mkdir -p "$logs"
 
 $insite migrate
-$insite services status
-cat <<'TXT'
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo
+  echo "stopping the feed, the pipeline and the query service..."
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait "${pids[@]}" 2>/dev/null || true
+  echo "stopped. The servers keep running: $insite services down"
+}
+trap stop INT TERM EXIT
 
-insite's local servers are up:
-  NATS        nats://127.0.0.1:14222   (JetStream, data in .insite/nats)
-  Redis       redis://127.0.0.1:16379
-  ClickHouse  http://127.0.0.1:18123   (database `insite`)
-Try:  curl 'http://127.0.0.1:18123/?query=SHOW+TABLES+FROM+insite'
-Stop: ./target/release/insite services down
+$insite pipeline run --metrics-addr 127.0.0.1:9465 >"$logs/pipeline.log" 2>&1 &
+pids+=($!)
+$insite query serve --listen 127.0.0.1:8080 >"$logs/query.log" 2>&1 &
+pids+=($!)
+sleep 2
+$insite ingest synthetic --rate "$rate" --posts-per-s 20 --metrics-addr 127.0.0.1:9464 \
+  >"$logs/ingest.log" 2>&1 &
+pids+=($!)
+
+$insite services status
+cat <<TXT
+
+insite is running on this machine (${rate} market events/s of live synthetic data):
+  Live chart     http://127.0.0.1:8080/
+  API            http://127.0.0.1:8080/v1/openapi.json
+                 curl 'http://127.0.0.1:8080/v1/symbols/AAPL/bar?interval=1m'
+  WebSocket      ws://127.0.0.1:8080/v1/stream
+  Metrics        http://127.0.0.1:9464/metrics (ingest)  http://127.0.0.1:9465/metrics (pipeline)
+                 http://127.0.0.1:8080/metrics (query)
+  ClickHouse     curl 'http://127.0.0.1:18123/?query=SELECT+*+FROM+insite.bars+FINAL+ORDER+BY+window_start_ms+DESC+LIMIT+5'
+  Redis          redis-cli -p 16379 --scan --pattern 'insite:*'
+  NATS           nats://127.0.0.1:14222 (results on insite.>)
+  Logs           $logs/{ingest,pipeline,query}.log
+Ctrl-C stops the feed, the pipeline and the query service; the servers stay up
+(./target/release/insite services down stops them).
 TXT
+wait "${pids[@]}"
