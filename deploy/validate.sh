@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEPLOY=deploy
-TARGET=${CARGO_TARGET_DIR:-target}
+TARGET=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 VENV=$TARGET/deploy-venv
 say() { printf -- '--- %s\n' "$*"; }
 skip() { printf -- '--- SKIPPED: %s\n' "$*"; }

@@ -329,12 +329,22 @@ pub fn wait_healthy(
     timeout: Duration,
 ) -> Result<(), LocalError> {
     let deadline = Instant::now() + timeout;
+    // A child just spawned may not have exec'd yet (its command line is
+    // still its parent's): it counts as gone only if it stays gone a while.
+    let mut gone_since: Option<Instant> = None;
     loop {
         let health = check_health(kind, port(config, kind));
         if health == Health::Healthy {
             return Ok(());
         }
-        if Instant::now() >= deadline || running_pid(config, kind).is_none() {
+        let gone = running_pid(config, kind).is_none();
+        let since = if gone {
+            *gone_since.get_or_insert_with(Instant::now)
+        } else {
+            gone_since = None;
+            Instant::now()
+        };
+        if Instant::now() >= deadline || (gone && since.elapsed() >= Duration::from_secs(1)) {
             return Err(LocalError::Unhealthy {
                 kind,
                 seconds: timeout.as_secs(),
