@@ -141,9 +141,9 @@ async fn clickhouse_then_redis_down_mid_run_loses_nothing_and_holds_memory() {
     // ClickHouse goes down as soon as the pipeline starts pulling.
     let durable = &outage_config.consumer.market_durable;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !backlog(&env, durable)
+    while backlog(&env, durable)
         .await
-        .is_some_and(|(_, delivered)| delivered > 0)
+        .is_none_or(|(_, delivered)| delivered == 0)
     {
         assert!(
             tokio::time::Instant::now() < deadline,
