@@ -11,9 +11,11 @@
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::PullConsumer;
-use insite_ingest::{run_synthetic, SyntheticConfig};
+mod common;
+
+use common::services;
 use insite_local::server::{self, ServerKind};
-use insite_pipeline::{PipelineConfig, Services, Topology};
+use insite_pipeline::{PipelineConfig, Topology};
 use insite_testkit::results::{
     assert_bars_equal, assert_sentiment_equal, read_bars, read_sentiment, wait_durable,
 };
@@ -21,31 +23,15 @@ use insite_testkit::TestEnv;
 
 /// 2026-01-07T15:00:00Z.
 const START_MS: i64 = 1_767_798_000_000;
-const RATE: f64 = 2_000.0;
 const EVENTS: u64 = 200_000;
 
-fn services(env: &TestEnv, database: &str) -> Services {
-    let mut clickhouse = env.clickhouse.clone();
-    clickhouse.database = database.to_owned();
-    Services {
-        nats: env.nats.clone(),
-        clickhouse,
-        redis: env.redis.clone(),
-    }
-}
-
 /// Small buffers everywhere, so that an outage fills them quickly.
-fn config(name: &str) -> PipelineConfig {
+fn small_buffers(name: &str) -> PipelineConfig {
     let mut config = PipelineConfig {
-        name: name.to_owned(),
         input_buffer: 32,
         output_buffer: 16,
-        ..PipelineConfig::default()
+        ..common::config(name)
     };
-    config.consumer.market_durable = format!("{name}-market");
-    config.consumer.social_durable = format!("{name}-social");
-    config.operators.idle_timeout_ms = 1_000;
-    config.clickhouse_writer.max_age_ms = 100;
     config.clickhouse_writer.max_rows = 2_000;
     config.clickhouse_writer.capacity_rows = 5_000;
     config.clickhouse_writer.retry_max_ms = 500;
@@ -90,47 +76,17 @@ async fn clickhouse_then_redis_down_mid_run_loses_nothing_and_holds_memory() {
         return;
     }
     let env = TestEnv::new("pipeline_outage");
-    let js = env.jetstream().await;
-    let feed = SyntheticConfig {
-        seed: 11,
-        symbols: 20,
-        rate: RATE,
-        max_speed: true,
-        count: Some(EVENTS),
-        start_ms: START_MS,
-        posts_per_s: 50.0,
-        jitter_ms: 300,
-        ..SyntheticConfig::default()
-    };
-    run_synthetic(
-        &js,
-        &env.nats.streams,
-        feed,
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .await
-    .unwrap();
-    let done = START_MS + (EVENTS as f64 / RATE * 1_000.0) as i64 + 11 * 60_000;
+    let done = common::publish(&env, 11, EVENTS, START_MS, 300).await;
 
     // The uninterrupted run.
     let straight = services(&env, &format!("{}_straight", env.clickhouse.database));
-    let straight_config = config("straight");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let running = {
-        let (s, c) = (straight.clone(), straight_config.clone());
-        tokio::spawn(async move {
-            insite_pipeline::run(&s, &c, &Topology::single(), stop_rx, None).await
-        })
-    };
-    wait_durable(&straight.clickhouse, "straight", done).await;
-    stop_tx.send(true).unwrap();
-    running.await.unwrap().unwrap();
+    common::run_in_process(&straight, &small_buffers("straight"), done).await;
     let want_bars = read_bars(&straight.clickhouse).await;
     let want_sentiment = read_sentiment(&straight.clickhouse).await;
 
     // The same input, with ClickHouse stopped once the run is under way.
     let outage = services(&env, &env.clickhouse.database);
-    let outage_config = config("outage");
+    let outage_config = small_buffers("outage");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let running = {
         let (s, c) = (outage.clone(), outage_config.clone());

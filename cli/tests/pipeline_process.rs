@@ -8,8 +8,10 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use insite_ingest::{run_synthetic, SyntheticConfig};
-use insite_pipeline::{PipelineConfig, Services, Topology};
+mod common;
+
+use common::{config, run_in_process, services};
+use insite_pipeline::{PipelineConfig, Services};
 use insite_testkit::results::{
     assert_bars_equal, assert_sentiment_equal, durable_frontier, read_bars, read_sentiment,
     wait_durable,
@@ -18,72 +20,6 @@ use insite_testkit::TestEnv;
 
 /// Event time of the first synthetic event: 2026-01-06T15:00:00Z.
 const START_MS: i64 = 1_767_711_600_000;
-/// Synthetic events per second of event time.
-const RATE: f64 = 2_000.0;
-
-/// Publishes `count` seeded synthetic events (trades, quotes, posts),
-/// delivered out of order within half a second, and returns the event time
-/// past every window they touch.
-async fn publish(env: &TestEnv, count: u64) -> i64 {
-    let js = env.jetstream().await;
-    let config = SyntheticConfig {
-        seed: 7,
-        symbols: 20,
-        rate: RATE,
-        max_speed: true,
-        count: Some(count),
-        start_ms: START_MS,
-        posts_per_s: 50.0,
-        jitter_ms: 500,
-        ..SyntheticConfig::default()
-    };
-    let report = run_synthetic(
-        &js,
-        &env.nats.streams,
-        config,
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .await
-    .expect("publishing the synthetic feed");
-    assert_eq!(report.rejected, 0);
-    START_MS + (count as f64 / RATE * 1_000.0) as i64 + 11 * 60_000
-}
-
-fn services(env: &TestEnv, database: &str) -> Services {
-    let mut clickhouse = env.clickhouse.clone();
-    clickhouse.database = database.to_owned();
-    Services {
-        nats: env.nats.clone(),
-        clickhouse,
-        redis: env.redis.clone(),
-    }
-}
-
-fn config(name: &str) -> PipelineConfig {
-    let mut config = PipelineConfig {
-        name: name.to_owned(),
-        ..PipelineConfig::default()
-    };
-    config.consumer.market_durable = format!("{name}-market");
-    config.consumer.social_durable = format!("{name}-social");
-    config.operators.idle_timeout_ms = 1_000;
-    config.clickhouse_writer.max_age_ms = 100;
-    config
-}
-
-/// Runs the pipeline in this process until it is durable through `done`.
-async fn run_in_process(services: &Services, config: &PipelineConfig, done: i64) {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let running = {
-        let (services, config) = (services.clone(), config.clone());
-        tokio::spawn(async move {
-            insite_pipeline::run(&services, &config, &Topology::single(), stop_rx, None).await
-        })
-    };
-    wait_durable(&services.clickhouse, &config.name, done).await;
-    stop_tx.send(true).unwrap();
-    running.await.unwrap().expect("in-process pipeline");
-}
 
 /// `insite pipeline run` on the test's servers, configured by environment.
 fn spawn_pipeline(services: &Services, config: &PipelineConfig, extra: &[String]) -> Child {
@@ -158,7 +94,7 @@ async fn drop_database(services: &Services) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_any_moment_and_restarted_it_ends_with_the_uninterrupted_tables() {
     let env = TestEnv::new("pipeline_crash");
-    let done = publish(&env, 150_000).await;
+    let done = common::publish(&env, 7, 150_000, START_MS, 500).await;
 
     // The uninterrupted run, into a database of its own.
     let straight = services(&env, &format!("{}_straight", env.clickhouse.database));
@@ -206,7 +142,7 @@ async fn killed_at_any_moment_and_restarted_it_ends_with_the_uninterrupted_table
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_timely_processes_give_the_tables_of_one() {
     let env = TestEnv::new("pipeline_cluster");
-    let done = publish(&env, 60_000).await;
+    let done = common::publish(&env, 7, 60_000, START_MS, 500).await;
 
     let one = services(&env, &format!("{}_one", env.clickhouse.database));
     run_in_process(&one, &config("one"), done).await;

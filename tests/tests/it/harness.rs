@@ -100,12 +100,17 @@ async fn jetstream_round_trip_drops_duplicates_by_msg_id() {
 #[tokio::test]
 async fn migrations_apply_twice_then_bars_round_trip() {
     let env = TestEnv::new("ch_migrate");
+    let every: Vec<u32> = insite_schemas::migrations::MIGRATIONS
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    assert_eq!(every, vec![1, 2]);
     let first = migrate(&env.clickhouse).await.unwrap();
-    assert_eq!(first.applied, vec![1]);
+    assert_eq!(first.applied, every);
     assert!(first.already_applied.is_empty());
     let second = migrate(&env.clickhouse).await.unwrap();
     assert!(second.applied.is_empty());
-    assert_eq!(second.already_applied, vec![1]);
+    assert_eq!(second.already_applied, every);
 
     let client = env.clickhouse();
     let row = |version, close| BarRow {
