@@ -132,6 +132,11 @@ pub struct RedisSinkConfig {
     pub history_len: usize,
     /// Alerts kept per symbol and in the global list.
     pub alerts_len: usize,
+    /// Most history entries and alerts buffered while Redis cannot be
+    /// written; past it the oldest are dropped (Redis holds nothing that
+    /// cannot be rebuilt from ClickHouse), so an outage never grows memory
+    /// without bound.
+    pub max_buffered: usize,
 }
 
 impl Default for RedisSinkConfig {
@@ -139,6 +144,7 @@ impl Default for RedisSinkConfig {
         Self {
             history_len: 500,
             alerts_len: 100,
+            max_buffered: 200_000,
         }
     }
 }
@@ -181,6 +187,9 @@ pub struct RedisSink {
     ranks: BTreeMap<String, Vec<(u64, String)>>,
     /// Alerts to push: (symbol list key, JSON).
     alerts: Vec<(String, String)>,
+    /// History entries and alerts dropped because Redis stayed unwritable
+    /// past `max_buffered`.
+    dropped: u64,
 }
 
 impl std::fmt::Debug for RedisSink {
@@ -214,12 +223,36 @@ impl RedisSink {
             history: Vec::new(),
             ranks: BTreeMap::new(),
             alerts: Vec::new(),
+            dropped: 0,
         })
     }
 
     /// The key names in use.
     pub fn keys(&self) -> &RedisKeys {
         &self.keys
+    }
+
+    /// History entries and alerts dropped so far because Redis stayed
+    /// unwritable past `max_buffered`.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Keeps the newest `max_buffered` of `entries`.
+    fn bound<T>(entries: &mut Vec<T>, max_buffered: usize, dropped: &mut u64) {
+        let cap = max_buffered.max(1);
+        if entries.len() > cap {
+            // Drop the oldest quarter at once, so this stays amortised O(1).
+            let excess = entries.len() - cap + cap / 4;
+            let excess = excess.min(entries.len());
+            entries.drain(..excess);
+            *dropped += excess as u64;
+            tracing::warn!(
+                dropped = excess,
+                total = *dropped,
+                "Redis unwritable for long: oldest buffered history dropped"
+            );
+        }
     }
 
     /// Updates waiting for the next flush (after coalescing).
@@ -296,6 +329,9 @@ impl RedisSink {
                 self.alerts.push((self.keys.alerts(&a.symbol), json));
             }
         }
+        let max = self.config.max_buffered;
+        Self::bound(&mut self.history, max, &mut self.dropped);
+        Self::bound(&mut self.alerts, max, &mut self.dropped);
         Ok(())
     }
 
@@ -364,5 +400,23 @@ impl RedisSink {
         self.ranks.clear();
         self.alerts.clear();
         Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffered_history_is_bounded_keeping_the_newest() {
+        let mut entries: Vec<u32> = (0..10).collect();
+        let mut dropped = 0;
+        RedisSink::bound(&mut entries, 10, &mut dropped);
+        assert_eq!(entries.len(), 10, "at the cap nothing is dropped");
+        entries.push(10);
+        RedisSink::bound(&mut entries, 10, &mut dropped);
+        // One over the cap drops one plus a quarter of the cap, oldest first.
+        assert_eq!(entries, (3..=10).collect::<Vec<_>>());
+        assert_eq!(dropped, 3);
     }
 }
