@@ -29,6 +29,7 @@ async fn coalesces_keeps_history_and_sets_ttls() {
     let config = RedisSinkConfig {
         history_len: 2,
         alerts_len: 2,
+        ..RedisSinkConfig::default()
     };
     let mut sink = RedisSink::connect(&env.redis, config).await.unwrap();
     let keys = sink.keys().clone();
