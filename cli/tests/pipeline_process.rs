@@ -108,8 +108,28 @@ async fn killed_at_any_moment_and_restarted_it_ends_with_the_uninterrupted_table
     let crashy = services(&env, &env.clickhouse.database);
     let crashy_config = config("crashy");
     let mut progress_seen = Vec::new();
-    for (round, after_ms) in [700u64, 1_900, 1_300, 2_600, 400].into_iter().enumerate() {
+    // (ms after start, or after the run's first durable record if `true`).
+    let kills = [
+        (700u64, false),
+        (300, true),
+        (1_300, false),
+        (900, true),
+        (400, false),
+    ];
+    for (round, (after_ms, after_progress)) in kills.into_iter().enumerate() {
+        let before = durable_frontier(&crashy.clickhouse, "crashy").await;
         let mut child = spawn_pipeline(&crashy, &crashy_config, &[]);
+        if after_progress {
+            // Wait for this run's own first record (the frontier moves on).
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while durable_frontier(&crashy.clickhouse, "crashy").await == before {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "round {round}: no progress"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         tokio::time::sleep(Duration::from_millis(after_ms)).await;
         child.kill().unwrap();
         let status = child.wait().unwrap();
