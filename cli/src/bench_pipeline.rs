@@ -34,7 +34,6 @@ use clap::Args;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use insite_ingest::{BatchConfig, IngestReport, SyntheticConfig};
-use insite_local::LocalConfig;
 use insite_pipeline::output::LatencyRecorder;
 use insite_pipeline::{PipelineConfig, Services, Topology};
 use insite_schemas::config::{ClickHouseConfig, NatsConfig, RedisConfig, StreamsConfig};
@@ -42,6 +41,7 @@ use insite_schemas::wire::{self, Inbound};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::bench_servers::BenchServers;
 use crate::config::InsiteConfig;
 
 /// Arguments of `insite bench pipeline`.
@@ -97,28 +97,8 @@ pub struct BenchPipelineArgs {
     timeout_s: f64,
 }
 
-/// Servers started for the benchmark, stopped and removed on drop.
-struct OwnServers {
-    config: LocalConfig,
-}
-
-impl Drop for OwnServers {
-    fn drop(&mut self) {
-        let _ = insite_local::down(&self.config);
-        let _ = std::fs::remove_dir_all(&self.config.root);
-    }
-}
-
-/// The server URLs.
-#[derive(Debug, Clone)]
-struct Urls {
-    nats: String,
-    redis: String,
-    clickhouse: String,
-}
-
 /// Streams, database and key prefix of one phase, all named after `tag`.
-fn phase_services(urls: &Urls, config: &InsiteConfig, tag: &str) -> Services {
+fn phase_services(urls: &BenchServers, config: &InsiteConfig, tag: &str) -> Services {
     let upper = tag.to_ascii_uppercase();
     Services {
         nats: NatsConfig {
@@ -246,33 +226,13 @@ struct Figures {
 
 /// Runs `insite bench pipeline`.
 pub fn run(config: &InsiteConfig, args: BenchPipelineArgs) -> anyhow::Result<()> {
-    let (own, urls) = match (&args.nats_url, &args.redis_url, &args.clickhouse_url) {
-        (Some(n), Some(r), Some(c)) => (
-            None,
-            Urls {
-                nats: n.clone(),
-                redis: r.clone(),
-                clickhouse: c.clone(),
-            },
-        ),
-        (None, None, None) => {
-            let local = config.local.local_config();
-            let root = local
-                .root
-                .join(format!("bench-pipeline-{}", std::process::id()));
-            let own = LocalConfig::with_free_ports(&root, &local.tools_dir)?;
-            let servers = OwnServers { config: own };
-            insite_local::up(&servers.config, &mut |_| {})
-                .context("starting NATS, Redis and ClickHouse for the benchmark")?;
-            let urls = Urls {
-                nats: servers.config.nats_url(),
-                redis: servers.config.redis_url(),
-                clickhouse: servers.config.clickhouse_url(),
-            };
-            (Some(servers), urls)
-        }
-        _ => anyhow::bail!("give all of --nats-url, --redis-url, --clickhouse-url, or none"),
-    };
+    let urls = BenchServers::start_or_use(
+        config,
+        "pipeline",
+        args.nats_url.as_ref(),
+        args.redis_url.as_ref(),
+        args.clickhouse_url.as_ref(),
+    )?;
     let start_ms = parse_time(&args.start)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -281,7 +241,7 @@ pub fn run(config: &InsiteConfig, args: BenchPipelineArgs) -> anyhow::Result<()>
     let result = runtime.block_on(bench(config, &args, &urls, start_ms, &mut figures));
     print_figures(&args, &figures);
     drop(runtime);
-    drop(own);
+    drop(urls);
     result
 }
 
@@ -294,7 +254,7 @@ fn parse_time(text: &str) -> anyhow::Result<i64> {
 async fn bench(
     config: &InsiteConfig,
     args: &BenchPipelineArgs,
-    urls: &Urls,
+    urls: &BenchServers,
     start_ms: i64,
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
@@ -742,34 +702,11 @@ async fn memory(
     );
     insite_sinks::clickhouse::migrate(&services.clickhouse).await?;
     let client = insite_sinks::clickhouse::connect(&services.clickhouse);
-    let streams = &services.nats.streams;
     let mut command = Command::new(std::env::current_exe()?);
     command
         .args(["pipeline", "run", "--no-metrics", "--log", "warn"])
         .env_remove("INSITE_CONFIG")
-        .env("INSITE_NATS__URL", &services.nats.url)
-        .env("INSITE_NATS__STREAMS__MARKET", &streams.market)
-        .env("INSITE_NATS__STREAMS__SOCIAL", &streams.social)
-        .env("INSITE_NATS__STREAMS__DERIVED", &streams.derived)
-        .env("INSITE_NATS__STREAMS__DLQ", &streams.dlq)
-        .env(
-            "INSITE_NATS__STREAMS__SUBJECT_PREFIX",
-            &streams.subject_prefix,
-        )
-        .env("INSITE_CLICKHOUSE__URL", &services.clickhouse.url)
-        .env("INSITE_CLICKHOUSE__DATABASE", &services.clickhouse.database)
-        .env("INSITE_REDIS__URL", &services.redis.url)
-        .env("INSITE_REDIS__KEY_PREFIX", &services.redis.key_prefix)
-        .env("INSITE_PIPELINE__NAME", &pipeline.name)
-        .env("INSITE_PIPELINE__WORKERS", pipeline.workers.to_string())
-        .env(
-            "INSITE_PIPELINE__CONSUMER__MARKET_DURABLE",
-            &pipeline.consumer.market_durable,
-        )
-        .env(
-            "INSITE_PIPELINE__CONSUMER__SOCIAL_DURABLE",
-            &pipeline.consumer.social_durable,
-        )
+        .envs(services.process_env(pipeline))
         .stdin(Stdio::null());
     let started = Instant::now();
     let mut child = PipelineChild(command.spawn().context("starting insite pipeline run")?);

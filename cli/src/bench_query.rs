@@ -35,7 +35,6 @@ use clap::Args;
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Empty};
-use insite_local::LocalConfig;
 use insite_schemas::config::{ClickHouseConfig, NatsConfig, RedisConfig, StreamsConfig};
 use insite_schemas::{Bar, Finality, Interval, Symbol};
 use insite_sinks::clickhouse::rows::BarRow;
@@ -43,6 +42,7 @@ use insite_sinks::clickhouse::{TableWriter, WriterConfig};
 use insite_sinks::nats::{Derived, DerivedPublisher};
 use insite_sinks::redis::{HotUpdate, RedisSink, RedisSinkConfig};
 
+use crate::bench_servers::BenchServers;
 use crate::config::InsiteConfig;
 
 /// Arguments of `insite bench query`.
@@ -82,18 +82,6 @@ pub struct BenchQueryArgs {
 
 /// 2023-11-14T00:00:00Z: the day of history.
 const DAY: i64 = 1_699_920_000_000;
-
-/// Servers started for the benchmark, stopped and removed on drop.
-struct OwnServers {
-    config: LocalConfig,
-}
-
-impl Drop for OwnServers {
-    fn drop(&mut self) {
-        let _ = insite_local::down(&self.config);
-        let _ = std::fs::remove_dir_all(&self.config.root);
-    }
-}
 
 /// The service child, killed on drop.
 struct ServiceChild(Child);
@@ -616,27 +604,15 @@ fn redis_benchmark(redis_url: &str) -> String {
 /// Runs `insite bench query`.
 pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
     let nofile = raise_nofile(65_536);
-    let (own, nats_url, redis_url, clickhouse_url) =
-        match (&args.nats_url, &args.redis_url, &args.clickhouse_url) {
-            (Some(n), Some(r), Some(c)) => (None, n.clone(), r.clone(), c.clone()),
-            (None, None, None) => {
-                let local = config.local.local_config();
-                let root = local
-                    .root
-                    .join(format!("bench-query-{}", std::process::id()));
-                let own = LocalConfig::with_free_ports(&root, &local.tools_dir)?;
-                let servers = OwnServers { config: own };
-                insite_local::up(&servers.config, &mut |_| {})
-                    .context("starting NATS, Redis and ClickHouse for the benchmark")?;
-                let urls = (
-                    servers.config.nats_url(),
-                    servers.config.redis_url(),
-                    servers.config.clickhouse_url(),
-                );
-                (Some(servers), urls.0, urls.1, urls.2)
-            }
-            _ => anyhow::bail!("give all of --nats-url, --redis-url, --clickhouse-url, or none"),
-        };
+    let own = BenchServers::start_or_use(
+        config,
+        "query",
+        args.nats_url.as_ref(),
+        args.redis_url.as_ref(),
+        args.clickhouse_url.as_ref(),
+    )?;
+    let (nats_url, redis_url, clickhouse_url) =
+        (own.nats.clone(), own.redis.clone(), own.clickhouse.clone());
     let id = std::process::id();
     let nats = NatsConfig {
         url: nats_url.clone(),

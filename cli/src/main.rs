@@ -21,6 +21,7 @@
 mod bench_ingest;
 mod bench_pipeline;
 mod bench_query;
+mod bench_servers;
 mod config;
 mod ingest;
 mod migrate;

@@ -23,41 +23,11 @@ const START_MS: i64 = 1_767_711_600_000;
 
 /// `insite pipeline run` on the test's servers, configured by environment.
 fn spawn_pipeline(services: &Services, config: &PipelineConfig, extra: &[String]) -> Child {
-    let streams = &services.nats.streams;
     Command::new(env!("CARGO_BIN_EXE_insite"))
         .args(["pipeline", "run", "--no-metrics"])
         .args(extra)
         .env("INSITE_LOG", "warn")
-        .env("INSITE_NATS__URL", &services.nats.url)
-        .env("INSITE_NATS__STREAMS__MARKET", &streams.market)
-        .env("INSITE_NATS__STREAMS__SOCIAL", &streams.social)
-        .env("INSITE_NATS__STREAMS__DERIVED", &streams.derived)
-        .env("INSITE_NATS__STREAMS__DLQ", &streams.dlq)
-        .env(
-            "INSITE_NATS__STREAMS__SUBJECT_PREFIX",
-            &streams.subject_prefix,
-        )
-        .env("INSITE_CLICKHOUSE__URL", &services.clickhouse.url)
-        .env("INSITE_CLICKHOUSE__DATABASE", &services.clickhouse.database)
-        .env("INSITE_REDIS__URL", &services.redis.url)
-        .env("INSITE_REDIS__KEY_PREFIX", &services.redis.key_prefix)
-        .env("INSITE_PIPELINE__NAME", &config.name)
-        .env(
-            "INSITE_PIPELINE__CONSUMER__MARKET_DURABLE",
-            &config.consumer.market_durable,
-        )
-        .env(
-            "INSITE_PIPELINE__CONSUMER__SOCIAL_DURABLE",
-            &config.consumer.social_durable,
-        )
-        .env(
-            "INSITE_PIPELINE__OPERATORS__IDLE_TIMEOUT_MS",
-            config.operators.idle_timeout_ms.to_string(),
-        )
-        .env(
-            "INSITE_PIPELINE__CLICKHOUSE_WRITER__MAX_AGE_MS",
-            config.clickhouse_writer.max_age_ms.to_string(),
-        )
+        .envs(services.process_env(config))
         .stdin(Stdio::null())
         .spawn()
         .expect("starting insite pipeline run")

@@ -152,6 +152,52 @@ pub struct RunReport {
     pub elapsed: Duration,
 }
 
+impl Services {
+    /// The `INSITE_*` environment that makes an `insite pipeline run`
+    /// process use these servers, streams, database and key prefix, and
+    /// `config`'s name, workers, durable consumers, idle timeout and flush
+    /// age (the command line layers such variables over its defaults).
+    pub fn process_env(&self, config: &PipelineConfig) -> Vec<(&'static str, String)> {
+        let streams = &self.nats.streams;
+        vec![
+            ("INSITE_NATS__URL", self.nats.url.clone()),
+            ("INSITE_NATS__STREAMS__MARKET", streams.market.clone()),
+            ("INSITE_NATS__STREAMS__SOCIAL", streams.social.clone()),
+            ("INSITE_NATS__STREAMS__DERIVED", streams.derived.clone()),
+            ("INSITE_NATS__STREAMS__DLQ", streams.dlq.clone()),
+            (
+                "INSITE_NATS__STREAMS__SUBJECT_PREFIX",
+                streams.subject_prefix.clone(),
+            ),
+            ("INSITE_CLICKHOUSE__URL", self.clickhouse.url.clone()),
+            (
+                "INSITE_CLICKHOUSE__DATABASE",
+                self.clickhouse.database.clone(),
+            ),
+            ("INSITE_REDIS__URL", self.redis.url.clone()),
+            ("INSITE_REDIS__KEY_PREFIX", self.redis.key_prefix.clone()),
+            ("INSITE_PIPELINE__NAME", config.name.clone()),
+            ("INSITE_PIPELINE__WORKERS", config.workers.to_string()),
+            (
+                "INSITE_PIPELINE__CONSUMER__MARKET_DURABLE",
+                config.consumer.market_durable.clone(),
+            ),
+            (
+                "INSITE_PIPELINE__CONSUMER__SOCIAL_DURABLE",
+                config.consumer.social_durable.clone(),
+            ),
+            (
+                "INSITE_PIPELINE__OPERATORS__IDLE_TIMEOUT_MS",
+                config.operators.idle_timeout_ms.to_string(),
+            ),
+            (
+                "INSITE_PIPELINE__CLICKHOUSE_WRITER__MAX_AGE_MS",
+                config.clickhouse_writer.max_age_ms.to_string(),
+            ),
+        ]
+    }
+}
+
 /// Connects to NATS with the configured credentials.
 pub async fn connect_nats(nats: &NatsConfig) -> Result<async_nats::Client, PipelineError> {
     let mut options = async_nats::ConnectOptions::new().name("insite-pipeline");
