@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use insite_pipeline::resume::ProgressStore;
 use insite_schemas::config::ClickHouseConfig;
 use serde::Deserialize;
 
@@ -14,18 +15,13 @@ use serde::Deserialize;
 /// processes.
 pub async fn durable_frontier(clickhouse: &ClickHouseConfig, pipeline: &str) -> Option<i64> {
     let client = insite_sinks::clickhouse::connect(clickhouse);
-    let prefix = format!("{pipeline}/");
-    let rows: Vec<(String, i64)> = client
-        .query(&format!(
-            "SELECT pipeline, argMax(durable_ms, version) FROM pipeline_progress \
-             WHERE substring(pipeline, 1, {}) = ? GROUP BY pipeline",
-            prefix.len()
-        ))
-        .bind(&prefix)
-        .fetch_all()
+    // Where a restart of `pipeline` would resume: the least over its
+    // processes' records (the process index is not used by `load`).
+    ProgressStore::new(client, pipeline, 0, 1)
+        .load()
         .await
-        .ok()?;
-    rows.iter().map(|(_, d)| *d).min()
+        .ok()
+        .flatten()
 }
 
 /// Waits until `pipeline`'s durable frontier passes `through`.
