@@ -35,10 +35,9 @@ use futures::StreamExt;
 use hdrhistogram::Histogram;
 use insite_ingest::{BatchConfig, IngestReport, SyntheticConfig};
 use insite_pipeline::output::LatencyRecorder;
-use insite_pipeline::{PipelineConfig, Services, Topology};
+use insite_pipeline::{Connections, PipelineConfig, RunConfig};
 use insite_schemas::config::{ClickHouseConfig, NatsConfig, RedisConfig, StreamsConfig};
 use insite_schemas::wire::{self, Inbound};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::bench_servers::BenchServers;
@@ -98,32 +97,22 @@ pub struct BenchPipelineArgs {
 }
 
 /// Streams, database and key prefix of one phase, all named after `tag`.
-fn phase_services(urls: &BenchServers, config: &InsiteConfig, tag: &str) -> Services {
-    let upper = tag.to_ascii_uppercase();
-    Services {
+fn phase_services(urls: &BenchServers, config: &InsiteConfig, tag: &str) -> Connections {
+    let servers = Connections {
         nats: NatsConfig {
             url: urls.nats.clone(),
-            streams: StreamsConfig {
-                market: format!("{upper}_MARKET"),
-                social: format!("{upper}_SOCIAL"),
-                derived: format!("{upper}_DERIVED"),
-                dlq: format!("{upper}_DLQ"),
-                subject_prefix: tag.to_owned(),
-                ..StreamsConfig::default()
-            },
             ..NatsConfig::default()
         },
         clickhouse: ClickHouseConfig {
             url: urls.clickhouse.clone(),
-            database: tag.to_owned(),
             ..config.clickhouse.clone()
         },
         redis: RedisConfig {
             url: urls.redis.clone(),
-            key_prefix: format!("{tag}:"),
             ..RedisConfig::default()
         },
-    }
+    };
+    servers.isolated(tag)
 }
 
 /// The pipeline's settings for one phase: its own name and durables.
@@ -246,9 +235,7 @@ pub fn run(config: &InsiteConfig, args: BenchPipelineArgs) -> anyhow::Result<()>
 }
 
 fn parse_time(text: &str) -> anyhow::Result<i64> {
-    let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .with_context(|| format!("--start {text:?} is not an RFC 3339 time"))?;
-    Ok((parsed.unix_timestamp_nanos() / 1_000_000) as i64)
+    insite_schemas::time::parse_time(text).with_context(|| format!("--start {text:?}"))
 }
 
 async fn bench(
@@ -472,7 +459,7 @@ struct Landed {
 /// rows arrived.
 async fn wait_rows(
     client: &clickhouse::Client,
-    services: &Services,
+    services: &Connections,
     pipeline: &PipelineConfig,
     expected: u64,
     started: Instant,
@@ -519,20 +506,20 @@ async fn wait_rows(
 
 /// The pipeline over the backlog, in this process.
 async fn sustained(
-    services: &Services,
+    services: &Connections,
     pipeline: &PipelineConfig,
     expected: u64,
     timeout: Duration,
 ) -> anyhow::Result<Sustained> {
     insite_sinks::clickhouse::migrate(&services.clickhouse).await?;
     let client = insite_sinks::clickhouse::connect(&services.clickhouse);
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = CancellationToken::new();
     let started = Instant::now();
-    let topology = Topology::single();
-    let run = insite_pipeline::run(services, pipeline, &topology, stop_rx, None);
+    let run_config = RunConfig::new(services.clone(), pipeline.clone());
+    let run = insite_pipeline::run(&run_config, stop.clone());
     let watch = async {
         let waited = wait_rows(&client, services, pipeline, expected, started, timeout).await;
-        let _ = stop_tx.send(true);
+        stop.cancel();
         waited
     };
     let (report, waited) = tokio::join!(run, watch);
@@ -554,7 +541,7 @@ async fn sustained(
 
 /// A live pipeline fed at a steady rate with event time = now.
 async fn live(
-    services: &Services,
+    services: &Connections,
     pipeline: &PipelineConfig,
     args: &BenchPipelineArgs,
     timeout: Duration,
@@ -563,21 +550,18 @@ async fn live(
     insite_sinks::streams::ensure_streams(&js, &services.nats.streams).await?;
     insite_sinks::clickhouse::migrate(&services.clickhouse).await?;
     let recorder = LatencyRecorder::new()?;
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = CancellationToken::new();
     let warmup = Duration::try_from_secs_f64(args.warmup_seconds).context("--warmup-seconds")?;
     let measured = Duration::try_from_secs_f64(args.live_seconds).context("--live-seconds")?;
     anyhow::ensure!(
         warmup + measured < timeout,
         "the live phase is longer than --timeout-s"
     );
-    let topology = Topology::single();
-    let run = insite_pipeline::run(
-        services,
-        pipeline,
-        &topology,
-        stop_rx,
-        Some(recorder.clone()),
-    );
+    let run_config = RunConfig {
+        latency: Some(recorder.clone()),
+        ..RunConfig::new(services.clone(), pipeline.clone())
+    };
+    let run = insite_pipeline::run(&run_config, stop.clone());
     let feed = async {
         let fed = async {
             // The pipeline is ready once its durable consumer exists.
@@ -635,7 +619,7 @@ async fn live(
             anyhow::Ok((hist, report, fed_for))
         }
         .await;
-        let _ = stop_tx.send(true);
+        stop.cancel();
         fed
     };
     let (report, fed) = tokio::join!(run, feed);
@@ -680,7 +664,7 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
 
 /// A backlog at many symbols through `insite pipeline run` as a child.
 async fn memory(
-    services: &Services,
+    services: &Connections,
     pipeline: &PipelineConfig,
     args: &BenchPipelineArgs,
     start_ms: i64,
@@ -702,11 +686,20 @@ async fn memory(
     );
     insite_sinks::clickhouse::migrate(&services.clickhouse).await?;
     let client = insite_sinks::clickhouse::connect(&services.clickhouse);
+    let child_config = InsiteConfig {
+        nats: services.nats.clone(),
+        clickhouse: services.clickhouse.clone(),
+        redis: services.redis.clone(),
+        pipeline: pipeline.clone(),
+        ..InsiteConfig::default()
+    };
+    let config_file = tempfile::Builder::new().suffix(".toml").tempfile()?;
+    std::fs::write(config_file.path(), toml::to_string(&child_config)?)?;
     let mut command = Command::new(std::env::current_exe()?);
     command
+        .arg("--config")
+        .arg(config_file.path())
         .args(["pipeline", "run", "--no-metrics", "--log", "warn"])
-        .env_remove("INSITE_CONFIG")
-        .envs(services.process_env(pipeline))
         .stdin(Stdio::null());
     let started = Instant::now();
     let mut child = PipelineChild(command.spawn().context("starting insite pipeline run")?);
@@ -746,7 +739,7 @@ async fn memory(
 }
 
 /// Deletes a phase's streams and database.
-async fn clean_up(services: &Services) {
+async fn clean_up(services: &Connections) {
     if let Ok(js) = insite_ingest::connect(&services.nats).await {
         let s = &services.nats.streams;
         for name in [&s.market, &s.social, &s.derived, &s.dlq] {

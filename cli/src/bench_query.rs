@@ -336,7 +336,7 @@ async fn fill(
     let client = insite_sinks::clickhouse::connect(clickhouse);
     let mut writer = TableWriter::<BarRow>::new(client, "bars", WriterConfig::default());
     let mut sink = RedisSink::connect(redis, RedisSinkConfig::default()).await?;
-    let now = insite_query::store::now_ms();
+    let now = insite_schemas::time::now_ms();
     let current = Interval::MINUTE.window_start(now);
     for i in 0..symbols {
         let sym = Symbol::new(&symbol(i))?;
@@ -500,7 +500,7 @@ async fn ws_phase(
         failures.load(Ordering::Relaxed)
     );
 
-    let client = insite_query::connect_nats(nats).await?;
+    let client = insite_sinks::nats::connect(nats, "insite-bench").await?;
     let js = async_nats::jetstream::new(client);
     insite_sinks::streams::ensure_streams(&js, &nats.streams).await?;
     let mut publisher = DerivedPublisher::new(js, nats.streams.clone(), 64);
@@ -508,7 +508,7 @@ async fn ws_phase(
     let own_before = sample(std::process::id());
     let period = Duration::from_secs_f64(1.0 / args.ws_rate.max(0.1));
     let start = Instant::now();
-    let current = Interval::MINUTE.window_start(insite_query::store::now_ms());
+    let current = Interval::MINUTE.window_start(insite_schemas::time::now_ms());
     for seq in 0..args.ws_messages {
         tokio::time::sleep_until((start + period.mul_f64(seq as f64)).into()).await;
         let mut bar = day_bar(&sym, 0, Finality::Provisional, current);
@@ -795,7 +795,7 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
             .query(&format!("DROP DATABASE IF EXISTS {}", clickhouse.database))
             .execute()
             .await;
-        if let Ok(client) = insite_query::connect_nats(&nats).await {
+        if let Ok(client) = insite_sinks::nats::connect(&nats, "insite-bench").await {
             let js = async_nats::jetstream::new(client);
             for s in [
                 &nats.streams.derived,

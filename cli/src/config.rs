@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use insite_schemas::config::{ClickHouseConfig, NatsConfig, RedisConfig};
+use insite_schemas::config::{ClickHouseConfig, Connections, NatsConfig, RedisConfig};
 use serde::{Deserialize, Serialize};
 
 /// Every setting of every stage.
@@ -26,6 +26,17 @@ pub struct InsiteConfig {
     pub pipeline: insite_pipeline::PipelineConfig,
     /// The query service (`insite query serve`).
     pub query: insite_query::QueryConfig,
+}
+
+impl InsiteConfig {
+    /// The `[nats]`, `[clickhouse]` and `[redis]` sections as one bundle.
+    pub fn connections(&self) -> Connections {
+        Connections {
+            nats: self.nats.clone(),
+            clickhouse: self.clickhouse.clone(),
+            redis: self.redis.clone(),
+        }
+    }
 }
 
 /// Where `insite services` keeps local servers and which ports they use.

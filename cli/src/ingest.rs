@@ -14,7 +14,6 @@ use insite_ingest::source::rss::{RssConfig, RssSource};
 use insite_ingest::source::SourceStats;
 use insite_ingest::{BatchConfig, IngestReport, PublisherConfig, ReplayConfig, SyntheticConfig};
 use insite_schemas::{SourceName, Symbol};
-use tokio_util::sync::CancellationToken;
 
 use crate::config::InsiteConfig;
 
@@ -178,29 +177,6 @@ fn symbols(list: &[String]) -> anyhow::Result<Vec<Symbol>> {
         .collect()
 }
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
-}
-
 /// Runs `insite ingest`.
 pub fn run(config: &InsiteConfig, args: IngestArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -225,13 +201,7 @@ async fn run_async(config: &InsiteConfig, args: IngestArgs) -> anyhow::Result<()
     };
     let js = insite_ingest::connect(&config.nats).await?;
     let streams = &config.nats.streams;
-    let shutdown = CancellationToken::new();
-    let on_signal = shutdown.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: flushing what is in flight");
-        on_signal.cancel();
-    });
+    let shutdown = crate::signal::shutdown_on_signal();
     let started = std::time::Instant::now();
     let report: IngestReport = match args.feed {
         Feed::Synthetic {
@@ -266,7 +236,7 @@ async fn run_async(config: &InsiteConfig, args: IngestArgs) -> anyhow::Result<()
                 ..SyntheticConfig::default()
             };
             if let Some(start) = start {
-                synthetic.start_ms = insite_ingest::replay::parse_ts(&start)
+                synthetic.start_ms = insite_schemas::time::parse_time(&start)
                     .map_err(|e| anyhow::anyhow!("--start: {e}"))?;
             }
             insite_ingest::run_synthetic(&js, streams, synthetic, shutdown).await?

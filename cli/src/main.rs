@@ -28,6 +28,7 @@ mod migrate;
 mod pipeline;
 mod query;
 mod services;
+mod signal;
 
 use clap::{Parser, Subcommand};
 

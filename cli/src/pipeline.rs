@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use insite_pipeline::source::StreamRange;
-use insite_pipeline::{ReplaySpec, Services, Topology};
+use insite_pipeline::{ReplaySpec, RunConfig, Topology};
 
 use crate::config::InsiteConfig;
 
@@ -86,33 +86,7 @@ pub struct ReplayArgs {
 }
 
 fn parse_time(text: &str) -> Result<i64, String> {
-    let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| format!("{text:?} is not an RFC 3339 time: {e}"))?;
-    Ok((parsed.unix_timestamp_nanos() / 1_000_000) as i64)
-}
-
-fn services(config: &InsiteConfig) -> Services {
-    Services {
-        nats: config.nats.clone(),
-        clickhouse: config.clickhouse.clone(),
-        redis: config.redis.clone(),
-    }
-}
-
-/// Resolves to `true` on Ctrl-C or SIGTERM.
-fn shutdown_signal() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("shutting down");
-        let _ = tx.send(true);
-    });
-    Ok(rx)
+    insite_schemas::time::parse_time(text).map_err(|e| e.to_string())
 }
 
 /// Runs `insite pipeline ...`.
@@ -144,8 +118,11 @@ pub fn run(config: &InsiteConfig, args: PipelineArgs) -> anyhow::Result<()> {
                 .install()
                 .with_context(|| format!("serving metrics on {}", args.metrics_addr))?;
         }
-        let shutdown = shutdown_signal()?;
-        let report = insite_pipeline::run(&services(config), &pipeline, &topology, shutdown, None)
+        let run = RunConfig {
+            topology,
+            ..RunConfig::new(config.connections(), pipeline)
+        };
+        let report = insite_pipeline::run(&run, crate::signal::shutdown_on_signal())
             .await
             .context("pipeline failed")?;
         tracing::info!(
@@ -160,7 +137,7 @@ pub fn run(config: &InsiteConfig, args: PipelineArgs) -> anyhow::Result<()> {
 
 /// Runs `insite replay`.
 pub fn replay(config: &InsiteConfig, args: ReplayArgs) -> anyhow::Result<()> {
-    let mut services = services(config);
+    let mut services = config.connections();
     if let Some(database) = &args.database {
         services.clickhouse.database = database.clone();
     }

@@ -29,9 +29,7 @@ pub fn run(config: &InsiteConfig, args: QueryArgs) -> anyhow::Result<()> {
     let Action::Serve { listen } = args.action;
     let mut serve = ServeConfig {
         query: config.query.clone(),
-        nats: config.nats.clone(),
-        redis: config.redis.clone(),
-        clickhouse: config.clickhouse.clone(),
+        connections: config.connections(),
     };
     if let Some(listen) = listen {
         serve.query.listen = listen;
@@ -47,31 +45,7 @@ pub fn run(config: &InsiteConfig, args: QueryArgs) -> anyhow::Result<()> {
             "insite query service on http://{}/ (API under /v1, OpenAPI at /v1/openapi.json)",
             listener.local_addr()?
         );
-        insite_query::serve(serve, listener, shutdown_signal()).await?;
+        insite_query::serve(serve, listener, crate::signal::shutdown_on_signal()).await?;
         Ok(())
     })
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
 }

@@ -15,7 +15,7 @@ mod common;
 
 use common::services;
 use insite_local::server::{self, ServerKind};
-use insite_pipeline::{PipelineConfig, Topology};
+use insite_pipeline::{PipelineConfig, RunConfig};
 use insite_testkit::results::{
     assert_bars_equal, assert_sentiment_equal, read_bars, read_sentiment, wait_durable,
 };
@@ -43,7 +43,7 @@ fn small_buffers(name: &str) -> PipelineConfig {
 async fn backlog(env: &TestEnv, durable: &str) -> Option<(u64, u64)> {
     let js = env.jetstream().await;
     let mut consumer: PullConsumer = js
-        .get_stream(&env.nats.streams.market)
+        .get_stream(&env.connections.nats.streams.market)
         .await
         .unwrap()
         .get_consumer(durable)
@@ -79,20 +79,22 @@ async fn clickhouse_then_redis_down_mid_run_loses_nothing_and_holds_memory() {
     let done = common::publish(&env, 11, EVENTS, START_MS, 300).await;
 
     // The uninterrupted run.
-    let straight = services(&env, &format!("{}_straight", env.clickhouse.database));
+    let straight = services(
+        &env,
+        &format!("{}_straight", env.connections.clickhouse.database),
+    );
     common::run_in_process(&straight, &small_buffers("straight"), done).await;
     let want_bars = read_bars(&straight.clickhouse).await;
     let want_sentiment = read_sentiment(&straight.clickhouse).await;
 
     // The same input, with ClickHouse stopped once the run is under way.
-    let outage = services(&env, &env.clickhouse.database);
+    let outage = services(&env, &env.connections.clickhouse.database);
     let outage_config = small_buffers("outage");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shutdown = tokio_util::sync::CancellationToken::new();
     let running = {
-        let (s, c) = (outage.clone(), outage_config.clone());
-        tokio::spawn(async move {
-            insite_pipeline::run(&s, &c, &Topology::single(), stop_rx, None).await
-        })
+        let run = RunConfig::new(outage.clone(), outage_config.clone());
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { insite_pipeline::run(&run, shutdown).await })
     };
     // ClickHouse goes down as soon as the pipeline starts pulling.
     let durable = &outage_config.consumer.market_durable;
@@ -131,7 +133,7 @@ async fn clickhouse_then_redis_down_mid_run_loses_nothing_and_holds_memory() {
     restart(&env, ServerKind::Redis);
 
     wait_durable(&outage.clickhouse, "outage", done).await;
-    stop_tx.send(true).unwrap();
+    shutdown.cancel();
     running
         .await
         .unwrap()
@@ -151,7 +153,7 @@ async fn clickhouse_then_redis_down_mid_run_loses_nothing_and_holds_memory() {
     // it could not write and wrote it once Redis was back).
     let mut redis = env.redis().await;
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*:trade", env.redis.key_prefix))
+        .arg(format!("{}*:trade", env.connections.redis.key_prefix))
         .query_async(&mut redis)
         .await
         .unwrap();

@@ -11,7 +11,7 @@ use std::time::Duration;
 mod common;
 
 use common::{config, run_in_process, services};
-use insite_pipeline::{PipelineConfig, Services};
+use insite_pipeline::{Connections, PipelineConfig};
 use insite_testkit::results::{
     assert_bars_equal, assert_sentiment_equal, durable_frontier, read_bars, read_sentiment,
     wait_durable,
@@ -21,13 +21,18 @@ use insite_testkit::TestEnv;
 /// Event time of the first synthetic event: 2026-01-06T15:00:00Z.
 const START_MS: i64 = 1_767_711_600_000;
 
-/// `insite pipeline run` on the test's servers, configured by environment.
-fn spawn_pipeline(services: &Services, config: &PipelineConfig, extra: &[String]) -> Child {
+/// `insite pipeline run` on the test's servers, configured by a config file
+/// written from `services` and `config`.
+fn spawn_pipeline(services: &Connections, config: &PipelineConfig, extra: &[String]) -> Child {
+    let dir = std::env::temp_dir().join(format!("insite-child-{}", std::process::id()));
+    let file = insite_testkit::child::write_config(&dir, &config.name, services, config)
+        .expect("writing the child's config");
     Command::new(env!("CARGO_BIN_EXE_insite"))
+        .arg("--config")
+        .arg(&file)
         .args(["pipeline", "run", "--no-metrics"])
         .args(extra)
         .env("INSITE_LOG", "warn")
-        .envs(services.process_env(config))
         .stdin(Stdio::null())
         .spawn()
         .expect("starting insite pipeline run")
@@ -49,7 +54,7 @@ fn terminate(children: Vec<Child>) {
     }
 }
 
-async fn drop_database(services: &Services) {
+async fn drop_database(services: &Connections) {
     let admin = insite_sinks::clickhouse::client_without_database(&services.clickhouse);
     admin
         .query(&format!(
@@ -67,7 +72,10 @@ async fn killed_at_any_moment_and_restarted_it_ends_with_the_uninterrupted_table
     let done = common::publish(&env, 7, 150_000, START_MS, 500).await;
 
     // The uninterrupted run, into a database of its own.
-    let straight = services(&env, &format!("{}_straight", env.clickhouse.database));
+    let straight = services(
+        &env,
+        &format!("{}_straight", env.connections.clickhouse.database),
+    );
     run_in_process(&straight, &config("straight"), done).await;
     let want_bars = read_bars(&straight.clickhouse).await;
     let want_sentiment = read_sentiment(&straight.clickhouse).await;
@@ -75,7 +83,7 @@ async fn killed_at_any_moment_and_restarted_it_ends_with_the_uninterrupted_table
 
     // The same input through a process killed with SIGKILL at several
     // moments, restarted each time.
-    let crashy = services(&env, &env.clickhouse.database);
+    let crashy = services(&env, &env.connections.clickhouse.database);
     let crashy_config = config("crashy");
     let mut progress_seen = Vec::new();
     // (ms after start, or after the run's first durable record if `true`).
@@ -134,13 +142,16 @@ async fn two_timely_processes_give_the_tables_of_one() {
     let env = TestEnv::new("pipeline_cluster");
     let done = common::publish(&env, 7, 60_000, START_MS, 500).await;
 
-    let one = services(&env, &format!("{}_one", env.clickhouse.database));
+    let one = services(
+        &env,
+        &format!("{}_one", env.connections.clickhouse.database),
+    );
     run_in_process(&one, &config("one"), done).await;
     let want_bars = read_bars(&one.clickhouse).await;
     let want_sentiment = read_sentiment(&one.clickhouse).await;
     assert!(!want_bars.is_empty());
 
-    let two = services(&env, &env.clickhouse.database);
+    let two = services(&env, &env.connections.clickhouse.database);
     let two_config = config("two");
     let ports: Vec<u16> = (0..2)
         .map(|_| {

@@ -74,17 +74,10 @@ pub enum FileKind {
     Posts,
 }
 
-/// Parses a timestamp: RFC 3339 or integer epoch milliseconds.
-pub fn parse_ts(text: &str) -> Result<TimestampMs, String> {
-    let text = text.trim();
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text
-            .parse()
-            .map_err(|_| format!("timestamp {text:?} is out of range"));
-    }
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.timestamp_millis())
-        .map_err(|e| format!("timestamp {text:?} is neither RFC 3339 nor epoch milliseconds: {e}"))
+/// Parses a timestamp field: RFC 3339, integer epoch milliseconds or a
+/// `YYYY-MM-DD` date ([`insite_schemas::time::parse_time`]).
+fn parse_ts(text: &str) -> Result<TimestampMs, String> {
+    insite_schemas::time::parse_time(text).map_err(|e| e.reason)
 }
 
 fn field<T>(r: Result<T, String>) -> Result<T, (&'static str, String)> {

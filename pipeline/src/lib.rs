@@ -38,4 +38,6 @@ pub mod run;
 pub mod source;
 
 pub use config::PipelineConfig;
-pub use run::{replay, run, PipelineError, ReplaySpec, RunReport, Services, Topology};
+pub use run::{
+    replay, run, Connections, PipelineError, ReplaySpec, RunConfig, RunReport, Topology,
+};

@@ -25,13 +25,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use insite_schemas::config::{ClickHouseConfig, NatsConfig, RedisConfig};
+pub use insite_schemas::config::Connections;
 use insite_schemas::TimestampMs;
 use insite_sinks::clickhouse::{self as ch, MigrateError};
 use insite_sinks::nats::DerivedPublisher;
 use insite_sinks::redis::{RedisSink, RedisSinkError};
 use insite_sinks::streams::{ensure_streams, StreamSetupError};
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::acks::{run_acks, AckReport};
 use crate::bridge::{self, Reader};
@@ -42,15 +43,29 @@ use crate::source::{
     self, ConsumerStart, InputMessage, InputSource, PullOptions, SourceError, StreamRange,
 };
 
-/// Where the servers are.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Services {
-    /// NATS and its streams.
-    pub nats: NatsConfig,
-    /// ClickHouse (the database results go to).
-    pub clickhouse: ClickHouseConfig,
-    /// Redis.
-    pub redis: RedisConfig,
+/// Everything a live run needs but its shutdown signal.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Where the servers are.
+    pub connections: Connections,
+    /// The `[pipeline]` section.
+    pub pipeline: PipelineConfig,
+    /// This process's place in the timely cluster.
+    pub topology: Topology,
+    /// Where to record event → Redis latencies (benchmarks), if anywhere.
+    pub latency: Option<LatencyRecorder>,
+}
+
+impl RunConfig {
+    /// One process on `connections` with `pipeline`'s settings.
+    pub fn new(connections: Connections, pipeline: PipelineConfig) -> Self {
+        Self {
+            connections,
+            pipeline,
+            topology: Topology::single(),
+            latency: None,
+        }
+    }
 }
 
 /// The processes of a timely cluster, and this one's place in it.
@@ -104,14 +119,8 @@ impl Topology {
 #[non_exhaustive]
 pub enum PipelineError {
     /// NATS could not be reached.
-    #[error("connecting to NATS at {url}: {source}")]
-    Connect {
-        /// The URL.
-        url: String,
-        /// The client's error.
-        #[source]
-        source: async_nats::ConnectError,
-    },
+    #[error(transparent)]
+    Connect(#[from] insite_sinks::nats::ConnectError),
     /// The streams could not be created or checked.
     #[error(transparent)]
     Streams(#[from] StreamSetupError),
@@ -150,67 +159,6 @@ pub struct RunReport {
     pub acks: AckReport,
     /// Wall-clock duration.
     pub elapsed: Duration,
-}
-
-impl Services {
-    /// The `INSITE_*` environment that makes an `insite pipeline run`
-    /// process use these servers, streams, database and key prefix, and
-    /// `config`'s name, workers, durable consumers, idle timeout and flush
-    /// age (the command line layers such variables over its defaults).
-    pub fn process_env(&self, config: &PipelineConfig) -> Vec<(&'static str, String)> {
-        let streams = &self.nats.streams;
-        vec![
-            ("INSITE_NATS__URL", self.nats.url.clone()),
-            ("INSITE_NATS__STREAMS__MARKET", streams.market.clone()),
-            ("INSITE_NATS__STREAMS__SOCIAL", streams.social.clone()),
-            ("INSITE_NATS__STREAMS__DERIVED", streams.derived.clone()),
-            ("INSITE_NATS__STREAMS__DLQ", streams.dlq.clone()),
-            (
-                "INSITE_NATS__STREAMS__SUBJECT_PREFIX",
-                streams.subject_prefix.clone(),
-            ),
-            ("INSITE_CLICKHOUSE__URL", self.clickhouse.url.clone()),
-            (
-                "INSITE_CLICKHOUSE__DATABASE",
-                self.clickhouse.database.clone(),
-            ),
-            ("INSITE_REDIS__URL", self.redis.url.clone()),
-            ("INSITE_REDIS__KEY_PREFIX", self.redis.key_prefix.clone()),
-            ("INSITE_PIPELINE__NAME", config.name.clone()),
-            ("INSITE_PIPELINE__WORKERS", config.workers.to_string()),
-            (
-                "INSITE_PIPELINE__CONSUMER__MARKET_DURABLE",
-                config.consumer.market_durable.clone(),
-            ),
-            (
-                "INSITE_PIPELINE__CONSUMER__SOCIAL_DURABLE",
-                config.consumer.social_durable.clone(),
-            ),
-            (
-                "INSITE_PIPELINE__OPERATORS__IDLE_TIMEOUT_MS",
-                config.operators.idle_timeout_ms.to_string(),
-            ),
-            (
-                "INSITE_PIPELINE__CLICKHOUSE_WRITER__MAX_AGE_MS",
-                config.clickhouse_writer.max_age_ms.to_string(),
-            ),
-        ]
-    }
-}
-
-/// Connects to NATS with the configured credentials.
-pub async fn connect_nats(nats: &NatsConfig) -> Result<async_nats::Client, PipelineError> {
-    let mut options = async_nats::ConnectOptions::new().name("insite-pipeline");
-    if let (Some(user), Some(password)) = (&nats.user, &nats.password) {
-        options = options.user_and_password(user.clone(), password.clone());
-    }
-    options
-        .connect(nats.url.as_str())
-        .await
-        .map_err(|source| PipelineError::Connect {
-            url: nats.url.clone(),
-            source,
-        })
 }
 
 /// The parts every job shares, started in order.
@@ -308,7 +256,7 @@ impl Job {
 
 /// The output side's connections.
 async fn output_task(
-    services: &Services,
+    services: &Connections,
     config: &PipelineConfig,
     js: &jetstream::Context,
     hot: bool,
@@ -335,16 +283,12 @@ async fn output_task(
     ))
 }
 
-/// Runs the live pipeline until `shutdown` turns true.
-pub async fn run(
-    services: &Services,
-    config: &PipelineConfig,
-    topology: &Topology,
-    mut shutdown: watch::Receiver<bool>,
-    latency: Option<LatencyRecorder>,
-) -> Result<RunReport, PipelineError> {
+/// Runs the live pipeline until `shutdown` is cancelled.
+pub async fn run(run: &RunConfig, shutdown: CancellationToken) -> Result<RunReport, PipelineError> {
+    let (services, config, topology) = (&run.connections, &run.pipeline, &run.topology);
+    let latency = run.latency.clone();
     let started = Instant::now();
-    let client = connect_nats(&services.nats).await?;
+    let client = insite_sinks::nats::connect(&services.nats, "insite-pipeline").await?;
     let js = jetstream::new(client);
     let streams = &services.nats.streams;
     ensure_streams(&js, streams).await?;
@@ -399,7 +343,7 @@ pub async fn run(
             consumers.push((src, consumer));
         }
     }
-    let (stop_pull_tx, stop_pull_rx) = watch::channel(false);
+    let stop_pull = CancellationToken::new();
     let mut pulls = Vec::new();
     for (src, consumer) in consumers {
         let backlog = Arc::clone(&backlog[src.index()]);
@@ -409,7 +353,7 @@ pub async fn run(
             consumer,
             src,
             input_tx.clone(),
-            stop_pull_rx.clone(),
+            stop_pull.clone(),
             PullOptions::live().with_backlog(backlog),
         )));
     }
@@ -424,7 +368,7 @@ pub async fn run(
     // Run until asked to stop, or until a part fails on its own.
     let mut failed = None;
     tokio::select! {
-        _ = shutdown.wait_for(|stop| *stop) => {}
+        () = shutdown.cancelled() => {}
         (ended, result) = wait_any(&mut pulls) => {
             drop(pulls.remove(ended));
             match result {
@@ -439,7 +383,7 @@ pub async fn run(
         tracing::error!(part, "stopping the pipeline: a part ended unexpectedly");
     }
     tracing::info!("stopping the consumers");
-    let _ = stop_pull_tx.send(true);
+    stop_pull.cancel();
     for pull in pulls {
         match pull.await {
             Ok(Ok(())) => {}
@@ -506,18 +450,18 @@ pub struct ReplayReport {
 /// database (the live one, or another), then returns. Windows that lie
 /// wholly inside the ranges get exactly the results of the live run.
 pub async fn replay(
-    services: &Services,
+    services: &Connections,
     config: &PipelineConfig,
     spec: &ReplaySpec,
 ) -> Result<ReplayReport, PipelineError> {
     let started = Instant::now();
-    let client = connect_nats(&services.nats).await?;
+    let client = insite_sinks::nats::connect(&services.nats, "insite-replay").await?;
     let js = jetstream::new(client);
     let streams = &services.nats.streams;
     ch::migrate(&services.clickhouse).await?;
 
     let (fwd_tx, mut fwd_rx) = mpsc::channel::<InputMessage>(config.input_buffer.max(1));
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_pull = CancellationToken::new();
     let mut pulls = Vec::new();
     let mut total = 0u64;
     let backlog = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
@@ -545,7 +489,7 @@ pub async fn replay(
             consumer,
             src,
             fwd_tx.clone(),
-            stop_rx.clone(),
+            stop_pull.clone(),
             options,
         )));
     }
@@ -595,7 +539,7 @@ pub async fn replay(
         }
     }
     drop(input_tx);
-    let _ = stop_tx.send(true);
+    stop_pull.cancel();
     for pull in pulls {
         pull.await
             .map_err(|_| PipelineError::Crashed("a replay consumer"))??;

@@ -399,7 +399,7 @@ impl PullOptions {
 /// How often a quiet consumer's backlog is looked up.
 const BACKLOG_POLL: Duration = Duration::from_millis(250);
 
-/// Pulls `source`'s consumer until `shutdown` is set (or, with an end in
+/// Pulls `source`'s consumer until `shutdown` is cancelled (or, with an end in
 /// `options`, until the end is reached), sending decoded messages into `out`
 /// (a bounded channel: a full channel stops the pull, which is the
 /// back-pressure from the dataflow and sinks) and dead-lettering the rest.
@@ -409,7 +409,7 @@ pub async fn run_consumer(
     mut consumer: jetstream::consumer::PullConsumer,
     source: InputSource,
     out: mpsc::Sender<InputMessage>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio_util::sync::CancellationToken,
     options: PullOptions,
 ) -> Result<(), SourceError> {
     if options.end_seq == Some(0) {
@@ -423,7 +423,7 @@ pub async fn run_consumer(
     let mut quiet_ticks = 0u32;
     loop {
         let next = tokio::select! {
-            _ = shutdown.changed() => break,
+            () = shutdown.cancelled() => break,
             next = messages.next() => next,
             _ = backlog_tick.tick(), if options.backlog.is_some() => {
                 // No message for a whole tick: ask the consumer (in a

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::store::{now_ms, Bars, RangeAnswer, RangeKind, RangeRequest, Sentiments, Source};
+use insite_schemas::time::now_ms;
+
+use crate::store::{Bars, RangeAnswer, RangeKind, RangeRequest, Sentiments, Source};
 use crate::AppState;
 
 /// How long a response may be kept by browsers and CDNs.

@@ -42,7 +42,6 @@ pub mod stream;
 pub mod telemetry;
 pub mod web;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,7 +50,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Json, Router};
-use insite_schemas::config::{ClickHouseConfig, NatsConfig, RedisConfig};
+use insite_schemas::config::{ClickHouseConfig, Connections, RedisConfig};
 use insite_schemas::Interval;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -67,12 +66,8 @@ pub use error::{ApiError, QueryError};
 pub struct ServeConfig {
     /// The `[query]` section.
     pub query: QueryConfig,
-    /// NATS (for the WebSocket feed).
-    pub nats: NatsConfig,
-    /// Redis (hot state).
-    pub redis: RedisConfig,
-    /// ClickHouse (history).
-    pub clickhouse: ClickHouseConfig,
+    /// NATS (the WebSocket feed), Redis (hot state), ClickHouse (history).
+    pub connections: Connections,
 }
 
 /// Shared state of every request: cheap to clone.
@@ -288,28 +283,38 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Runs the service on `listener` until `shutdown` completes: warms Redis
-/// from ClickHouse (bounded in time; a failure is logged, not fatal),
+/// Runs the service on `listener` until `shutdown` is cancelled: warms
+/// Redis from ClickHouse (bounded in time; a failure is logged, not fatal),
 /// feeds the WebSocket hub from NATS, serves HTTP.
 pub async fn serve(
     config: ServeConfig,
     listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: CancellationToken,
 ) -> Result<(), QueryError> {
-    let state = AppState::new(config.query.clone(), &config.redis, &config.clickhouse)?;
+    let connections = &config.connections;
+    let state = AppState::new(
+        config.query.clone(),
+        &connections.redis,
+        &connections.clickhouse,
+    )?;
     let intervals = state.inner.intervals.clone();
-    let warm = state.inner.store.warm(&intervals, store::now_ms());
+    let warm = state
+        .inner
+        .store
+        .warm(&intervals, insite_schemas::time::now_ms());
     match tokio::time::timeout(Duration::from_secs(30), warm).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "warming Redis failed; serving cold"),
         Err(_) => tracing::warn!("warming Redis took over 30 s; serving cold"),
     }
-    let nats = connect_nats(&config.nats).await?;
-    let stop = CancellationToken::new();
+    let nats = insite_sinks::nats::connect(&connections.nats, "insite-query")
+        .await
+        .map_err(|e| QueryError::Nats(e.to_string()))?;
+    let stop = shutdown.child_token();
     let feed = tokio::spawn(stream::feed(
         state.inner.hub.clone(),
         nats,
-        config.nats.streams.clone(),
+        connections.nats.streams.clone(),
         config.query.stream.quotes,
         stop.clone(),
     ));
@@ -318,8 +323,7 @@ pub async fn serve(
     tracing::info!(addr = ?listener.local_addr().ok(), "query service listening");
     let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
-            shutdown.await;
-            stop_all.cancel();
+            stop_all.cancelled().await;
             hub.close_all();
         })
         .await;
@@ -330,18 +334,6 @@ pub async fn serve(
         Ok(Ok(())) => {}
     }
     served.map_err(QueryError::Io)
-}
-
-/// Connects to NATS with the configured credentials.
-pub async fn connect_nats(config: &NatsConfig) -> Result<async_nats::Client, QueryError> {
-    let mut options = async_nats::ConnectOptions::new().name("insite-query");
-    if let (Some(user), Some(password)) = (&config.user, &config.password) {
-        options = options.user_and_password(user.clone(), password.clone());
-    }
-    options
-        .connect(config.url.as_str())
-        .await
-        .map_err(|e| QueryError::Nats(e.to_string()))
 }
 
 #[cfg(test)]

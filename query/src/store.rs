@@ -259,14 +259,6 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Milliseconds since the epoch, now.
-pub fn now_ms() -> TimestampMs {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 impl Store {
     /// A store over these connections.
     pub fn new(

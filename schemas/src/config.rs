@@ -149,9 +149,66 @@ impl Default for RedisConfig {
     }
 }
 
+/// Where every server is: the one bundle of connection settings that each
+/// stage's `run(config, shutdown)` takes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Connections {
+    /// NATS and its streams.
+    pub nats: NatsConfig,
+    /// ClickHouse (the database results go to).
+    pub clickhouse: ClickHouseConfig,
+    /// Redis.
+    pub redis: RedisConfig,
+}
+
+impl Connections {
+    /// The same servers, with names of a run's own: streams `<TAG>_MARKET`
+    /// (and so on), subject prefix `<tag>`, database `<tag>` and key prefix
+    /// `<tag>:`. `tag` should be `[a-z0-9_]`; tests and benchmarks use this
+    /// so that runs sharing servers never see each other's data.
+    pub fn isolated(&self, tag: &str) -> Self {
+        let upper = tag.to_ascii_uppercase();
+        Self {
+            nats: NatsConfig {
+                streams: StreamsConfig {
+                    market: format!("{upper}_MARKET"),
+                    social: format!("{upper}_SOCIAL"),
+                    derived: format!("{upper}_DERIVED"),
+                    dlq: format!("{upper}_DLQ"),
+                    subject_prefix: tag.to_owned(),
+                    ..self.nats.streams.clone()
+                },
+                ..self.nats.clone()
+            },
+            clickhouse: ClickHouseConfig {
+                database: tag.to_owned(),
+                ..self.clickhouse.clone()
+            },
+            redis: RedisConfig {
+                key_prefix: format!("{tag}:"),
+                ..self.redis.clone()
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn isolated_names_everything_after_the_tag() {
+        let base = Connections::default();
+        let run = base.isolated("t_7");
+        assert_eq!(run.nats.url, base.nats.url);
+        assert_eq!(run.nats.streams.market, "T_7_MARKET");
+        assert_eq!(run.nats.streams.dlq, "T_7_DLQ");
+        assert_eq!(run.nats.streams.subject("md.trades.A"), "t_7.md.trades.A");
+        assert_eq!(run.clickhouse.database, "t_7");
+        assert_eq!(run.clickhouse.url, base.clickhouse.url);
+        assert_eq!(run.redis.key_prefix, "t_7:");
+    }
 
     #[test]
     fn prefixes_round_trip() {

@@ -33,6 +33,95 @@ pub fn check_event_time(field: &'static str, ts: TimestampMs) -> Result<(), Inva
     }
 }
 
+/// Milliseconds since the epoch, now, by the wall clock. The only place in
+/// insite that reads it for a timestamp; event time never comes from here.
+pub fn now_ms() -> TimestampMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Parses a point in time given by a user: integer milliseconds since the
+/// epoch, an RFC 3339 time (`2026-12-01T09:30:00Z`, `...-05:00`), or a
+/// `YYYY-MM-DD` date, meaning UTC midnight at its start. The one time
+/// parser of every command, file reader and API route.
+///
+/// ```
+/// use insite_schemas::time::parse_time;
+/// assert_eq!(parse_time("1700000000000").unwrap(), 1_700_000_000_000);
+/// assert_eq!(parse_time("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000_000);
+/// assert_eq!(parse_time("1970-01-02").unwrap(), 86_400_000);
+/// assert!(parse_time("yesterday").is_err());
+/// ```
+pub fn parse_time(text: &str) -> Result<TimestampMs, InvalidValue> {
+    parse_time_as(text, false)
+}
+
+/// As [`parse_time`], but a bare date means the *end* of that day (the next
+/// UTC midnight): the natural reading of a range's `to`.
+pub fn parse_time_end(text: &str) -> Result<TimestampMs, InvalidValue> {
+    parse_time_as(text, true)
+}
+
+fn parse_time_as(text: &str, date_is_end: bool) -> Result<TimestampMs, InvalidValue> {
+    let text = text.trim();
+    let bad = |why: String| InvalidValue::new("time", why);
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse()
+            .map_err(|_| bad(format!("{text:?} is out of range")));
+    }
+    if let Some(day) = parse_date(text) {
+        return Ok((day + i64::from(date_is_end)) * 86_400_000);
+    }
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
+        .map_err(|_| {
+            bad(format!(
+                "{text:?} is neither milliseconds since the epoch, an RFC 3339 time nor a YYYY-MM-DD date"
+            ))
+        })
+}
+
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date, if `text` is a valid one.
+pub fn parse_date(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())
+            .flatten()
+    };
+    let (y, m, d) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let days_in_month = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        _ => return None,
+    };
+    (1..=days_in_month)
+        .contains(&d)
+        .then(|| days_from_civil(y, m, d))
+}
+
+/// Days since 1970-01-01 of the proleptic Gregorian date `y-m-d`
+/// (Howard Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// The length of a tumbling window (or the size/slide of a sliding one), in
 /// whole seconds. Written as `1s`, `1m`, `5m`, `1h`, `1d` (or any count of
 /// those units, e.g. `15s`, `90m`) in subjects, config and the API.
@@ -178,6 +267,36 @@ mod tests {
         for bad in ["", "m", "0s", "5", "5x", "-1m", "1 m", "999999999d", "é"] {
             assert!(bad.parse::<Interval>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn parses_every_time_form() {
+        assert_eq!(parse_time("0").unwrap(), 0);
+        assert_eq!(parse_time("2024-02-29").unwrap(), 19_782 * 86_400_000);
+        assert_eq!(parse_time_end("2024-02-29").unwrap(), 19_783 * 86_400_000);
+        assert_eq!(
+            parse_time("2024-02-29T05:00:00.250-05:00").unwrap(),
+            19_782 * 86_400_000 + 10 * 3_600_000 + 250
+        );
+        assert_eq!(parse_time_end("17").unwrap(), 17);
+        for bad in [
+            "",
+            "2023-02-29",
+            "2024-13-01",
+            "2024-1-01",
+            "+5",
+            "12:00",
+            "1e9",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn civil_days_match_known_dates() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
     }
 
     #[test]

@@ -18,9 +18,44 @@ use std::collections::VecDeque;
 
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use async_nats::HeaderMap;
-use insite_schemas::config::StreamsConfig;
+use insite_schemas::config::{NatsConfig, StreamsConfig};
 use insite_schemas::wire::{self, WireType};
 use insite_schemas::{subjects, Alert, Bar, Finality, SentimentWindow, Trending};
+
+/// NATS could not be reached.
+#[derive(Debug, thiserror::Error)]
+#[error("connecting to NATS at {url}: {source}")]
+pub struct ConnectError {
+    /// The URL(s).
+    pub url: String,
+    /// The client's error.
+    #[source]
+    pub source: async_nats::ConnectError,
+}
+
+/// Connects to NATS: the one connect helper of every insite process.
+/// `nats.url` may list several seed URLs, comma-separated; the client
+/// reconnects on its own. `name` is the client name the server shows
+/// (`insite-pipeline`, `insite-query`, ...).
+pub async fn connect(nats: &NatsConfig, name: &str) -> Result<async_nats::Client, ConnectError> {
+    let mut options = async_nats::ConnectOptions::new().name(name);
+    if let (Some(user), Some(password)) = (&nats.user, &nats.password) {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    let seeds: Vec<&str> = nats
+        .url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    options
+        .connect(seeds.as_slice())
+        .await
+        .map_err(|source| ConnectError {
+            url: nats.url.clone(),
+            source,
+        })
+}
 
 /// Errors publishing results.
 #[derive(Debug, thiserror::Error)]

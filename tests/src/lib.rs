@@ -28,10 +28,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
 
+pub mod child;
 pub mod results;
 
 use insite_local::LocalConfig;
-use insite_schemas::config::{ClickHouseConfig, NatsConfig, RedisConfig, StreamsConfig};
+use insite_schemas::config::{ClickHouseConfig, Connections, NatsConfig, RedisConfig};
 
 /// Where the shared servers are.
 #[derive(Debug, Clone)]
@@ -162,12 +163,9 @@ fn remove_dead_runs(base: &std::path::Path) {
 pub struct TestEnv {
     /// A short unique id (`[a-z0-9_]`), used in every name below.
     pub id: String,
-    /// NATS settings: stream names and subject prefix unique to this test.
-    pub nats: NatsConfig,
-    /// ClickHouse settings: a database unique to this test.
-    pub clickhouse: ClickHouseConfig,
-    /// Redis settings: a key prefix unique to this test.
-    pub redis: RedisConfig,
+    /// The shared servers under this test's own names: stream names and
+    /// subject prefix, database and key prefix unique to this test.
+    pub connections: Connections,
 }
 
 impl TestEnv {
@@ -191,38 +189,29 @@ impl TestEnv {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let upper = id.to_ascii_uppercase();
-        let streams = StreamsConfig {
-            market: format!("{upper}_MARKET"),
-            social: format!("{upper}_SOCIAL"),
-            derived: format!("{upper}_DERIVED"),
-            dlq: format!("{upper}_DLQ"),
-            subject_prefix: format!("t_{id}"),
-            ..StreamsConfig::default()
-        };
-        Self {
+        let base = Connections {
             nats: NatsConfig {
                 url: servers.nats_url.clone(),
-                streams,
                 ..NatsConfig::default()
             },
             clickhouse: ClickHouseConfig {
                 url: servers.clickhouse_url.clone(),
-                database: format!("t_{id}"),
                 ..ClickHouseConfig::default()
             },
             redis: RedisConfig {
                 url: servers.redis_url.clone(),
-                key_prefix: format!("t_{id}:"),
                 ..RedisConfig::default()
             },
+        };
+        Self {
+            connections: base.isolated(&format!("t_{id}")),
             id,
         }
     }
 
     /// A NATS client.
     pub async fn nats(&self) -> async_nats::Client {
-        async_nats::connect(&self.nats.url)
+        async_nats::connect(&self.connections.nats.url)
             .await
             .expect("connecting to NATS")
     }
@@ -235,12 +224,12 @@ impl TestEnv {
     /// A ClickHouse client on this test's database (which may not exist
     /// until migrations run).
     pub fn clickhouse(&self) -> clickhouse::Client {
-        insite_sinks::clickhouse::connect(&self.clickhouse)
+        insite_sinks::clickhouse::connect(&self.connections.clickhouse)
     }
 
     /// A Redis connection.
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.redis.url.as_str())
+        redis::Client::open(self.connections.redis.url.as_str())
             .expect("parsing the Redis URL")
             .get_multiplexed_async_connection()
             .await
@@ -249,7 +238,8 @@ impl TestEnv {
 
     /// Removes this test's streams, database and keys.
     pub async fn cleanup(&self) {
-        cleanup(&self.nats, &self.clickhouse, &self.redis).await;
+        let c = &self.connections;
+        cleanup(&c.nats, &c.clickhouse, &c.redis).await;
     }
 }
 
@@ -257,11 +247,11 @@ impl Drop for TestEnv {
     fn drop(&mut self) {
         // Drop cannot await, and may run inside a runtime: clean up on a
         // thread of its own with a runtime of its own.
-        let (nats, clickhouse, redis) = (
-            self.nats.clone(),
-            self.clickhouse.clone(),
-            self.redis.clone(),
-        );
+        let Connections {
+            nats,
+            clickhouse,
+            redis,
+        } = self.connections.clone();
         let cleaner = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

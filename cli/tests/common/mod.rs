@@ -4,7 +4,7 @@
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use insite_ingest::{run_synthetic, SyntheticConfig};
-use insite_pipeline::{PipelineConfig, Services, Topology};
+use insite_pipeline::{Connections, PipelineConfig, RunConfig};
 use insite_testkit::results::wait_durable;
 use insite_testkit::TestEnv;
 
@@ -29,7 +29,7 @@ pub async fn publish(env: &TestEnv, seed: u64, count: u64, start_ms: i64, jitter
     };
     let report = run_synthetic(
         &js,
-        &env.nats.streams,
+        &env.connections.nats.streams,
         config,
         tokio_util::sync::CancellationToken::new(),
     )
@@ -40,14 +40,10 @@ pub async fn publish(env: &TestEnv, seed: u64, count: u64, start_ms: i64, jitter
 }
 
 /// The test's servers, with results in `database`.
-pub fn services(env: &TestEnv, database: &str) -> Services {
-    let mut clickhouse = env.clickhouse.clone();
-    clickhouse.database = database.to_owned();
-    Services {
-        nats: env.nats.clone(),
-        clickhouse,
-        redis: env.redis.clone(),
-    }
+pub fn services(env: &TestEnv, database: &str) -> Connections {
+    let mut services = env.connections.clone();
+    services.clickhouse.database = database.to_owned();
+    services
 }
 
 /// Settings of a run called `name`: its own durable consumers and frontier
@@ -65,15 +61,14 @@ pub fn config(name: &str) -> PipelineConfig {
 }
 
 /// Runs the pipeline in this process until it is durable through `done`.
-pub async fn run_in_process(services: &Services, config: &PipelineConfig, done: i64) {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+pub async fn run_in_process(services: &Connections, config: &PipelineConfig, done: i64) {
+    let stop = tokio_util::sync::CancellationToken::new();
     let running = {
-        let (services, config) = (services.clone(), config.clone());
-        tokio::spawn(async move {
-            insite_pipeline::run(&services, &config, &Topology::single(), stop_rx, None).await
-        })
+        let run = RunConfig::new(services.clone(), config.clone());
+        let stop = stop.clone();
+        tokio::spawn(async move { insite_pipeline::run(&run, stop).await })
     };
     wait_durable(&services.clickhouse, &config.name, done).await;
-    stop_tx.send(true).unwrap();
+    stop.cancel();
     running.await.unwrap().expect("in-process pipeline");
 }

@@ -266,7 +266,7 @@ impl Source for RssSource {
                     backoff.reset();
                     if let Some(body) = body {
                         SourceStats::add(&stats.frames, 1);
-                        let now = chrono::Utc::now().timestamp_millis();
+                        let now = insite_schemas::time::now_ms();
                         for item in self.parse_document(&body, now) {
                             match &item {
                                 SourceItem::Event(_) => SourceStats::add(&stats.events, 1),

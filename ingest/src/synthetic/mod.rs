@@ -87,7 +87,7 @@ impl Default for SyntheticConfig {
             max_speed: false,
             duration: None,
             count: None,
-            start_ms: chrono::Utc::now().timestamp_millis(),
+            start_ms: insite_schemas::time::now_ms(),
             quote_share: 0.5,
             posts_per_s: 20.0,
             duplicate_share: 0.02,

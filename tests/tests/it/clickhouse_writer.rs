@@ -28,7 +28,7 @@ fn bar(i: u64, version: u64) -> BarRow {
 #[tokio::test]
 async fn flushes_by_size_and_age_and_retries_replace_rather_than_double() {
     let env = TestEnv::new("ch_writer");
-    migrate(&env.clickhouse).await.unwrap();
+    migrate(&env.connections.clickhouse).await.unwrap();
     let config = WriterConfig {
         max_rows: 100,
         max_age_ms: 50,

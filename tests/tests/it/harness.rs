@@ -26,7 +26,7 @@ fn trade(id: &str, price: f64) -> Trade {
 async fn jetstream_round_trip_drops_duplicates_by_msg_id() {
     let env = TestEnv::new("js_dedup");
     let js = env.jetstream().await;
-    let streams = &env.nats.streams;
+    let streams = &env.connections.nats.streams;
     js.create_stream(stream::Config {
         name: streams.market.clone(),
         subjects: vec![streams.subject("md.>")],
@@ -105,10 +105,10 @@ async fn migrations_apply_twice_then_bars_round_trip() {
         .map(|m| m.version)
         .collect();
     assert_eq!(every, vec![1, 2]);
-    let first = migrate(&env.clickhouse).await.unwrap();
+    let first = migrate(&env.connections.clickhouse).await.unwrap();
     assert_eq!(first.applied, every);
     assert!(first.already_applied.is_empty());
-    let second = migrate(&env.clickhouse).await.unwrap();
+    let second = migrate(&env.connections.clickhouse).await.unwrap();
     assert!(second.applied.is_empty());
     assert_eq!(second.already_applied, every);
 
@@ -152,10 +152,10 @@ async fn migrations_apply_twice_then_bars_round_trip() {
     assert_eq!(none, 0);
 
     env.cleanup().await;
-    let admin = insite_sinks::clickhouse::client_without_database(&env.clickhouse);
+    let admin = insite_sinks::clickhouse::client_without_database(&env.connections.clickhouse);
     let exists = admin
         .query("SELECT count() FROM system.databases WHERE name = ?")
-        .bind(env.clickhouse.database.as_str())
+        .bind(env.connections.clickhouse.database.as_str())
         .fetch_one::<u64>()
         .await
         .unwrap();
@@ -166,7 +166,7 @@ async fn migrations_apply_twice_then_bars_round_trip() {
 async fn redis_set_get_with_ttl_under_the_test_prefix() {
     let env = TestEnv::new("redis_ttl");
     let mut conn = env.redis().await;
-    let key = format!("{}{{AAPL}}:latest_trade", env.redis.key_prefix);
+    let key = format!("{}{{AAPL}}:latest_trade", env.connections.redis.key_prefix);
     let payload = wire::encode(&trade("9", 12.0)).unwrap();
     let () = conn.set_ex(&key, payload.clone(), 30).await.unwrap();
     let back: Vec<u8> = conn.get(&key).await.unwrap();
@@ -175,12 +175,12 @@ async fn redis_set_get_with_ttl_under_the_test_prefix() {
     assert!((1..=30).contains(&ttl), "ttl {ttl}");
 
     let () = conn
-        .set_ex(format!("{}other", env.redis.key_prefix), 1, 30)
+        .set_ex(format!("{}other", env.connections.redis.key_prefix), 1, 30)
         .await
         .unwrap();
     env.cleanup().await;
     let left: Vec<String> = conn
-        .keys(format!("{}*", env.redis.key_prefix))
+        .keys(format!("{}*", env.connections.redis.key_prefix))
         .await
         .unwrap();
     assert!(left.is_empty(), "cleanup removes the test's keys: {left:?}");
@@ -191,8 +191,20 @@ async fn environments_do_not_share_names() {
     let a = TestEnv::new("same");
     let b = TestEnv::new("same");
     assert_ne!(a.id, b.id);
-    assert_ne!(a.clickhouse.database, b.clickhouse.database);
-    assert_ne!(a.redis.key_prefix, b.redis.key_prefix);
-    assert_ne!(a.nats.streams.market, b.nats.streams.market);
-    assert_ne!(a.nats.streams.subject_prefix, b.nats.streams.subject_prefix);
+    assert_ne!(
+        a.connections.clickhouse.database,
+        b.connections.clickhouse.database
+    );
+    assert_ne!(
+        a.connections.redis.key_prefix,
+        b.connections.redis.key_prefix
+    );
+    assert_ne!(
+        a.connections.nats.streams.market,
+        b.connections.nats.streams.market
+    );
+    assert_ne!(
+        a.connections.nats.streams.subject_prefix,
+        b.connections.nats.streams.subject_prefix
+    );
 }

@@ -91,7 +91,7 @@ async fn finnhub_server(
 async fn websocket_connector_survives_a_dropped_connection() {
     let env = TestEnv::new("ingest_ws");
     let js = env.jetstream().await;
-    let streams = &env.nats.streams;
+    let streams = &env.connections.nats.streams;
     let frames: Vec<String> = fixture("finnhub_frames.jsonl")
         .lines()
         .map(str::to_owned)
@@ -226,7 +226,7 @@ async fn rss_server(body: String) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>
 async fn rss_connector_publishes_each_entry_once() {
     let env = TestEnv::new("ingest_rss");
     let js = env.jetstream().await;
-    let streams = &env.nats.streams;
+    let streams = &env.connections.nats.streams;
     let (url, requests, not_modified) = rss_server(fixture("news.rss")).await;
     let config = RssConfig::new(url, Duration::from_millis(100)).unwrap();
     let stats = Arc::new(SourceStats::default());

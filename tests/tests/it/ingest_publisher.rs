@@ -25,7 +25,7 @@ async fn a_timed_out_ack_is_resent_with_the_same_id() {
     let client = env.nats().await;
     // No stream here: a plain subscriber plays JetStream, ignoring the first
     // send and acknowledging the second.
-    let subject = format!("{}.retry", env.nats.streams.subject_prefix);
+    let subject = format!("{}.retry", env.connections.nats.streams.subject_prefix);
     let mut sub = client.subscribe(subject.clone()).await.unwrap();
     client.flush().await.unwrap();
     let responder = {
@@ -55,7 +55,7 @@ async fn a_timed_out_ack_is_resent_with_the_same_id() {
     let js = async_nats::jetstream::new(client);
     let mut publisher = Publisher::new(
         js,
-        env.nats.streams.clone(),
+        env.connections.nats.streams.clone(),
         PublisherConfig {
             ack_timeout: Duration::from_millis(300),
             retry_backoff: Duration::from_millis(10),
@@ -82,11 +82,11 @@ async fn a_publish_no_stream_takes_fails_the_run() {
     let js = env.jetstream().await;
     let mut publisher = Publisher::new(
         js,
-        env.nats.streams.clone(),
+        env.connections.nats.streams.clone(),
         PublisherConfig::default(),
         "test",
     );
-    let subject = format!("{}.nowhere", env.nats.streams.subject_prefix);
+    let subject = format!("{}.nowhere", env.connections.nats.streams.subject_prefix);
     publisher.publish(message(subject)).await.unwrap();
     let err = publisher.flush().await.unwrap_err();
     assert!(

@@ -47,7 +47,7 @@ fn good_rows() -> Vec<(String, String, i64)> {
             rows.push((
                 "trade".into(),
                 f[0].to_ascii_uppercase(),
-                insite_ingest::replay::parse_ts(f[1]).unwrap(),
+                insite_schemas::time::parse_time(f[1]).unwrap(),
             ));
         }
     }
@@ -57,7 +57,7 @@ fn good_rows() -> Vec<(String, String, i64)> {
         .skip(1)
     {
         let f: Vec<&str> = line.split(',').collect();
-        if let Ok(ts) = insite_ingest::replay::parse_ts(f[0]) {
+        if let Ok(ts) = insite_schemas::time::parse_time(f[0]) {
             rows.push(("quote".into(), f[1].to_owned(), ts));
         }
     }
@@ -67,7 +67,7 @@ fn good_rows() -> Vec<(String, String, i64)> {
     {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
             let ts = match &v["ts"] {
-                serde_json::Value::String(s) => insite_ingest::replay::parse_ts(s).unwrap(),
+                serde_json::Value::String(s) => insite_schemas::time::parse_time(s).unwrap(),
                 n => n.as_i64().unwrap(),
             };
             rows.push(("post".into(), v["id"].as_str().unwrap().to_owned(), ts));
@@ -94,7 +94,7 @@ fn rows_of(events: &[Event]) -> Vec<(String, String, i64)> {
 async fn replay_publishes_good_lines_and_dead_letters_bad_ones() {
     let env = TestEnv::new("ingest_replay");
     let js = env.jetstream().await;
-    let streams = &env.nats.streams;
+    let streams = &env.connections.nats.streams;
 
     let report = insite_ingest::run_replay(&js, streams, config(4), CancellationToken::new())
         .await
@@ -193,7 +193,7 @@ async fn replay_publishes_good_lines_and_dead_letters_bad_ones() {
 async fn replay_without_batching_sends_one_message_per_event() {
     let env = TestEnv::new("ingest_replay_single");
     let js = env.jetstream().await;
-    let streams = &env.nats.streams;
+    let streams = &env.connections.nats.streams;
     let report = insite_ingest::run_replay(
         &js,
         streams,
@@ -224,7 +224,7 @@ async fn replay_rejects_a_file_without_required_columns() {
     std::fs::write(&path, "symbol,when,price\nAAPL,1,2\n").unwrap();
     let err = insite_ingest::run_replay(
         &js,
-        &env.nats.streams,
+        &env.connections.nats.streams,
         ReplayConfig {
             trades: Some(path),
             ..ReplayConfig::default()

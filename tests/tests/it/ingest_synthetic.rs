@@ -118,7 +118,7 @@ fn config() -> SyntheticConfig {
 async fn synthetic_publishes_exactly_the_simulated_events_and_dedups() {
     let env = TestEnv::new("ingest_synthetic");
     let js = env.jetstream().await;
-    let streams = &env.nats.streams;
+    let streams = &env.connections.nats.streams;
 
     let report = insite_ingest::run_synthetic(&js, streams, config(), CancellationToken::new())
         .await
@@ -196,7 +196,7 @@ async fn synthetic_publishes_exactly_the_simulated_events_and_dedups() {
 async fn synthetic_handles_ten_thousand_symbols_and_stops_on_shutdown() {
     let env = TestEnv::new("ingest_synthetic_10k");
     let js = env.jetstream().await;
-    let streams = &env.nats.streams;
+    let streams = &env.connections.nats.streams;
     let config = SyntheticConfig {
         seed: 3,
         symbols: 10_000,
@@ -227,7 +227,7 @@ async fn synthetic_handles_ten_thousand_symbols_and_stops_on_shutdown() {
     // A cancelled unbounded run stops and flushes: everything it counted as
     // acknowledged is stored.
     let env2 = TestEnv::new("ingest_synthetic_stop");
-    let streams2 = &env2.nats.streams;
+    let streams2 = &env2.connections.nats.streams;
     let shutdown = CancellationToken::new();
     let stopper = shutdown.clone();
     tokio::spawn(async move {

@@ -25,7 +25,7 @@ fn bar(finality: Finality, close: f64) -> Bar {
 async fn finals_are_published_once_provisionals_every_time() {
     let env = TestEnv::new("nats_sink");
     let js = env.jetstream().await;
-    let streams = env.nats.streams.clone();
+    let streams = env.connections.nats.streams.clone();
     js.create_stream(stream::Config {
         name: streams.derived.clone(),
         subjects: vec![streams.subject("insite.bars.>")],

@@ -11,7 +11,7 @@ use insite_ingest::{run_replay, ReplayConfig};
 use insite_operators::cashtags::extract_cashtags;
 use insite_operators::vader::SentimentAnalyzer;
 use insite_pipeline::source::StreamRange;
-use insite_pipeline::{PipelineConfig, ReplaySpec, Services, Topology};
+use insite_pipeline::{Connections, PipelineConfig, ReplaySpec, RunConfig};
 use insite_testkit::results::{
     assert_bars_equal, assert_sentiment_equal, read_bars, read_sentiment, wait_durable, BarTable,
     SentimentTable,
@@ -43,12 +43,8 @@ pub fn test_config(name: &str) -> PipelineConfig {
 }
 
 /// The services of a test environment.
-pub fn services(env: &TestEnv) -> Services {
-    Services {
-        nats: env.nats.clone(),
-        clickhouse: env.clickhouse.clone(),
-        redis: env.redis.clone(),
-    }
+pub fn services(env: &TestEnv) -> Connections {
+    env.connections.clone()
 }
 
 /// Publishes the fixtures to the test's streams.
@@ -56,7 +52,7 @@ pub async fn publish_fixtures(env: &TestEnv) {
     let js = env.jetstream().await;
     let report = run_replay(
         &js,
-        &env.nats.streams,
+        &env.connections.nats.streams,
         ReplayConfig {
             trades: Some(fixtures().join("trades.csv")),
             posts: Some(fixtures().join("posts.jsonl")),
@@ -178,23 +174,22 @@ async fn golden_bars_and_sentiment_match_the_reference_and_a_replay() {
 
     let services = services(&env);
     let config = test_config("golden");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = tokio_util::sync::CancellationToken::new();
     let running = {
-        let (services, config) = (services.clone(), config.clone());
-        tokio::spawn(async move {
-            insite_pipeline::run(&services, &config, &Topology::single(), stop_rx, None).await
-        })
+        let run = RunConfig::new(services.clone(), config.clone());
+        let stop = stop.clone();
+        tokio::spawn(async move { insite_pipeline::run(&run, stop).await })
     };
-    wait_durable(&env.clickhouse, "golden", FIXTURE_DONE).await;
-    stop_tx.send(true).unwrap();
+    wait_durable(&env.connections.clickhouse, "golden", FIXTURE_DONE).await;
+    stop.cancel();
     let report = running.await.unwrap().expect("pipeline run");
     assert_eq!(report.resumed_from, None);
 
-    let bars = read_bars(&env.clickhouse).await;
+    let bars = read_bars(&env.connections.clickhouse).await;
     let want_bars = reference_bars();
     assert_eq!(want_bars.len(), bars.len());
     assert_bars_equal(&bars, &want_bars, "live run");
-    let sentiment = read_sentiment(&env.clickhouse).await;
+    let sentiment = read_sentiment(&env.connections.clickhouse).await;
     assert_sentiment_equal(&sentiment, &reference_sentiment(), "live run");
 
     // Raw rows: every trade and post once; nothing was late or
@@ -213,8 +208,14 @@ async fn golden_bars_and_sentiment_match_the_reference_and_a_replay() {
     // Every input message was acknowledged: nothing left for a restart.
     let js = env.jetstream().await;
     for (stream, durable) in [
-        (&env.nats.streams.market, &config.consumer.market_durable),
-        (&env.nats.streams.social, &config.consumer.social_durable),
+        (
+            &env.connections.nats.streams.market,
+            &config.consumer.market_durable,
+        ),
+        (
+            &env.connections.nats.streams.social,
+            &config.consumer.social_durable,
+        ),
     ] {
         let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
             .get_stream(stream)
@@ -230,7 +231,7 @@ async fn golden_bars_and_sentiment_match_the_reference_and_a_replay() {
 
     // Redis holds the hot state: the latest trade and the last 1 m bar.
     let mut redis = env.redis().await;
-    let keys = insite_sinks::redis::RedisKeys::new(&env.redis.key_prefix);
+    let keys = insite_sinks::redis::RedisKeys::new(&env.connections.redis.key_prefix);
     let aapl = insite_schemas::Symbol::new("AAPL").unwrap();
     let latest: Option<String> = redis::AsyncCommands::get(&mut redis, keys.trade(&aapl))
         .await
@@ -254,7 +255,7 @@ async fn golden_bars_and_sentiment_match_the_reference_and_a_replay() {
 
     // A replay of both streams into another database gives the same tables.
     let mut replay_services = services.clone();
-    replay_services.clickhouse.database = format!("{}_replay", env.clickhouse.database);
+    replay_services.clickhouse.database = format!("{}_replay", env.connections.clickhouse.database);
     let spec = ReplaySpec {
         market: Some(StreamRange::default()),
         social: Some(StreamRange::default()),

@@ -31,19 +31,19 @@ fn bar(window_start: i64, finality: Finality) -> Bar {
 #[tokio::test]
 async fn writes_results_and_reports_the_durable_frontier() {
     let env = TestEnv::new("pipeline_output");
-    migrate(&env.clickhouse).await.unwrap();
+    migrate(&env.connections.clickhouse).await.unwrap();
     let js = env.jetstream().await;
     js.create_stream(stream::Config {
-        name: env.nats.streams.derived.clone(),
-        subjects: vec![env.nats.streams.subject("insite.>")],
+        name: env.connections.nats.streams.derived.clone(),
+        subjects: vec![env.connections.nats.streams.subject("insite.>")],
         ..Default::default()
     })
     .await
     .unwrap();
-    let redis = RedisSink::connect(&env.redis, RedisSinkConfig::default())
+    let redis = RedisSink::connect(&env.connections.redis, RedisSinkConfig::default())
         .await
         .unwrap();
-    let nats = DerivedPublisher::new(js.clone(), env.nats.streams.clone(), 64);
+    let nats = DerivedPublisher::new(js.clone(), env.connections.nats.streams.clone(), 64);
     let writer = WriterConfig {
         max_age_ms: 20,
         ..WriterConfig::default()
@@ -113,13 +113,19 @@ async fn writes_results_and_reports_the_durable_frontier() {
     handle.await.unwrap().unwrap();
     let mut conn = env.redis().await;
     let current: String = conn
-        .get(format!("{}{{AAPL}}:bar:1s", env.redis.key_prefix))
+        .get(format!(
+            "{}{{AAPL}}:bar:1s",
+            env.connections.redis.key_prefix
+        ))
         .await
         .unwrap();
     assert!(
         current.contains(&format!("\"window_start\":{}", t0 + 1_000)),
         "{current}"
     );
-    let mut derived = js.get_stream(&env.nats.streams.derived).await.unwrap();
+    let mut derived = js
+        .get_stream(&env.connections.nats.streams.derived)
+        .await
+        .unwrap();
     assert_eq!(derived.info().await.unwrap().state.messages, 3);
 }

@@ -26,7 +26,7 @@ fn trade(symbol: &str, id: &str) -> Trade {
 async fn decodes_good_messages_and_dead_letters_bad_ones() {
     let env = TestEnv::new("pipeline_source");
     let js = env.jetstream().await;
-    let streams = env.nats.streams.clone();
+    let streams = env.connections.nats.streams.clone();
     for (name, subject) in [(&streams.market, "md.>"), (&streams.dlq, "insite.dlq.>")] {
         js.create_stream(stream::Config {
             name: name.clone(),
@@ -95,14 +95,14 @@ async fn decodes_good_messages_and_dead_letters_bad_ones() {
     .await
     .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(run_consumer(
         js.clone(),
         streams.clone(),
         pull,
         InputSource::Market,
         tx,
-        stop_rx,
+        stop.clone(),
         PullOptions::live(),
     ));
 
@@ -159,6 +159,6 @@ async fn decodes_good_messages_and_dead_letters_bad_ones() {
         ]
     );
 
-    stop_tx.send(true).unwrap();
+    stop.cancel();
     task.await.unwrap().unwrap();
 }

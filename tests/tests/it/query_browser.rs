@@ -71,15 +71,17 @@ async fn chart_page_shows_a_live_candle() {
     };
     let env = TestEnv::new("query_browser");
     let js = env.jetstream().await;
-    ensure_streams(&js, &env.nats.streams).await.unwrap();
-    insite_sinks::clickhouse::migrate(&env.clickhouse)
+    ensure_streams(&js, &env.connections.nats.streams)
+        .await
+        .unwrap();
+    insite_sinks::clickhouse::migrate(&env.connections.clickhouse)
         .await
         .unwrap();
 
     // The pipeline's state before the page opens: AAPL's current candle.
-    let now = insite_query::store::now_ms();
+    let now = insite_schemas::time::now_ms();
     let start = Interval::MINUTE.window_start(now);
-    let mut sink = RedisSink::connect(&env.redis, RedisSinkConfig::default())
+    let mut sink = RedisSink::connect(&env.connections.redis, RedisSinkConfig::default())
         .await
         .unwrap();
     sink.push(HotUpdate::Bar(bar_at(
@@ -171,7 +173,7 @@ async fn chart_page_shows_a_live_candle() {
     // New trades: the pipeline publishes the window's updated bar. Until the
     // page's WebSocket subscription is in place a publish can go unseen, so
     // the update is re-published until the page shows it.
-    let mut publisher = DerivedPublisher::new(js, env.nats.streams.clone(), 16);
+    let mut publisher = DerivedPublisher::new(js, env.connections.nats.streams.clone(), 16);
     let mut changed = false;
     for _ in 0..150 {
         publisher

@@ -16,14 +16,13 @@ use insite_sinks::redis::{HotUpdate, RedisSink, RedisSinkConfig};
 use insite_testkit::TestEnv;
 use redis::AsyncCommands;
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 /// A query service running on a free loopback port for one test.
 pub struct Service {
     /// Where it listens.
     pub addr: SocketAddr,
     /// Stops it.
-    stop: Option<oneshot::Sender<()>>,
+    stop: tokio_util::sync::CancellationToken,
     /// Its task.
     task: Option<tokio::task::JoinHandle<Result<(), insite_query::QueryError>>>,
 }
@@ -36,9 +35,7 @@ impl Service {
 
     /// Stops the service and waits for it.
     pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
         if let Some(task) = self.task.take() {
             tokio::time::timeout(Duration::from_secs(20), task)
                 .await
@@ -54,19 +51,15 @@ impl Service {
 pub async fn start_service(env: &TestEnv, query: QueryConfig) -> Service {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
+    let stop = tokio_util::sync::CancellationToken::new();
     let config = ServeConfig {
         query,
-        nats: env.nats.clone(),
-        redis: env.redis.clone(),
-        clickhouse: env.clickhouse.clone(),
+        connections: env.connections.clone(),
     };
-    let task = tokio::spawn(insite_query::serve(config, listener, async {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(insite_query::serve(config, listener, stop.clone()));
     let service = Service {
         addr,
-        stop: Some(stop),
+        stop,
         task: Some(task),
     };
     let http = reqwest::Client::new();
@@ -150,7 +143,7 @@ fn alert(symbol: &str, window_start: i64, message: &str) -> Alert {
 }
 
 async fn fill_clickhouse(env: &TestEnv) {
-    migrate(&env.clickhouse).await.unwrap();
+    migrate(&env.connections.clickhouse).await.unwrap();
     let mut bars = TableWriter::<BarRow>::new(env.clickhouse(), "bars", WriterConfig::default());
     for symbol in ["AAPL", "MSFT", "NVDA"] {
         for i in 0..1_440 {
@@ -193,13 +186,13 @@ async fn get(http: &reqwest::Client, url: &str) -> (u16, reqwest::header::Header
 async fn serves_hot_state_history_and_caches_closed_ranges() {
     let env = TestEnv::new("query_http");
     fill_clickhouse(&env).await;
-    let now = insite_query::store::now_ms();
+    let now = insite_schemas::time::now_ms();
     let current_start = Interval::MINUTE.window_start(now);
 
     // Hot state, as the pipeline's Redis sink writes it: AAPL's last five
     // final bars and its current provisional one, a quote, a trade, a
     // trending list and alerts.
-    let mut sink = RedisSink::connect(&env.redis, RedisSinkConfig::default())
+    let mut sink = RedisSink::connect(&env.connections.redis, RedisSinkConfig::default())
         .await
         .unwrap();
     for k in (1..=5).rev() {
@@ -268,7 +261,7 @@ async fn serves_hot_state_history_and_caches_closed_ranges() {
 
     // Warm-up loaded MSFT's newest final bars from ClickHouse into Redis.
     let mut redis = env.redis().await;
-    let keys = insite_sinks::redis::RedisKeys::new(&env.redis.key_prefix);
+    let keys = insite_sinks::redis::RedisKeys::new(&env.connections.redis.key_prefix);
     let warmed: usize = redis
         .zcard(keys.bars(&sym("MSFT"), Interval::MINUTE))
         .await

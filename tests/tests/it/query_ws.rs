@@ -63,8 +63,10 @@ fn big_alert(i: usize) -> Derived {
 async fn fans_out_to_subscribers_and_drops_a_slow_client() {
     let env = TestEnv::new("query_ws");
     let js = env.jetstream().await;
-    ensure_streams(&js, &env.nats.streams).await.unwrap();
-    insite_sinks::clickhouse::migrate(&env.clickhouse)
+    ensure_streams(&js, &env.connections.nats.streams)
+        .await
+        .unwrap();
+    insite_sinks::clickhouse::migrate(&env.connections.clickhouse)
         .await
         .unwrap();
     let service = start_service(
@@ -125,7 +127,7 @@ async fn fans_out_to_subscribers_and_drops_a_slow_client() {
     let mut slow = connect(service.addr).await;
     op(&mut slow, json!({"op": "subscribe", "kinds": ["alerts"]})).await;
 
-    let mut publisher = DerivedPublisher::new(js.clone(), env.nats.streams.clone(), 1);
+    let mut publisher = DerivedPublisher::new(js.clone(), env.connections.nats.streams.clone(), 1);
     let t0 = 1_700_000_040_000;
     publisher
         .publish(&Derived::Bar(bar_at(
@@ -161,7 +163,7 @@ async fn fans_out_to_subscribers_and_drops_a_slow_client() {
         wire::schema_of::<Quote>().to_string().as_str(),
     );
     nats.publish_with_headers(
-        env.nats.streams.subject("md.quotes.AAPL"),
+        env.connections.nats.streams.subject("md.quotes.AAPL"),
         headers,
         wire::encode(&quote).unwrap().into(),
     )

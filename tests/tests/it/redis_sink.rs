@@ -31,7 +31,9 @@ async fn coalesces_keeps_history_and_sets_ttls() {
         alerts_len: 2,
         ..RedisSinkConfig::default()
     };
-    let mut sink = RedisSink::connect(&env.redis, config).await.unwrap();
+    let mut sink = RedisSink::connect(&env.connections.redis, config)
+        .await
+        .unwrap();
     let keys = sink.keys().clone();
     let sym = Symbol::new("BRK.B").unwrap();
     let t0 = 1_700_000_040_000;
