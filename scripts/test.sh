@@ -1,25 +1,56 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it, on a fresh Debian machine with a Rust
-# toolchain: formatting, lints, the server binaries (installed if missing),
-# then every unit, property, integration and end-to-end test against real
-# NATS, Redis and ClickHouse servers that the tests start and stop.
+# toolchain: formatting, lints, docs and the MSRV, the server binaries
+# (installed if missing), the deploy files, then every unit, property,
+# integration and end-to-end test against real NATS, Redis and ClickHouse
+# servers that the tests start and stop. Each stage prints its wall time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+SUITE_START=$SECONDS
+STAGE_NAME=""
+STAGE_START=$SECONDS
+TIMES=()
+finish_stage() {
+    if [ -n "$STAGE_NAME" ]; then
+        local took=$((SECONDS - STAGE_START))
+        printf '<== %s: %d s\n' "$STAGE_NAME" "$took"
+        TIMES+=("$(printf '%5d s  %s' "$took" "$STAGE_NAME")")
+    fi
+}
+step() {
+    finish_stage
+    STAGE_NAME="$*"
+    STAGE_START=$SECONDS
+    printf '\n==> %s\n' "$*"
+}
+summary() {
+    local status=$?
+    finish_stage
+    printf '\n==> stage times\n'
+    printf '%s\n' "${TIMES[@]}"
+    printf '%5d s  total (exit %d)\n' "$((SECONDS - SUITE_START))" "$status"
+}
+trap summary EXIT
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy (all targets, warnings are errors)"
+step "cargo clippy (all targets, warnings are errors; MSRV lints from rust-version)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "deploy files"
-./deploy/validate.sh
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+step "MSRV (declared rust-version against the dependency graph and the toolchain)"
+python3 scripts/check-msrv.py
 
 step "server binaries (NATS, Redis, ClickHouse; installed if missing)"
 cargo build --locked -p insite
 ./target/debug/insite services install
+
+step "deploy files (after the install, so that no check is skipped)"
+./deploy/validate.sh
 
 step "cargo test (unit, property, integration, end-to-end)"
 cargo test --workspace --locked
