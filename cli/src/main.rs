@@ -14,21 +14,23 @@
 //! | `bench pipeline` | `insite-pipeline` |
 //! | `query serve` | `insite-query` |
 //!
-//! Config is layered: built-in defaults, then a TOML file (`--config`, or
-//! `INSITE_CONFIG`), then `INSITE_*` environment variables with `__` between
-//! levels (`INSITE_NATS__URL`, `INSITE_CLICKHOUSE__DATABASE`, ...).
+//! Config (`insite-config`) is layered: built-in defaults, then a TOML file
+//! (`--config`, or `INSITE_CONFIG`), then `INSITE_*` environment variables
+//! with `__` between levels (`INSITE_NATS__URL`,
+//! `INSITE_CLICKHOUSE__DATABASE`, ...).
 
 mod bench_ingest;
 mod bench_pipeline;
 mod bench_query;
 mod bench_servers;
-mod config;
 mod ingest;
 mod migrate;
 mod pipeline;
 mod query;
 mod services;
 mod signal;
+
+use insite_config as config;
 
 use clap::{Parser, Subcommand};
 
