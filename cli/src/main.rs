@@ -9,26 +9,23 @@
 //! | `migrate` | `insite-sinks` |
 //! | `pipeline run`, `replay` | `insite-pipeline` |
 //! | `ingest synthetic\|replay\|ws\|rss` | `insite-ingest` |
-//! | `bench ingest` | `insite-ingest` |
-//! | `bench query` | `insite-query` |
-//! | `bench pipeline` | `insite-pipeline` |
 //! | `query serve` | `insite-query` |
 //!
-//! Config is layered: built-in defaults, then a TOML file (`--config`, or
-//! `INSITE_CONFIG`), then `INSITE_*` environment variables with `__` between
-//! levels (`INSITE_NATS__URL`, `INSITE_CLICKHOUSE__DATABASE`, ...).
+//! The benchmarks are a binary of their own, `insite-bench` (`bench/`).
+//!
+//! Config (`insite-config`) is layered: built-in defaults, then a TOML file
+//! (`--config`, or `INSITE_CONFIG`), then `INSITE_*` environment variables
+//! with `__` between levels (`INSITE_NATS__URL`,
+//! `INSITE_CLICKHOUSE__DATABASE`, ...).
 
-mod bench_ingest;
-mod bench_pipeline;
-mod bench_query;
-mod bench_servers;
-mod config;
 mod ingest;
 mod migrate;
 mod pipeline;
 mod query;
 mod services;
 mod signal;
+
+use insite_config as config;
 
 use clap::{Parser, Subcommand};
 
@@ -62,30 +59,8 @@ enum Command {
     Replay(pipeline::ReplayArgs),
     /// Ingest workers: publish synthetic, replayed or live feeds to JetStream.
     Ingest(ingest::IngestArgs),
-    /// Benchmarks that print their figures.
-    Bench(BenchArgs),
     /// The query service: HTTP API, WebSocket push, live chart page.
     Query(query::QueryArgs),
-}
-
-/// Arguments of `insite bench`.
-#[derive(Debug, clap::Args)]
-struct BenchArgs {
-    #[command(subcommand)]
-    which: BenchCommand,
-}
-
-/// The benchmarks.
-#[derive(Debug, Subcommand)]
-enum BenchCommand {
-    /// Raw JetStream publishing vs `insite ingest synthetic --max`.
-    Ingest(bench_ingest::BenchIngestArgs),
-    /// The query service under load: hot and history endpoints, Redis
-    /// floor, WebSocket fan-out.
-    Query(bench_query::BenchQueryArgs),
-    /// The pipeline: raw JetStream consume vs sustained pipeline rate,
-    /// end-to-end latency at a steady rate, peak memory at many symbols.
-    Pipeline(bench_pipeline::BenchPipelineArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -101,11 +76,6 @@ fn main() -> anyhow::Result<()> {
         Command::Pipeline(args) => pipeline::run(&config, args),
         Command::Replay(args) => pipeline::replay(&config, args),
         Command::Ingest(args) => ingest::run(&config, args),
-        Command::Bench(args) => match args.which {
-            BenchCommand::Ingest(args) => bench_ingest::run(&config, args),
-            BenchCommand::Query(args) => bench_query::run(&config, args),
-            BenchCommand::Pipeline(args) => bench_pipeline::run(&config, args),
-        },
         Command::Query(args) => query::run(&config, args),
     }
 }

@@ -1,12 +1,12 @@
-//! `insite bench query`: the query service under load, on loopback.
+//! `insite-bench query`: the query service under load, on loopback.
 //!
 //! Starts its own NATS, Redis and ClickHouse (under the local root, removed
 //! afterwards) unless all three URLs are given, fills ClickHouse with one
 //! day of 1-minute bars per symbol and Redis with each symbol's hot state
 //! (as the pipeline's sinks write them), then starts `insite query serve`
 //! as a child process, so that its CPU and memory are its own, and drives
-//! it from this process with a Rust HTTP/1.1 load generator (one keep-alive
-//! connection per task, latencies in HDR histograms):
+//! it from this process with the HTTP/1.1 load generator of [`crate::load`]
+//! (one keep-alive connection per task, latencies in HDR histograms):
 //!
 //! 1. latest bar (Redis path): peak, closed loop; then a fixed request rate
 //!    (open loop, latency measured from each request's scheduled time, so a
@@ -22,41 +22,35 @@
 //! Every phase reports avg/p50/p95/p99/max, throughput, 4xx/5xx and
 //! transport errors, and the service's CPU (share of one core) and RSS.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use bytes::Bytes;
 use clap::Args;
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Empty};
-use insite_schemas::config::{ClickHouseConfig, NatsConfig, RedisConfig, StreamsConfig};
+use insite_config::InsiteConfig;
+use insite_schemas::config::{ClickHouseConfig, NatsConfig, RedisConfig};
 use insite_schemas::{Bar, Finality, Interval, Symbol};
 use insite_sinks::clickhouse::rows::BarRow;
 use insite_sinks::clickhouse::{TableWriter, WriterConfig};
 use insite_sinks::nats::{Derived, DerivedPublisher};
 use insite_sinks::redis::{HotUpdate, RedisSink, RedisSinkConfig};
 
-use crate::bench_servers::BenchServers;
-use crate::config::InsiteConfig;
+use crate::child::{InsiteBinaryArgs, InsiteChild};
+use crate::load::{histogram, http_phase, queue_phase, Paths, HEADER};
+use crate::procstat::{cpu_percent, Sample};
+use crate::servers::{BenchServers, ServerArgs};
 
-/// Arguments of `insite bench query`.
+/// Arguments of `insite-bench query`.
 #[derive(Debug, Args)]
 pub struct BenchQueryArgs {
-    /// NATS URL (with the two others: use running servers).
-    #[arg(long)]
-    nats_url: Option<String>,
-    /// Redis URL.
-    #[arg(long)]
-    redis_url: Option<String>,
-    /// ClickHouse HTTP URL.
-    #[arg(long)]
-    clickhouse_url: Option<String>,
+    #[command(flatten)]
+    servers: ServerArgs,
+    #[command(flatten)]
+    insite: InsiteBinaryArgs,
     /// Seconds of each HTTP phase.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
@@ -82,229 +76,6 @@ pub struct BenchQueryArgs {
 
 /// 2023-11-14T00:00:00Z: the day of history.
 const DAY: i64 = 1_699_920_000_000;
-
-/// The service child, killed on drop.
-struct ServiceChild(Child);
-
-impl Drop for ServiceChild {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// CPU ticks and RSS of a process, from `/proc`.
-#[derive(Debug, Clone, Copy)]
-struct ProcSample {
-    at: Instant,
-    cpu_ticks: u64,
-    rss_kib: u64,
-}
-
-fn sample(pid: u32) -> ProcSample {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at ")".
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let tick = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15 of stat(5); index 11 and 12 here.
-    let cpu_ticks = tick(11) + tick(12);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    ProcSample {
-        at: Instant::now(),
-        cpu_ticks,
-        rss_kib,
-    }
-}
-
-/// CPU used between two samples, in % of one core (100 ticks per second).
-fn cpu_percent(a: ProcSample, b: ProcSample) -> f64 {
-    let secs = b.at.duration_since(a.at).as_secs_f64().max(1e-9);
-    (b.cpu_ticks.saturating_sub(a.cpu_ticks)) as f64 / 100.0 / secs * 100.0
-}
-
-/// Outcome of one HTTP phase.
-#[derive(Debug)]
-struct Phase {
-    name: String,
-    hist: Histogram<u64>,
-    ok: u64,
-    c4xx: u64,
-    c5xx: u64,
-    errors: u64,
-    elapsed: Duration,
-    cpu: f64,
-    rss_mib: f64,
-}
-
-impl Phase {
-    fn line(&self) -> String {
-        let us = |q: f64| self.hist.value_at_quantile(q) as f64 / 1_000.0;
-        let total = self.ok + self.c4xx + self.c5xx;
-        format!(
-            "| {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {} | {} | {:.0}% | {:.0} |",
-            self.name,
-            total as f64 / self.elapsed.as_secs_f64().max(1e-9),
-            self.hist.mean() / 1_000.0,
-            us(0.5),
-            us(0.95),
-            us(0.99),
-            self.hist.max() as f64 / 1_000.0,
-            total,
-            self.c4xx,
-            self.c5xx,
-            self.errors,
-            self.cpu,
-            self.rss_mib
-        )
-    }
-}
-
-const HEADER: &str = "| phase | req/s | avg ms | p50 ms | p95 ms | p99 ms | max ms | requests | 4xx | 5xx | errors | service CPU | service RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|";
-
-/// Counters shared by the tasks of one phase.
-#[derive(Default)]
-struct Counts {
-    ok: AtomicU64,
-    c4xx: AtomicU64,
-    c5xx: AtomicU64,
-    errors: AtomicU64,
-}
-
-type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
-
-async fn connection(addr: SocketAddr) -> anyhow::Result<Sender> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
-/// One request on `sender`; records its status class.
-async fn request(sender: &mut Sender, addr: SocketAddr, path: &str, counts: &Counts) -> bool {
-    if sender.ready().await.is_err() {
-        counts.errors.fetch_add(1, Ordering::Relaxed);
-        return false;
-    }
-    let Ok(req) = hyper::Request::get(path)
-        .header(hyper::header::HOST, addr.to_string())
-        .body(Empty::<Bytes>::new())
-    else {
-        counts.errors.fetch_add(1, Ordering::Relaxed);
-        return false;
-    };
-    match sender.send_request(req).await {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            let drained = resp.into_body().collect().await.is_ok();
-            let counter = match status {
-                200..=399 => &counts.ok,
-                400..=499 => &counts.c4xx,
-                _ => &counts.c5xx,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            drained
-        }
-        Err(_) => {
-            counts.errors.fetch_add(1, Ordering::Relaxed);
-            false
-        }
-    }
-}
-
-fn histogram() -> anyhow::Result<Histogram<u64>> {
-    // Microseconds, 1 µs to 60 s, 3 significant digits.
-    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
-}
-
-/// Runs `connections` tasks for `seconds`. With `rate`, each task sends on
-/// a fixed schedule (open loop) and latency counts from the scheduled time;
-/// without, each sends its next request as soon as the last one is answered.
-async fn http_phase(
-    name: &str,
-    addr: SocketAddr,
-    pid: u32,
-    connections: usize,
-    seconds: f64,
-    rate: Option<f64>,
-    paths: Arc<dyn Fn(usize, u64) -> String + Send + Sync>,
-) -> anyhow::Result<Phase> {
-    let counts = Arc::new(Counts::default());
-    let hist = Arc::new(Mutex::new(histogram()?));
-    let before = sample(pid);
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs_f64(seconds);
-    let mut tasks = Vec::new();
-    for task in 0..connections {
-        let counts = counts.clone();
-        let hist = hist.clone();
-        let paths = paths.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut local = histogram()?;
-            let mut sender = connection(addr).await?;
-            let period = rate.map(|r| Duration::from_secs_f64(connections as f64 / r));
-            // Spread the tasks' schedules evenly over one period.
-            let offset = period.map(|p| p.mul_f64(task as f64 / connections as f64));
-            let mut n: u64 = 0;
-            loop {
-                let scheduled = match (period, offset) {
-                    (Some(p), Some(o)) => start + o + p.mul_f64(n as f64),
-                    _ => Instant::now(),
-                };
-                if scheduled >= deadline {
-                    break;
-                }
-                tokio::time::sleep_until(scheduled.into()).await;
-                let path = paths(task, n);
-                if !request(&mut sender, addr, &path, &counts).await {
-                    sender = connection(addr).await?;
-                }
-                let us = scheduled.elapsed().as_micros().max(1);
-                local.saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
-                n += 1;
-            }
-            if let Ok(mut h) = hist.lock() {
-                h.add(&local)?;
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let elapsed = start.elapsed();
-    let after = sample(pid);
-    let hist = hist
-        .lock()
-        .map_err(|_| anyhow::anyhow!("histogram lock poisoned"))?
-        .clone();
-    Ok(Phase {
-        name: name.to_owned(),
-        hist,
-        ok: counts.ok.load(Ordering::Relaxed),
-        c4xx: counts.c4xx.load(Ordering::Relaxed),
-        c5xx: counts.c5xx.load(Ordering::Relaxed),
-        errors: counts.errors.load(Ordering::Relaxed),
-        elapsed,
-        cpu: cpu_percent(before, after),
-        rss_mib: after.rss_kib as f64 / 1024.0,
-    })
-}
 
 fn symbol(i: usize) -> String {
     format!("S{i:04}")
@@ -504,8 +275,8 @@ async fn ws_phase(
     let js = async_nats::jetstream::new(client);
     insite_sinks::streams::ensure_streams(&js, &nats.streams).await?;
     let mut publisher = DerivedPublisher::new(js, nats.streams.clone(), 64);
-    let before = sample(pid);
-    let own_before = sample(std::process::id());
+    let before = Sample::take(pid);
+    let own_before = Sample::take(std::process::id());
     let period = Duration::from_secs_f64(1.0 / args.ws_rate.max(0.1));
     let start = Instant::now();
     let current = Interval::MINUTE.window_start(insite_schemas::time::now_ms());
@@ -525,8 +296,8 @@ async fn ws_phase(
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let after = sample(pid);
-    let own_after = sample(std::process::id());
+    let after = Sample::take(pid);
+    let own_after = Sample::take(std::process::id());
     stop.cancel();
     for t in tasks {
         let _ = t.await;
@@ -546,21 +317,6 @@ async fn ws_phase(
         connect_secs,
         client_cpu: cpu_percent(own_before, own_after),
     })
-}
-
-/// The body of a GET.
-async fn get_text(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
-    let mut sender = connection(addr).await?;
-    let req = hyper::Request::get(path)
-        .header(hyper::header::HOST, addr.to_string())
-        .body(Empty::<Bytes>::new())?;
-    let body = sender
-        .send_request(req)
-        .await?
-        .into_body()
-        .collect()
-        .await?;
-    Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
 }
 
 /// The `trades` field of a pushed bar, found without parsing the whole
@@ -601,47 +357,17 @@ fn redis_benchmark(redis_url: &str) -> String {
     }
 }
 
-/// Runs `insite bench query`.
+/// Runs `insite-bench query`.
 pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
+    let insite = args.insite.binary()?;
     let nofile = raise_nofile(65_536);
-    let own = BenchServers::start_or_use(
-        config,
-        "query",
-        args.nats_url.as_ref(),
-        args.redis_url.as_ref(),
-        args.clickhouse_url.as_ref(),
-    )?;
-    let (nats_url, redis_url, clickhouse_url) =
-        (own.nats.clone(), own.redis.clone(), own.clickhouse.clone());
-    let id = std::process::id();
-    let nats = NatsConfig {
-        url: nats_url.clone(),
-        streams: StreamsConfig {
-            derived: format!("BENCH_QUERY_{id}_DERIVED"),
-            market: format!("BENCH_QUERY_{id}_MARKET"),
-            social: format!("BENCH_QUERY_{id}_SOCIAL"),
-            dlq: format!("BENCH_QUERY_{id}_DLQ"),
-            subject_prefix: format!("bq{id}"),
-            ..StreamsConfig::default()
-        },
-        ..NatsConfig::default()
-    };
-    let redis = RedisConfig {
-        url: redis_url.clone(),
-        key_prefix: format!("bq{id}:"),
-        ..RedisConfig::default()
-    };
-    let clickhouse = ClickHouseConfig {
-        url: clickhouse_url.clone(),
-        database: format!("bench_query_{id}"),
-        ..config.clickhouse.clone()
-    };
+    let own = BenchServers::start_or_use(config, "query", &args.servers)?;
+    let services = own.isolated(config, &format!("bench_query_{}", std::process::id()));
+    let (nats, redis, clickhouse) = (&services.nats, &services.redis, &services.clickhouse);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::runtime()?;
     let fill_start = Instant::now();
-    runtime.block_on(fill(args.symbols, &clickhouse, &redis))?;
+    runtime.block_on(fill(args.symbols, clickhouse, redis))?;
     println!(
         "filled {} symbols × 1,440 bars into ClickHouse and their hot state into Redis in {:.1} s",
         args.symbols,
@@ -652,44 +378,30 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
         .local_addr()?
         .port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    let exe = std::env::current_exe()?;
-    let child = Command::new(exe)
-        .args([
+    let mut child_config = config.clone();
+    child_config.set_connections(services.clone());
+    child_config.query.stream.client_queue = 1024;
+    let service = InsiteChild::spawn(
+        &insite,
+        "query",
+        &child_config,
+        &[
             "query",
             "serve",
             "--listen",
             &addr.to_string(),
             "--log",
             "warn",
-        ])
-        .env("INSITE_NATS__URL", &nats.url)
-        .env(
-            "INSITE_NATS__STREAMS__SUBJECT_PREFIX",
-            &nats.streams.subject_prefix,
-        )
-        .env("INSITE_REDIS__URL", &redis.url)
-        .env("INSITE_REDIS__KEY_PREFIX", &redis.key_prefix)
-        .env("INSITE_CLICKHOUSE__URL", &clickhouse.url)
-        .env("INSITE_CLICKHOUSE__DATABASE", &clickhouse.database)
-        .env("INSITE_QUERY__STREAM__CLIENT_QUEUE", "1024")
-        .env_remove("INSITE_CONFIG")
-        .stdin(Stdio::null())
-        .spawn()
-        .context("starting insite query serve")?;
-    let service = ServiceChild(child);
-    let pid = service.0.id();
+        ],
+    )?;
+    let pid = service.pid();
 
     let result = runtime.block_on(async {
         // Ready?
         let ready_start = Instant::now();
         loop {
-            if let Ok(mut s) = connection(addr).await {
-                let counts = Counts::default();
-                if request(&mut s, addr, "/readyz", &counts).await
-                    && counts.ok.load(Ordering::Relaxed) == 1
-                {
-                    break;
-                }
+            if crate::load::probe(addr, "/readyz").await {
+                break;
             }
             if ready_start.elapsed() > Duration::from_secs(60) {
                 anyhow::bail!("the query service did not become ready in 60 s");
@@ -699,11 +411,11 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
         println!(
             "service pid {pid} ready in {:.1} s (RSS {:.0} MiB); open-file limit {nofile}",
             ready_start.elapsed().as_secs_f64(),
-            sample(pid).rss_kib as f64 / 1024.0
+            Sample::take(pid).rss_mib()
         );
         let n = args.symbols;
         let mut phases = Vec::new();
-        let latest: Arc<dyn Fn(usize, u64) -> String + Send + Sync> = Arc::new(move |t, i| {
+        let latest: Paths = Arc::new(move |t, i| {
             format!("/v1/symbols/{}/bar?interval=1m", symbol((t * 7919 + i as usize) % n))
         });
         // Warm-up of connections and code paths, not reported.
@@ -730,16 +442,24 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
         // Cold: the first request per symbol, 4 at a time.
         let cold_n = n;
         let next = Arc::new(AtomicUsize::new(0));
-        let cold_paths: Arc<dyn Fn(usize, u64) -> String + Send + Sync> = {
+        let cold_paths: Paths = {
             let next = next.clone();
             Arc::new(move |_, _| {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 day(&symbol(i % cold_n), "")
             })
         };
-        let cold = cold_phase(addr, pid, cold_n, cold_paths).await?;
+        let cold = queue_phase(
+            "1-day 1m history, cold (first per symbol)",
+            addr,
+            pid,
+            4,
+            cold_n,
+            cold_paths,
+        )
+        .await?;
         phases.push(cold);
-        let warm: Arc<dyn Fn(usize, u64) -> String + Send + Sync> =
+        let warm: Paths =
             Arc::new(move |t, i| day(&symbol((t * 31 + i as usize) % n), ""));
         phases.push(
             http_phase("1-day 1m history, warm (cached)", addr, pid, args.connections, args.seconds, None, warm)
@@ -756,7 +476,7 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
         if args.ws_clients > 0 {
             println!();
             println!("WebSocket fan-out: {} clients on one symbol's 1m bars, {} bars at {}/s", args.ws_clients, args.ws_messages, args.ws_rate);
-            let ws = ws_phase(addr, pid, &nats, &args).await?;
+            let ws = ws_phase(addr, pid, nats, &args).await?;
             let ms = |q: f64| ws.hist.value_at_quantile(q) as f64 / 1_000.0;
             println!(
                 "| clients held | connect time s | failed connects | deliveries | expected | avg ms | p50 ms | p95 ms | p99 ms | max ms | service CPU | service RSS MiB | clients' CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n| {} | {:.1} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0}% | {:.0} | {:.0}% |",
@@ -775,7 +495,7 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
                 ws.client_cpu
             );
             // The service's own view: hub hand-over to written on the socket.
-            let metrics = get_text(addr, "/metrics").await?;
+            let metrics = crate::load::get_text(addr, "/metrics").await?;
             let buckets: Vec<&str> = metrics
                 .lines()
                 .filter(|l| l.starts_with("insite_query_ws_delivery_seconds"))
@@ -789,80 +509,7 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
     });
     drop(service);
     // Leave nothing behind on servers that were given.
-    runtime.block_on(async {
-        let admin = insite_sinks::clickhouse::client_without_database(&clickhouse);
-        let _ = admin
-            .query(&format!("DROP DATABASE IF EXISTS {}", clickhouse.database))
-            .execute()
-            .await;
-        if let Ok(client) = insite_sinks::nats::connect(&nats, "insite-bench").await {
-            let js = async_nats::jetstream::new(client);
-            for s in [
-                &nats.streams.derived,
-                &nats.streams.market,
-                &nats.streams.social,
-                &nats.streams.dlq,
-            ] {
-                let _ = js.delete_stream(s).await;
-            }
-        }
-    });
+    runtime.block_on(crate::servers::clean_up(&services));
     drop(own);
     result
-}
-
-/// The cold history phase: each symbol's first day request, 4 at a time.
-async fn cold_phase(
-    addr: SocketAddr,
-    pid: u32,
-    n: usize,
-    paths: Arc<dyn Fn(usize, u64) -> String + Send + Sync>,
-) -> anyhow::Result<Phase> {
-    let counts = Arc::new(Counts::default());
-    let hist = Arc::new(Mutex::new(histogram()?));
-    let before = sample(pid);
-    let start = Instant::now();
-    let work = Arc::new(Mutex::new((0..n).collect::<VecDeque<_>>()));
-    let mut tasks = Vec::new();
-    for t in 0..4 {
-        let (counts, hist, work, paths) =
-            (counts.clone(), hist.clone(), work.clone(), paths.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut sender = connection(addr).await?;
-            loop {
-                let next = work.lock().ok().and_then(|mut w| w.pop_front());
-                let Some(i) = next else { break };
-                let path = paths(t, i as u64);
-                let at = Instant::now();
-                if !request(&mut sender, addr, &path, &counts).await {
-                    sender = connection(addr).await?;
-                }
-                let us = at.elapsed().as_micros().max(1);
-                if let Ok(mut h) = hist.lock() {
-                    h.saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
-                }
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let elapsed = start.elapsed();
-    let after = sample(pid);
-    let hist = hist
-        .lock()
-        .map_err(|_| anyhow::anyhow!("histogram lock poisoned"))?
-        .clone();
-    Ok(Phase {
-        name: "1-day 1m history, cold (first per symbol)".into(),
-        hist,
-        ok: counts.ok.load(Ordering::Relaxed),
-        c4xx: counts.c4xx.load(Ordering::Relaxed),
-        c5xx: counts.c5xx.load(Ordering::Relaxed),
-        errors: counts.errors.load(Ordering::Relaxed),
-        elapsed,
-        cpu: cpu_percent(before, after),
-        rss_mib: after.rss_kib as f64 / 1024.0,
-    })
 }

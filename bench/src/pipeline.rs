@@ -1,4 +1,4 @@
-//! `insite bench pipeline`: how fast the pipeline runs compared with the raw
+//! `insite-bench pipeline`: how fast the pipeline runs compared with the raw
 //! limit of consuming JetStream on the same server, its end-to-end latency
 //! at a steady live rate, and its peak memory at many symbols.
 //!
@@ -20,12 +20,13 @@
 //!    `--live-rate` events/s with event time = now; after a warm-up, the
 //!    pipeline's own histogram of event time → Redis write of every trade.
 //! 3. **Memory.** A backlog at `--memory-symbols` symbols through
-//!    `insite pipeline run` as a child process, whose peak RSS (`VmHWM`) is
-//!    read from `/proc` before it is stopped with SIGTERM.
+//!    `insite pipeline run` as a child process (see [`crate::child`]),
+//!    whose peak RSS (`VmHWM`) is read from `/proc` before it is stopped
+//!    with SIGTERM.
 //!
 //! Everything is bounded: counts, durations and a per-phase `--timeout-s`.
 
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -33,28 +34,26 @@ use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy};
 use clap::Args;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
+use insite_config::InsiteConfig;
 use insite_ingest::{BatchConfig, IngestReport, SyntheticConfig};
 use insite_pipeline::output::LatencyRecorder;
 use insite_pipeline::{Connections, PipelineConfig, RunConfig};
-use insite_schemas::config::{ClickHouseConfig, NatsConfig, RedisConfig, StreamsConfig};
+use insite_schemas::config::{NatsConfig, StreamsConfig};
 use insite_schemas::wire::{self, Inbound};
 use tokio_util::sync::CancellationToken;
 
-use crate::bench_servers::BenchServers;
-use crate::config::InsiteConfig;
+use crate::child::{InsiteBinaryArgs, InsiteChild};
+use crate::procstat::status_kib;
+use crate::servers::{clean_up, BenchServers, ServerArgs};
 
-/// Arguments of `insite bench pipeline`.
+/// Arguments of `insite-bench pipeline`.
 #[derive(Debug, Args)]
 pub struct BenchPipelineArgs {
-    /// NATS URL (with the two others: use running servers).
-    #[arg(long)]
-    nats_url: Option<String>,
-    /// Redis URL.
-    #[arg(long)]
-    redis_url: Option<String>,
-    /// ClickHouse HTTP URL.
-    #[arg(long)]
-    clickhouse_url: Option<String>,
+    #[command(flatten)]
+    servers: ServerArgs,
+    /// The `insite` binary of the memory phase.
+    #[command(flatten)]
+    insite: InsiteBinaryArgs,
     /// Events in the backlog (trades, quotes and posts).
     #[arg(long, default_value_t = 2_000_000)]
     events: u64,
@@ -94,25 +93,6 @@ pub struct BenchPipelineArgs {
     /// Longest any one phase may take, in seconds.
     #[arg(long, default_value_t = 300.0)]
     timeout_s: f64,
-}
-
-/// Streams, database and key prefix of one phase, all named after `tag`.
-fn phase_services(urls: &BenchServers, config: &InsiteConfig, tag: &str) -> Connections {
-    let servers = Connections {
-        nats: NatsConfig {
-            url: urls.nats.clone(),
-            ..NatsConfig::default()
-        },
-        clickhouse: ClickHouseConfig {
-            url: urls.clickhouse.clone(),
-            ..config.clickhouse.clone()
-        },
-        redis: RedisConfig {
-            url: urls.redis.clone(),
-            ..RedisConfig::default()
-        },
-    };
-    servers.isolated(tag)
 }
 
 /// The pipeline's settings for one phase: its own name and durables.
@@ -213,21 +193,18 @@ struct Figures {
     memory: Option<Memory>,
 }
 
-/// Runs `insite bench pipeline`.
+/// Runs `insite-bench pipeline`.
 pub fn run(config: &InsiteConfig, args: BenchPipelineArgs) -> anyhow::Result<()> {
-    let urls = BenchServers::start_or_use(
-        config,
-        "pipeline",
-        args.nats_url.as_ref(),
-        args.redis_url.as_ref(),
-        args.clickhouse_url.as_ref(),
-    )?;
+    // Found before anything runs, so that a missing binary fails at once.
+    let insite = match args.memory_symbols {
+        0 => None,
+        _ => Some(args.insite.binary()?),
+    };
+    let urls = BenchServers::start_or_use(config, "pipeline", &args.servers)?;
     let start_ms = parse_time(&args.start)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::runtime()?;
     let mut figures = Figures::default();
-    let result = runtime.block_on(bench(config, &args, &urls, start_ms, &mut figures));
+    let result = runtime.block_on(bench(config, &args, &urls, insite, start_ms, &mut figures));
     print_figures(&args, &figures);
     drop(runtime);
     drop(urls);
@@ -242,6 +219,7 @@ async fn bench(
     config: &InsiteConfig,
     args: &BenchPipelineArgs,
     urls: &BenchServers,
+    insite: Option<PathBuf>,
     start_ms: i64,
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
@@ -250,7 +228,7 @@ async fn bench(
 
     // 1. Backlog: raw consume, then the pipeline over the same messages.
     let tag = format!("bp{id}_backlog");
-    let services = phase_services(urls, config, &tag);
+    let services = urls.isolated(config, &tag);
     let result = async {
         let backlog = publish_backlog(
             &services.nats,
@@ -294,7 +272,7 @@ async fn bench(
     // 2. Live latency.
     if args.live_rate > 0.0 {
         let tag = format!("bp{id}_live");
-        let services = phase_services(urls, config, &tag);
+        let services = urls.isolated(config, &tag);
         let pipeline = phase_pipeline(config, args, &tag);
         let result = live(&services, &pipeline, args, timeout).await;
         clean_up(&services).await;
@@ -302,11 +280,13 @@ async fn bench(
     }
 
     // 3. Peak memory of a pipeline process at many symbols.
-    if args.memory_symbols > 0 {
+    if let Some(insite) = insite {
         let tag = format!("bp{id}_memory");
-        let services = phase_services(urls, config, &tag);
-        let pipeline = phase_pipeline(config, args, &tag);
-        let result = memory(&services, &pipeline, args, start_ms, timeout).await;
+        let services = urls.isolated(config, &tag);
+        let mut child_config = config.clone();
+        child_config.set_connections(services.clone());
+        child_config.pipeline = phase_pipeline(config, args, &tag);
+        let result = memory(&insite, &child_config, args, start_ms, timeout).await;
         clean_up(&services).await;
         figures.memory = Some(result?);
     }
@@ -588,7 +568,7 @@ async fn live(
                 symbols: args.symbols,
                 rate: args.live_rate / OPEN_INTENSITY,
                 max_speed: false,
-                start_ms: wall_clock_ms(),
+                start_ms: insite_schemas::time::now_ms(),
                 duplicate_share: 0.0,
                 batch: BatchConfig {
                     slice_ms: args.live_slice_ms.max(1),
@@ -633,43 +613,18 @@ async fn live(
     })
 }
 
-fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
-/// The pipeline child process, stopped on drop.
-struct PipelineChild(Child);
-
-impl Drop for PipelineChild {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// A status field of `/proc/<pid>/status`, in KiB.
-fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim_start_matches(':').split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-}
-
-/// A backlog at many symbols through `insite pipeline run` as a child.
+/// A backlog at many symbols through `insite pipeline run` as a child,
+/// configured by `config` (its connections and `[pipeline]` are the
+/// phase's).
 async fn memory(
-    services: &Connections,
-    pipeline: &PipelineConfig,
+    insite: &std::path::Path,
+    config: &InsiteConfig,
     args: &BenchPipelineArgs,
     start_ms: i64,
     timeout: Duration,
 ) -> anyhow::Result<Memory> {
+    let services = config.connections();
+    let pipeline = &config.pipeline;
     let backlog = publish_backlog(
         &services.nats,
         args.memory_symbols,
@@ -686,44 +641,27 @@ async fn memory(
     );
     insite_sinks::clickhouse::migrate(&services.clickhouse).await?;
     let client = insite_sinks::clickhouse::connect(&services.clickhouse);
-    let child_config = InsiteConfig {
-        nats: services.nats.clone(),
-        clickhouse: services.clickhouse.clone(),
-        redis: services.redis.clone(),
-        pipeline: pipeline.clone(),
-        ..InsiteConfig::default()
-    };
-    let config_file = tempfile::Builder::new().suffix(".toml").tempfile()?;
-    std::fs::write(config_file.path(), toml::to_string(&child_config)?)?;
-    let mut command = Command::new(std::env::current_exe()?);
-    command
-        .arg("--config")
-        .arg(config_file.path())
-        .args(["pipeline", "run", "--no-metrics", "--log", "warn"])
-        .stdin(Stdio::null());
     let started = Instant::now();
-    let mut child = PipelineChild(command.spawn().context("starting insite pipeline run")?);
-    let pid = child.0.id();
+    let mut child = InsiteChild::spawn(
+        insite,
+        &pipeline.name,
+        config,
+        &["pipeline", "run", "--no-metrics", "--log", "warn"],
+    )?;
     let waited = wait_rows(
         &client,
-        services,
+        &services,
         pipeline,
         backlog.report.events,
         started,
         timeout,
     )
     .await;
-    let peak_rss_kib = proc_status_kib(pid, "VmHWM").unwrap_or(0);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .context("stopping the pipeline child")?;
-    let stopping = Instant::now();
-    while matches!(child.0.try_wait(), Ok(None)) && stopping.elapsed() < Duration::from_secs(30) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let status = child.0.try_wait()?;
+    let peak_rss_kib = status_kib(child.pid(), "VmHWM").unwrap_or(0);
+    let status = child
+        .terminate(Duration::from_secs(30))
+        .await
+        .context("stopping the pipeline child")?;
     let elapsed = waited?.last;
     anyhow::ensure!(
         status.is_some_and(|s| s.success()),
@@ -736,27 +674,6 @@ async fn memory(
         elapsed,
         peak_rss_kib,
     })
-}
-
-/// Deletes a phase's streams and database.
-async fn clean_up(services: &Connections) {
-    if let Ok(js) = insite_ingest::connect(&services.nats).await {
-        let s = &services.nats.streams;
-        for name in [&s.market, &s.social, &s.derived, &s.dlq] {
-            let _ = js.delete_stream(name).await;
-        }
-    }
-    let client = insite_sinks::clickhouse::connect(&ClickHouseConfig {
-        database: "default".into(),
-        ..services.clickhouse.clone()
-    });
-    let _ = client
-        .query(&format!(
-            "DROP DATABASE IF EXISTS {}",
-            services.clickhouse.database
-        ))
-        .execute()
-        .await;
 }
 
 fn rate(n: u64, d: Duration) -> f64 {

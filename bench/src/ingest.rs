@@ -1,4 +1,4 @@
-//! `insite bench ingest`: how fast ingest publishes compared with the raw
+//! `insite-bench ingest`: how fast ingest publishes compared with the raw
 //! limit of acknowledged JetStream publishing on the same server.
 //!
 //! For each batch size, two bounded runs on loopback (file storage):
@@ -18,15 +18,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
+use insite_config::InsiteConfig;
 use insite_ingest::{BatchConfig, PublisherConfig, SyntheticConfig};
-use insite_local::{LocalConfig, ServerKind};
-use insite_schemas::config::{NatsConfig, StreamsConfig};
+use insite_local::server::ServerKind;
+use insite_schemas::config::{Connections, NatsConfig, StreamsConfig};
 use insite_schemas::{subjects, Symbol};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::InsiteConfig;
+use crate::servers::{delete_streams, OwnServers};
 
-/// Arguments of `insite bench ingest`.
+/// Arguments of `insite-bench ingest`.
 #[derive(Debug, Args)]
 pub struct BenchIngestArgs {
     /// Benchmark against this NATS instead of starting one.
@@ -64,43 +65,21 @@ struct Row {
     raw_id_msgs_per_s: f64,
 }
 
-/// A NATS started for the benchmark, stopped and removed on drop.
-struct OwnNats {
-    config: LocalConfig,
-}
-
-impl Drop for OwnNats {
-    fn drop(&mut self) {
-        let _ = insite_local::server::stop(&self.config, ServerKind::Nats);
-        let _ = std::fs::remove_dir_all(&self.config.root);
-    }
-}
-
-fn start_nats(config: &InsiteConfig) -> anyhow::Result<OwnNats> {
-    let local = config.local.local_config();
-    let root = local.root.join(format!("bench-{}", std::process::id()));
-    let own = LocalConfig::with_free_ports(&root, &local.tools_dir)?;
-    let binaries = insite_local::ensure_installed(&own.tools_dir)?;
-    insite_local::server::start(&own, &binaries, ServerKind::Nats, &mut |_| {})?;
-    let nats = OwnNats { config: own };
-    insite_local::server::wait_healthy(&nats.config, ServerKind::Nats, Duration::from_secs(30))?;
-    Ok(nats)
-}
-
-/// Runs `insite bench ingest`.
+/// Runs `insite-bench ingest`.
 pub fn run(config: &InsiteConfig, args: BenchIngestArgs) -> anyhow::Result<()> {
     let own = match &args.nats_url {
         Some(_) => None,
-        None => Some(start_nats(config).context("starting a NATS for the benchmark")?),
+        None => Some(
+            OwnServers::start(config, "ingest", &[ServerKind::Nats])
+                .context("starting a NATS for the benchmark")?,
+        ),
     };
     let url = match (&args.nats_url, &own) {
         (Some(url), _) => url.clone(),
-        (None, Some(own)) => own.config.nats_url(),
+        (None, Some(own)) => own.local().nats_url(),
         (None, None) => anyhow::bail!("no NATS"),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::runtime()?;
     let rows = runtime.block_on(bench(url.clone(), &args))?;
     println!();
     println!(
@@ -136,20 +115,16 @@ pub fn run(config: &InsiteConfig, args: BenchIngestArgs) -> anyhow::Result<()> {
 }
 
 async fn bench(url: String, args: &BenchIngestArgs) -> anyhow::Result<Vec<Row>> {
-    let tag = format!("bench_{}", std::process::id());
-    let upper = tag.to_ascii_uppercase();
-    let nats = NatsConfig {
-        url,
-        streams: StreamsConfig {
-            market: format!("{upper}_MARKET"),
-            social: format!("{upper}_SOCIAL"),
-            derived: format!("{upper}_DERIVED"),
-            dlq: format!("{upper}_DLQ"),
-            subject_prefix: tag,
-            ..StreamsConfig::default()
+    let servers = Connections {
+        nats: NatsConfig {
+            url,
+            ..NatsConfig::default()
         },
-        ..NatsConfig::default()
+        ..Connections::default()
     };
+    let nats = servers
+        .isolated(&format!("bench_ingest_{}", std::process::id()))
+        .nats;
     let js = insite_ingest::connect(&nats).await?;
     let seconds = Duration::try_from_secs_f64(args.seconds).context("--seconds")?;
     let mut rows = Vec::new();
@@ -269,15 +244,4 @@ async fn raw_publish(
         acked += 1;
     }
     Ok((acked, started.elapsed().as_secs_f64()))
-}
-
-async fn delete_streams(js: &async_nats::jetstream::Context, streams: &StreamsConfig) {
-    for name in [
-        &streams.market,
-        &streams.social,
-        &streams.derived,
-        &streams.dlq,
-    ] {
-        let _ = js.delete_stream(name).await;
-    }
 }

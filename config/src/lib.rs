@@ -1,10 +1,20 @@
+//! # insite-config
+//!
 //! The one typed config of insite: defaults, then a TOML file, then
 //! `INSITE_*` environment variables (`__` separates levels). Every error in
 //! any layer is reported at start-up, with the key that is wrong.
+//!
+//! Two binaries load it: `insite` (every subcommand) and `insite-bench`.
+//! The benchmarks also write it back ([`InsiteConfig::write_file`]) as the
+//! `--config` file of the `insite` processes they start, so a child runs
+//! with exactly the parent's typed settings.
+//!
+//! ## Layout
+//! - [`InsiteConfig`]: every section; [`LocalSection`]: `[local]`.
+//! - [`load`]: the layered load; [`ConfigError`]: what can go wrong.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use insite_schemas::config::{ClickHouseConfig, Connections, NatsConfig, RedisConfig};
@@ -37,6 +47,51 @@ impl InsiteConfig {
             redis: self.redis.clone(),
         }
     }
+
+    /// Replaces the `[nats]`, `[clickhouse]` and `[redis]` sections.
+    pub fn set_connections(&mut self, connections: Connections) {
+        let Connections {
+            nats,
+            clickhouse,
+            redis,
+        } = connections;
+        self.nats = nats;
+        self.clickhouse = clickhouse;
+        self.redis = redis;
+    }
+
+    /// Writes this config as a TOML file that [`load`] reads back to the
+    /// same value (the `--config` of a child `insite` process).
+    pub fn write_file(&self, path: &Path) -> Result<(), ConfigError> {
+        let text = toml::to_string(self).map_err(ConfigError::Encode)?;
+        std::fs::write(path, text).map_err(|source| ConfigError::Write {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+/// Why the config could not be loaded or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `--config` names a file that is not there.
+    #[error("config file {} does not exist", .0.display())]
+    MissingFile(PathBuf),
+    /// A layer holds an unknown key or a value of the wrong type.
+    #[error("invalid configuration (defaults, then the config file, then INSITE_* variables)")]
+    Invalid(#[source] Box<figment::Error>),
+    /// The config could not be put into TOML (a bug).
+    #[error("encoding the config as TOML")]
+    Encode(#[source] toml::ser::Error),
+    /// The file could not be written.
+    #[error("writing {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Where `insite services` keeps local servers and which ports they use.
@@ -82,14 +137,12 @@ impl LocalSection {
 }
 
 /// Loads the config: defaults, then `file` (if given), then the environment.
-pub fn load(file: Option<&Path>) -> anyhow::Result<InsiteConfig> {
+pub fn load(file: Option<&Path>) -> Result<InsiteConfig, ConfigError> {
     let mut figment = Figment::from(Serialized::defaults(InsiteConfig::default()));
     if let Some(file) = file {
-        anyhow::ensure!(
-            file.is_file(),
-            "config file {} does not exist",
-            file.display()
-        );
+        if !file.is_file() {
+            return Err(ConfigError::MissingFile(file.to_owned()));
+        }
         figment = figment.merge(Toml::file_exact(file));
     }
     // Every setting sits in a section, so its variable has a `__`
@@ -102,7 +155,7 @@ pub fn load(file: Option<&Path>) -> anyhow::Result<InsiteConfig> {
     );
     figment
         .extract()
-        .context("invalid configuration (defaults, then the config file, then INSITE_* variables)")
+        .map_err(|e| ConfigError::Invalid(Box::new(e)))
 }
 
 #[cfg(test)]
@@ -119,7 +172,23 @@ mod tests {
         assert_eq!(config.nats, NatsConfig::default());
 
         std::fs::write(&path, "[clickhouse]\ndatabse = \"typo\"\n").unwrap();
-        let err = format!("{:#}", load(Some(&path)).unwrap_err());
-        assert!(err.contains("databse"), "{err}");
+        let err = load(Some(&path)).unwrap_err();
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(
+            source.as_deref().is_some_and(|s| s.contains("databse")),
+            "{err}: {source:?}"
+        );
+    }
+
+    #[test]
+    fn written_file_loads_back_to_the_same_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("child.toml");
+        let mut config = InsiteConfig::default();
+        config.set_connections(Connections::default().isolated("t_1"));
+        config.pipeline.name = "t_1".into();
+        config.query.stream.client_queue = 64;
+        config.write_file(&path).unwrap();
+        assert_eq!(load(Some(&path)).unwrap(), config);
     }
 }

@@ -1,0 +1,97 @@
+//! # insite-bench
+//!
+//! The benchmarks of insite, a binary of their own so that the `insite`
+//! binary carries none of their code or dependencies (HTTP client, HDR
+//! histograms, WebSocket client, rlimit). Each benchmark starts its own
+//! NATS, Redis and ClickHouse on free loopback ports (or uses the ones given
+//! by URL), gives every phase its own stream, database and key names
+//! ([`Connections::isolated`](insite_schemas::config::Connections::isolated)),
+//! removes what it created and prints its figures; `docs/benchmarks.md`
+//! holds the results and the commands that produced them.
+//!
+//! ```sh
+//! cargo build --release -p insite -p insite-bench
+//! ./target/release/insite-bench --log warn pipeline
+//! ```
+//!
+//! | subcommand | what it measures | module |
+//! |---|---|---|
+//! | `ingest` | `insite ingest synthetic --max` vs raw acknowledged JetStream publishing | [`ingest`] |
+//! | `pipeline` | raw JetStream consume vs the pipeline's sustained rate, end-to-end latency, peak memory of an `insite pipeline run` child | [`pipeline`] |
+//! | `query` | an `insite query serve` child under HTTP and WebSocket load | [`query`] |
+//!
+//! Shared modules:
+//! - [`servers`]: the servers a benchmark runs against (its own, or given
+//!   by URL) and the clean-up of a phase's streams and database;
+//! - [`child`]: `insite` as a child process: found beside this executable
+//!   (or `--insite PATH`), configured by a TOML file written from the typed
+//!   config, stopped when dropped;
+//! - [`procstat`]: a process's CPU time, RSS and peak RSS from `/proc`;
+//! - [`load`]: the HTTP/1.1 load generator (keep-alive connections, closed
+//!   or open loop, latencies in HDR histograms).
+//!
+//! Config is `insite`'s own (`insite-config`): built-in defaults, then
+//! `--config` (or `INSITE_CONFIG`), then `INSITE_*` environment variables.
+//! The benchmarks use its `[local]` root for the servers they start, its
+//! `[clickhouse]` credentials, its `[pipeline]` settings and, for the
+//! service child, its `[query]` settings.
+
+mod child;
+mod ingest;
+mod load;
+mod pipeline;
+mod procstat;
+mod query;
+mod servers;
+
+use clap::{Parser, Subcommand};
+
+/// insite-bench: benchmarks of insite's ingest, pipeline and query service.
+#[derive(Debug, Parser)]
+#[command(name = "insite-bench", version, about)]
+struct Cli {
+    /// A TOML config file (defaults, then this file, then INSITE_* env vars).
+    #[arg(long, global = true, env = "INSITE_CONFIG")]
+    config: Option<std::path::PathBuf>,
+
+    /// Log filter (tracing's EnvFilter syntax).
+    #[arg(long, global = true, env = "INSITE_LOG", default_value = "info")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The benchmarks.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Raw JetStream publishing vs `insite ingest synthetic --max`.
+    Ingest(ingest::BenchIngestArgs),
+    /// The pipeline: raw JetStream consume vs sustained pipeline rate,
+    /// end-to-end latency at a steady rate, peak memory at many symbols.
+    Pipeline(pipeline::BenchPipelineArgs),
+    /// The query service under load: hot and history endpoints, Redis
+    /// floor, WebSocket fan-out.
+    Query(query::BenchQueryArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log)?)
+        .with_writer(std::io::stderr)
+        .init();
+    let config = insite_config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Ingest(args) => ingest::run(&config, args),
+        Command::Pipeline(args) => pipeline::run(&config, args),
+        Command::Query(args) => query::run(&config, args),
+    }
+}
+
+/// The multi-threaded async runtime every benchmark runs on.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
