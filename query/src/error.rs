@@ -1,5 +1,6 @@
 //! Errors: [`ApiError`] answers a request with a JSON body and the right
 //! status; [`QueryError`] is what starting the service can fail with.
+//! [`encode_json`] is the one JSON encoder of answers and write-backs.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -136,6 +137,12 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Encodes `value` as JSON (a response body, or a value written back to
+/// Redis). Failing is a bug: [`ApiError::Internal`].
+pub fn encode_json<T: Serialize>(value: &T) -> Result<String, ApiError> {
+    serde_json::to_string(value).map_err(|e| ApiError::Internal(format!("encoding: {e}")))
 }
 
 /// Why the service could not start.

@@ -21,8 +21,18 @@
 //!
 //! ## Layout
 //! - [`config`]: the `[query]` section ([`QueryConfig`]).
-//! - [`api`]: `/v1` handlers, parameter checks, response shapes, caching headers.
-//! - [`store`]: Redis first, ClickHouse on a miss, write-back, warm-up ([`store::Store`]).
+//! - [`api`] (`api/`): the `/v1` route table and OpenAPI document
+//!   (`mod.rs`); parameter parsing and validation (`params.rs`); JSON
+//!   answers with `ETag` and `Cache-Control` (`response.rs`); the one
+//!   range handler behind `aggs` and `sentiment`, with paging
+//!   (`range.rs`); the current bar, quote and trade (`latest.rs`);
+//!   trending and alerts (`lists.rs`).
+//! - [`store`] (`store/`): [`store::Store`] (`mod.rs`); Redis connections,
+//!   `GET`, write-back and read-through (`pool.rs`); stored rows and JSON
+//!   back into schema types (`stored.rs`); ranges, Redis first then
+//!   ClickHouse, and cached closed-range answers (`range.rs`); latest state
+//!   (`latest.rs`); trending and alerts (`lists.rs`); warm-up at start
+//!   (`warm.rs`).
 //! - [`stream`]: the WebSocket [`stream::Hub`] and its NATS feed.
 //! - [`auth`]: API keys and per-key rate limits.
 //! - [`telemetry`]: metrics and the `/metrics` recorder.
@@ -58,6 +68,7 @@ use tower_http::cors::CorsLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 
+pub use api::ApiDoc;
 pub use config::QueryConfig;
 pub use error::{ApiError, QueryError};
 
@@ -139,48 +150,6 @@ impl AppState {
     }
 }
 
-/// The OpenAPI document of `/v1`.
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "insite query API",
-        description = "Bars, quotes, trades, sentiment, trending symbols and alerts computed by the insite pipeline. \
-            Send an API key in the X-API-Key header. Live updates: WebSocket /v1/stream.",
-    ),
-    paths(
-        api::latest_bar,
-        api::latest_quote,
-        api::latest_trade,
-        api::aggs,
-        api::sentiment,
-        api::trending,
-        api::alerts,
-    ),
-    components(schemas(
-        api::Agg,
-        api::AggsResponse,
-        api::SentimentResponse,
-        api::AlertsResponse,
-        error::ErrorBody
-    )),
-    modifiers(&ApiKeyScheme)
-)]
-pub struct ApiDoc;
-
-/// Adds the `X-API-Key` security scheme.
-struct ApiKeyScheme;
-
-impl utoipa::Modify for ApiKeyScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
-        );
-    }
-}
-
 async fn openapi() -> Response {
     match ApiDoc::openapi().to_json() {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
@@ -250,20 +219,7 @@ async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Respons
 /// The router of the whole service.
 pub fn app(state: AppState) -> Router {
     let timeout = Duration::from_millis(state.inner.config.request_timeout_ms.max(1));
-    let v1 = Router::new()
-        .route("/v1/symbols/{symbol}/bar", get(api::latest_bar))
-        .route("/v1/symbols/{symbol}/quote", get(api::latest_quote))
-        .route("/v1/symbols/{symbol}/trade", get(api::latest_trade))
-        .route(
-            "/v1/aggs/{symbol}/range/{interval}/{from}/{to}",
-            get(api::aggs),
-        )
-        .route(
-            "/v1/sentiment/{symbol}/range/{interval}/{from}/{to}",
-            get(api::sentiment),
-        )
-        .route("/v1/trending", get(api::trending))
-        .route("/v1/alerts", get(api::alerts))
+    let v1 = api::routes()
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,

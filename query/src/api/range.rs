@@ -1,0 +1,284 @@
+//! Results over a range: one generic handler ([`range`]) over
+//! [`RangeRoute`], which bars and sentiment implement; the aggs and
+//! sentiment routes are its two instantiations. It pages with `next_url`,
+//! marks answers about closed windows immutable and caches them in Redis.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use insite_schemas::time::now_ms;
+use insite_schemas::{Bar, SentimentWindow, TimestampMs};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::params::{query_params, range_request, PageParams};
+use super::response::{answer, json_response, Caching};
+use crate::error::{encode_json, ApiError, ErrorBody};
+use crate::store::{Bars, RangeKind, RangeRequest, Sentiments, Source};
+use crate::AppState;
+
+/// The path of a range route: symbol, interval, from, to.
+type RangePath = (String, String, String, String);
+
+/// A windowed result served over a range: the store's [`RangeKind`], plus
+/// its route and response shape.
+pub trait RangeRoute: RangeKind {
+    /// The route's first segment: `/v1/<ROUTE>/{symbol}/range/...`.
+    const ROUTE: &'static str;
+    /// The response body.
+    type Body: Serialize;
+    /// The body of one page: `items` oldest first, `next_url` when more
+    /// follow.
+    fn body(r: &RangeRequest, items: Vec<Self::Item>, next_url: Option<String>) -> Self::Body;
+}
+
+/// One bar in Polygon's aggregates shape.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Agg {
+    /// Open.
+    pub o: f64,
+    /// High.
+    pub h: f64,
+    /// Low.
+    pub l: f64,
+    /// Close.
+    pub c: f64,
+    /// Volume.
+    pub v: u64,
+    /// Volume-weighted average price.
+    pub vw: f64,
+    /// Number of trades.
+    pub n: u64,
+    /// Window start, ms since the epoch.
+    pub t: i64,
+    /// Whether the bar is final (`false`: the window is still open).
+    #[serde(rename = "final")]
+    pub is_final: bool,
+}
+
+impl From<&Bar> for Agg {
+    fn from(b: &Bar) -> Self {
+        Self {
+            o: b.open,
+            h: b.high,
+            l: b.low,
+            c: b.close,
+            v: b.volume,
+            vw: b.vwap,
+            n: b.trades,
+            t: b.window_start,
+            is_final: b.finality == insite_schemas::Finality::Final,
+        }
+    }
+}
+
+/// Bars over a range, in Polygon's aggregates shape.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AggsResponse {
+    /// The symbol.
+    pub ticker: String,
+    /// `"OK"`.
+    pub status: &'static str,
+    /// Always false: prices are as traded.
+    pub adjusted: bool,
+    /// The interval, e.g. `1m`.
+    pub interval: String,
+    /// Bars in the range (before paging).
+    #[serde(rename = "queryCount")]
+    pub query_count: usize,
+    /// Bars in this page.
+    #[serde(rename = "resultsCount")]
+    pub results_count: usize,
+    /// The bars, oldest first.
+    pub results: Vec<Agg>,
+    /// The next page, when the range holds more than `limit` bars.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_url: Option<String>,
+}
+
+impl RangeRoute for Bars {
+    const ROUTE: &'static str = "aggs";
+    type Body = AggsResponse;
+    fn body(r: &RangeRequest, items: Vec<Bar>, next_url: Option<String>) -> AggsResponse {
+        let results: Vec<Agg> = items.iter().map(Agg::from).collect();
+        AggsResponse {
+            ticker: r.symbol.to_string(),
+            status: "OK",
+            adjusted: false,
+            interval: r.interval.to_string(),
+            query_count: results.len(),
+            results_count: results.len(),
+            results,
+            next_url,
+        }
+    }
+}
+
+/// Sentiment windows over a range.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SentimentResponse {
+    /// The symbol.
+    pub ticker: String,
+    /// `"OK"`.
+    pub status: &'static str,
+    /// The interval.
+    pub interval: String,
+    /// Windows in this page.
+    #[serde(rename = "resultsCount")]
+    pub results_count: usize,
+    /// The windows, oldest first (JSON of `SentimentWindow`).
+    #[schema(value_type = Vec<Object>)]
+    pub results: Vec<SentimentWindow>,
+    /// The next page, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_url: Option<String>,
+}
+
+impl RangeRoute for Sentiments {
+    const ROUTE: &'static str = "sentiment";
+    type Body = SentimentResponse;
+    fn body(
+        r: &RangeRequest,
+        items: Vec<SentimentWindow>,
+        next_url: Option<String>,
+    ) -> SentimentResponse {
+        SentimentResponse {
+            ticker: r.symbol.to_string(),
+            status: "OK",
+            interval: r.interval.to_string(),
+            results_count: items.len(),
+            results: items,
+            next_url,
+        }
+    }
+}
+
+/// Immutable when every window of the range has closed, else live.
+fn caching_of(state: &AppState, r: &RangeRequest, now: TimestampMs) -> Caching {
+    if state.inner.store.is_closed(r.to, now) {
+        Caching::Immutable(state.inner.config.cache.immutable_max_age_s)
+    } else {
+        Caching::live(state)
+    }
+}
+
+/// The next page's URL, when more results follow the one starting at
+/// `last_start`.
+fn next_url(
+    route: &str,
+    r: &RangeRequest,
+    last_start: Option<TimestampMs>,
+    more: bool,
+) -> Option<String> {
+    let next_from = last_start? + r.interval.millis();
+    more.then(|| {
+        format!(
+            "/v1/{route}/{}/range/{}/{next_from}/{}?limit={}",
+            r.symbol, r.interval, r.to, r.limit
+        )
+    })
+}
+
+/// The handler of every range route: validates, answers a closed range
+/// from its cached answer when there is one, else reads the store, pages
+/// and (for a closed range) caches the answer.
+async fn range<K: RangeRoute>(
+    state: &AppState,
+    (symbol, interval, from, to): RangePath,
+    query: Result<Query<PageParams>, QueryRejection>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let params = query_params(query)?;
+    let r = range_request(
+        state,
+        &symbol,
+        &interval,
+        &from,
+        &to,
+        params.limit.as_deref(),
+    )?;
+    let now = now_ms();
+    let store = &state.inner.store;
+    let caching = caching_of(state, &r, now);
+    // Only an answer that can never change is cached.
+    let key = matches!(caching, Caching::Immutable(_)).then(|| store.answer_key(K::NAME, &r));
+    if let Some(key) = &key {
+        if let Some(body) = store.cached_answer(key).await? {
+            return Ok(answer(
+                state,
+                headers,
+                K::NAME,
+                body,
+                caching,
+                Source::Cache,
+            ));
+        }
+    }
+    let page = store.range::<K>(&r, now).await?;
+    state.inner.cache.record(K::NAME, page.source);
+    let next_url = next_url(
+        K::ROUTE,
+        &r,
+        page.items.last().map(K::window_start),
+        page.more,
+    );
+    let body = encode_json(&K::body(&r, page.items, next_url))?;
+    if let Some(key) = key {
+        store.cache_answer(&key, &body).await?;
+    }
+    Ok(json_response(headers, body, caching, page.source))
+}
+
+/// Bars of a symbol over a range and interval.
+#[utoipa::path(
+    get,
+    path = "/v1/aggs/{symbol}/range/{interval}/{from}/{to}",
+    params(
+        ("symbol" = String, Path, description = "Ticker, [A-Z0-9.-]{1,12}"),
+        ("interval" = String, Path, description = "A served interval, e.g. 1m"),
+        ("from" = String, Path, description = "Start: ms since the epoch or YYYY-MM-DD (inclusive)"),
+        ("to" = String, Path, description = "End: ms since the epoch (exclusive) or YYYY-MM-DD (that whole day)"),
+        PageParams,
+    ),
+    responses(
+        (status = 200, description = "Bars; immutable when every window has closed", body = AggsResponse),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn aggs(
+    State(state): State<AppState>,
+    Path(path): Path<RangePath>,
+    query: Result<Query<PageParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    range::<Bars>(&state, path, query, &headers).await
+}
+
+/// Sentiment of a symbol over a range and interval.
+#[utoipa::path(
+    get,
+    path = "/v1/sentiment/{symbol}/range/{interval}/{from}/{to}",
+    params(
+        ("symbol" = String, Path, description = "Ticker"),
+        ("interval" = String, Path, description = "A served interval"),
+        ("from" = String, Path, description = "Start: ms or YYYY-MM-DD"),
+        ("to" = String, Path, description = "End: ms (exclusive) or YYYY-MM-DD"),
+        PageParams,
+    ),
+    responses(
+        (status = 200, description = "Sentiment windows", body = SentimentResponse),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn sentiment(
+    State(state): State<AppState>,
+    Path(path): Path<RangePath>,
+    query: Result<Query<PageParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    range::<Sentiments>(&state, path, query, &headers).await
+}

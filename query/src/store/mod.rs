@@ -1,0 +1,111 @@
+//! Reading what the pipeline wrote: Redis first, ClickHouse on a miss (the
+//! answer written back to Redis), and warming Redis from ClickHouse at start.
+//!
+//! Redis keys are those of [`insite_sinks::redis::RedisKeys`]; answers to
+//! closed ranges (response bodies) are cached under
+//! `<prefix>{SYM}:q:<kind>:<interval>:<from>:<to>:<limit>` (same hash tag as
+//! the symbol's other keys). Every SQL value goes through `.bind()`.
+//!
+//! One job per file, all of them methods of [`Store`]:
+//! - `pool.rs`: the Redis connections ([`RedisPool`]) and the reads every
+//!   part shares: `GET`, write-back, read-through.
+//! - `stored.rs`: stored data back into schema types (ClickHouse rows,
+//!   Redis JSON).
+//! - `range.rs`: results over a range ([`RangeKind`], [`Store::range`]) and
+//!   the cached answers of closed ranges.
+//! - `latest.rs`: the current bar, the latest quote and trade.
+//! - `lists.rs`: the trending list and recent alerts.
+//! - `warm.rs`: warming Redis from ClickHouse at start ([`Store::warm`]).
+
+mod latest;
+mod lists;
+mod pool;
+mod range;
+mod stored;
+mod warm;
+
+use insite_schemas::config::RedisConfig;
+use insite_sinks::redis::RedisKeys;
+
+use crate::config::CacheConfig;
+use crate::error::ApiError;
+
+pub use pool::RedisPool;
+pub use range::{Bars, RangeAnswer, RangeKind, RangeRequest, Sentiments};
+
+/// Where an answer came from (for metrics and the `X-Insite-Source` header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Redis hot state (written by the pipeline, or warmed).
+    Redis,
+    /// A ClickHouse answer cached in Redis.
+    Cache,
+    /// ClickHouse itself.
+    ClickHouse,
+}
+
+impl Source {
+    /// A lower-case word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Redis => "redis",
+            Self::Cache => "cache",
+            Self::ClickHouse => "clickhouse",
+        }
+    }
+}
+
+/// Reads hot state from Redis and history from ClickHouse.
+#[derive(Clone)]
+pub struct Store {
+    /// Redis connections.
+    pub redis: RedisPool,
+    /// ClickHouse client (read-only use).
+    pub clickhouse: clickhouse::Client,
+    /// Redis key names.
+    pub keys: RedisKeys,
+    /// The Redis key prefix (for the query cache keys).
+    prefix: String,
+    /// Caching settings.
+    cache: CacheConfig,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("redis", &self.redis)
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
+impl Store {
+    /// A store over these connections.
+    pub fn new(
+        redis: RedisPool,
+        clickhouse: clickhouse::Client,
+        redis_config: &RedisConfig,
+        cache: CacheConfig,
+    ) -> Self {
+        Self {
+            redis,
+            clickhouse,
+            keys: RedisKeys::new(&redis_config.key_prefix),
+            prefix: redis_config.key_prefix.clone(),
+            cache,
+        }
+    }
+
+    /// Redis answers `PING`.
+    pub async fn ping_redis(&self) -> Result<(), ApiError> {
+        let mut conn = self.redis.get();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// ClickHouse answers `SELECT 1`.
+    pub async fn ping_clickhouse(&self) -> Result<(), ApiError> {
+        let _: u8 = self.clickhouse.query("SELECT 1").fetch_one().await?;
+        Ok(())
+    }
+}
