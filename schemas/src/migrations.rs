@@ -1,7 +1,8 @@
 //! Versioned ClickHouse migrations, as data.
 //!
 //! The SQL lives in `schemas/migrations/NNNN_name.sql`, one file a version,
-//! embedded at build time. Every statement is idempotent (`IF NOT EXISTS`),
+//! embedded at build time. Every statement is idempotent (`IF NOT EXISTS`,
+//! or a copy-and-swap that converges when run again),
 //! and the runner (in the `sinks` crate) records applied versions in
 //! [`MIGRATIONS_TABLE`], so applying them at every start-up is safe. All SQL
 //! runs on ClickHouse 18.16 and on current releases.
@@ -44,6 +45,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "pipeline_progress",
         sql: include_str!("../migrations/0002_pipeline_progress.sql"),
     },
+    Migration {
+        version: 3,
+        name: "trades_key",
+        sql: include_str!("../migrations/0003_trades_key.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "pipeline_checkpoints",
+        sql: include_str!("../migrations/0004_pipeline_checkpoints.sql"),
+    },
 ];
 
 /// Splits SQL text into statements at `;`, dropping `--` line comments and
@@ -79,7 +90,17 @@ mod tests {
             let stmts = m.statements();
             assert!(!stmts.is_empty());
             for s in stmts {
-                assert!(s.starts_with("CREATE TABLE IF NOT EXISTS"), "{s}");
+                assert!(
+                    [
+                        "CREATE TABLE IF NOT EXISTS",
+                        "DROP TABLE IF EXISTS",
+                        "INSERT INTO",
+                        "RENAME TABLE"
+                    ]
+                    .iter()
+                    .any(|start| s.starts_with(start)),
+                    "{s}"
+                );
                 assert!(
                     !s.contains("DateTime64")
                         && !s.contains("TTL")
@@ -88,6 +109,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn trades_are_keyed_by_price_and_size_from_version_3() {
+        let v3 = MIGRATIONS.iter().find(|m| m.version == 3).unwrap();
+        let stmts = v3.statements();
+        assert!(stmts
+            .iter()
+            .any(|s| s.contains("ORDER BY (symbol, ts_ms, exchange, trade_id, price, size)")));
+        // The old table is dropped only after the swap.
+        let rename = stmts.iter().position(|s| s.starts_with("RENAME")).unwrap();
+        let last_drop = stmts.iter().rposition(|s| s.starts_with("DROP")).unwrap();
+        assert!(rename < last_drop);
     }
 
     #[test]
