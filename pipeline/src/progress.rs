@@ -23,14 +23,6 @@ use std::collections::BTreeMap;
 
 use insite_schemas::{Interval, TimestampMs};
 
-/// Wall-clock time, ms since the epoch.
-pub fn wall_clock_ms() -> TimestampMs {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as TimestampMs)
-        .unwrap_or_default()
-}
-
 /// Messages held until their results are durable, keyed by deadline.
 #[derive(Debug)]
 pub struct AckTracker<M> {

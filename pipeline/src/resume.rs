@@ -3,14 +3,16 @@
 //!
 //! After every confirmed flush the output task records the new durable
 //! frontier `D` in `pipeline_progress` *before* any message is acknowledged
-//! on its strength (in a cluster, the least `D` over all processes). A restarted pipeline reads `D` back: every window ending
-//! before `D` is complete in the result tables, and the messages it sees
-//! again (those not acknowledged, and a few acknowledged ones above the ack
-//! floor) must not recompute it from part of its input (see
-//! [`crate::bridge::output`]).
+//! on its strength (in a cluster, the least `D` over all processes). A
+//! restarted pipeline reads `D` back: every window ending before `D` is
+//! complete in the result tables, and the messages it sees again (those not
+//! acknowledged, and a few acknowledged ones above the ack floor) must not
+//! recompute it from part of its input (see [`crate::bridge::output`]).
 
+use insite_schemas::time::now_ms;
 use insite_schemas::TimestampMs;
-use insite_sinks::clickhouse::rows::{datetime_secs, ProgressRow};
+use insite_sinks::clickhouse as ch;
+use insite_sinks::clickhouse::rows::{datetime_secs, ProgressRow, Table};
 
 /// Errors reading or writing the durable frontier.
 #[derive(Debug, thiserror::Error)]
@@ -88,8 +90,9 @@ impl ProgressStore {
         let prefix = format!("{}/", self.pipeline);
         // `substring` rather than LIKE, whose `_` and `%` a name may hold.
         let sql = format!(
-            "SELECT pipeline, argMax(durable_ms, version) FROM pipeline_progress \
+            "SELECT pipeline, argMax(durable_ms, version) FROM {} \
              WHERE substring(pipeline, 1, {}) = ? GROUP BY pipeline",
+            ProgressRow::TABLE,
             prefix.len()
         );
         self.client
@@ -128,21 +131,16 @@ impl ProgressStore {
 
     /// Records `durable` as this process's durable frontier.
     pub async fn save(&self, durable: TimestampMs) -> Result<(), ResumeError> {
-        let now = crate::progress::wall_clock_ms();
         let row = ProgressRow {
             pipeline: format!("{}/{}", self.pipeline, self.process),
             durable_ms: durable,
-            updated_at: datetime_secs(now),
+            updated_at: datetime_secs(now_ms()),
             // Frontiers only grow, so the frontier itself orders the rows;
             // flipping the sign bit keeps that order in an unsigned column.
             version: (durable as u64) ^ (1 << 63),
         };
-        let mut insert = self
-            .client
-            .insert::<ProgressRow>("pipeline_progress")
+        ch::insert(&self.client, ProgressRow::TABLE, &[row])
             .await
-            .map_err(|e| self.error(e))?;
-        insert.write(&row).await.map_err(|e| self.error(e))?;
-        insert.end().await.map_err(|e| self.error(e))
+            .map_err(|e| self.error(e))
     }
 }

@@ -1,8 +1,9 @@
-//! Running the job: the live pipeline ([`run`]) and replays of a stream
-//! range ([`replay`]) share one machinery ([`Job`]): consumers feed the
-//! input channel, timely workers run the operators, the output task writes
-//! ClickHouse, Redis and NATS, and (live only) the ack task acknowledges
-//! what is durable.
+//! Running the job: the start-up order and the shutdown of the live
+//! pipeline ([`run`]) and of replays of a stream range ([`replay`]). Both
+//! start one job (`bridge::Job`: the timely workers and the output task);
+//! consumers feed its input channel, the output task writes ClickHouse,
+//! Redis and NATS, and (live only) the ack task acknowledges what is
+//! durable.
 //!
 //! ## Start-up order of a live pipeline
 //! 1. Streams are created or checked, migrations applied.
@@ -20,27 +21,28 @@
 //! acknowledged and comes again on restart), the output task writes what it
 //! has, and the ack task acknowledges what that made durable.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream;
+use async_nats::jetstream::{self, consumer::PullConsumer};
 pub use insite_schemas::config::Connections;
+use insite_schemas::config::StreamsConfig;
 use insite_schemas::TimestampMs;
 use insite_sinks::clickhouse::{self as ch, MigrateError};
-use insite_sinks::nats::DerivedPublisher;
-use insite_sinks::redis::{RedisSink, RedisSinkError};
+use insite_sinks::redis::RedisSinkError;
 use insite_sinks::streams::{ensure_streams, StreamSetupError};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::acks::{run_acks, AckReport};
-use crate::bridge::{self, Reader};
+use crate::bridge::{Job, JobSpec, Reader};
 use crate::config::PipelineConfig;
-use crate::output::{LatencyRecorder, OutputError, OutputTask, WorkerOutput};
+use crate::output::{LatencyRecorder, OutputError, OutputTask};
 use crate::resume::{ProgressStore, ResumeError};
 use crate::source::{
-    self, ConsumerStart, InputMessage, InputSource, PullOptions, SourceError, StreamRange,
+    self, ConsumerConfig, ConsumerStart, InputMessage, InputSource, PullOptions, SourceError,
+    StreamRange,
 };
 
 /// Everything a live run needs but its shutdown signal.
@@ -91,27 +93,6 @@ impl Topology {
     pub fn processes(&self) -> usize {
         self.hosts.len().max(1)
     }
-
-    fn timely_config(&self, workers: usize) -> timely::Config {
-        let workers = workers.max(1);
-        let communication = if self.processes() > 1 {
-            timely::CommunicationConfig::Cluster {
-                threads: workers,
-                process: self.process,
-                addresses: self.hosts.clone(),
-                report: false,
-                zerocopy: false,
-            }
-        } else if workers == 1 {
-            timely::CommunicationConfig::Thread
-        } else {
-            timely::CommunicationConfig::Process(workers)
-        };
-        timely::Config {
-            communication,
-            worker: timely::WorkerConfig::default(),
-        }
-    }
 }
 
 /// Why the pipeline could not run.
@@ -161,126 +142,31 @@ pub struct RunReport {
     pub elapsed: Duration,
 }
 
-/// The parts every job shares, started in order.
-struct Job {
-    /// Tells the workers to stop where they are.
-    stop: Arc<AtomicBool>,
-    /// The output task.
-    output: tokio::task::JoinHandle<Result<(), OutputError>>,
-    /// The worker threads.
-    workers: tokio::task::JoinHandle<Result<(), PipelineError>>,
-}
-
-impl Job {
-    /// Starts the output task and the timely workers. `reader` goes to the
-    /// first worker of this process.
-    #[allow(clippy::too_many_arguments)]
-    fn start(
-        config: &PipelineConfig,
-        topology: &Topology,
-        reader: Reader,
-        bounded: bool,
-        resume_from: TimestampMs,
-        output_task: OutputTask,
-        output_rx: mpsc::Receiver<WorkerOutput>,
-        output_tx: mpsc::Sender<WorkerOutput>,
-        durable_tx: watch::Sender<TimestampMs>,
-    ) -> Result<Self, PipelineError> {
-        let output = tokio::spawn(output_task.run(output_rx, durable_tx));
-        let stop = Arc::new(AtomicBool::new(false));
-        let workers_per_process = config.workers.max(1);
-        let reader = Arc::new(Mutex::new(Some(reader)));
-        let settings = config.input_settings(bounded);
-        let operators = config.operators.clone();
-        let worker_stop = Arc::clone(&stop);
-        let guards = timely::execute(topology.timely_config(workers_per_process), move |worker| {
-            let local = worker.index() % workers_per_process;
-            let reader = if local == 0 {
-                reader.lock().ok().and_then(|mut r| r.take())
-            } else {
-                None
-            };
-            let (settings, operators) = (settings.clone(), operators.clone());
-            let (tx, stop) = (output_tx.clone(), Arc::clone(&worker_stop));
-            worker.dataflow::<TimestampMs, _, _>(move |scope| {
-                let (trades, posts) =
-                    bridge::input(scope, reader, settings, tx.clone(), Arc::clone(&stop));
-                let outputs = insite_operators::build_dataflow(trades, posts, &operators);
-                bridge::output(scope, outputs, tx, local, resume_from, stop);
-            });
-            while !worker_stop.load(Ordering::SeqCst)
-                && worker.step_or_park(Some(Duration::from_millis(10)))
-            {}
-            // Stopped where it is: open windows are abandoned (their
-            // input is not acknowledged and comes again on restart).
-            for dataflow in worker.installed_dataflows() {
-                worker.drop_dataflow(dataflow);
-            }
-        })
-        .map_err(PipelineError::Timely)?;
-        let workers = tokio::task::spawn_blocking(move || {
-            let results = guards.join();
-            if results.iter().any(|r| r.is_err()) {
-                Err(PipelineError::Crashed("a timely worker"))
-            } else {
-                Ok(())
-            }
-        });
-        Ok(Self {
-            stop,
-            output,
-            workers,
-        })
-    }
-
-    /// Stops the workers where they are.
-    fn stop_workers(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-
-    /// Waits for the workers, then the output task.
-    async fn finish(self) -> Result<(), PipelineError> {
-        let workers = self
-            .workers
-            .await
-            .map_err(|_| PipelineError::Crashed("the worker pool"))?;
-        let output = self
-            .output
-            .await
-            .map_err(|_| PipelineError::Crashed("the output task"))?;
-        workers?;
-        output?;
-        Ok(())
-    }
-}
-
-/// The output side's connections.
-async fn output_task(
+/// Connects to NATS as `name` and opens JetStream.
+async fn jetstream(
     services: &Connections,
-    config: &PipelineConfig,
+    name: &str,
+) -> Result<jetstream::Context, PipelineError> {
+    let client = insite_sinks::nats::connect(&services.nats, name).await?;
+    Ok(jetstream::new(client))
+}
+
+/// Binds to the durable consumer of every input source (see
+/// [`ConsumerStart`]).
+async fn durable_consumers(
     js: &jetstream::Context,
-    hot: bool,
-) -> Result<OutputTask, PipelineError> {
-    let clickhouse = ch::connect(&services.clickhouse);
-    let (redis, nats) = if hot {
-        let redis = RedisSink::connect(&services.redis, config.redis_sink.clone()).await?;
-        let nats = DerivedPublisher::new(
-            js.clone(),
-            services.nats.streams.clone(),
-            config.derived_max_in_flight,
-        );
-        (Some(redis), Some(nats))
-    } else {
-        (None, None)
-    };
-    Ok(OutputTask::new(
-        &clickhouse,
-        &config.clickhouse_writer,
-        redis,
-        nats,
-        config.workers.max(1),
-        Duration::from_millis(config.hot_flush_ms.max(1)),
-    ))
+    streams: &StreamsConfig,
+    config: &ConsumerConfig,
+    start: ConsumerStart,
+) -> Result<Vec<(InputSource, PullConsumer)>, SourceError> {
+    let mut consumers = Vec::new();
+    for src in [InputSource::Market, InputSource::Social] {
+        consumers.push((
+            src,
+            source::consumer(js, streams, config, src, start).await?,
+        ));
+    }
+    Ok(consumers)
 }
 
 /// Runs the live pipeline until `shutdown` is cancelled.
@@ -288,8 +174,7 @@ pub async fn run(run: &RunConfig, shutdown: CancellationToken) -> Result<RunRepo
     let (services, config, topology) = (&run.connections, &run.pipeline, &run.topology);
     let latency = run.latency.clone();
     let started = Instant::now();
-    let client = insite_sinks::nats::connect(&services.nats, "insite-pipeline").await?;
-    let js = jetstream::new(client);
+    let js = jetstream(services, "insite-pipeline").await?;
     let streams = &services.nats.streams;
     ensure_streams(&js, streams).await?;
     ch::migrate(&services.clickhouse).await?;
@@ -303,23 +188,19 @@ pub async fn run(run: &RunConfig, shutdown: CancellationToken) -> Result<RunRepo
     let floor = resumed_from.unwrap_or(TimestampMs::MIN);
     tracing::info!(pipeline = %config.name, ?resumed_from, "durable frontier of the earlier run");
 
+    // The first process recreates the consumers before timely connects the
+    // others; they join them once the workers are up.
     let first = topology.process == 0;
-    let sources = [InputSource::Market, InputSource::Social];
-    let mut consumers = Vec::new();
-    if first {
-        for src in sources {
-            let consumer =
-                source::consumer(&js, streams, &config.consumer, src, ConsumerStart::Resume)
-                    .await?;
-            consumers.push((src, consumer));
-        }
-    }
+    let mut consumers = if first {
+        durable_consumers(&js, streams, &config.consumer, ConsumerStart::Resume).await?
+    } else {
+        Vec::new()
+    };
 
     let (input_tx, input_rx) = mpsc::channel::<InputMessage>(config.input_buffer.max(1));
     let (holds_tx, holds_rx) = mpsc::unbounded_channel();
-    let (output_tx, output_rx) = mpsc::channel(config.output_buffer.max(1));
     let (durable_tx, durable_rx) = watch::channel(floor);
-    let mut output = output_task(services, config, &js, true)
+    let mut output = OutputTask::connect(services, config, &js, true)
         .await?
         .with_progress(store, floor);
     if let Some(latency) = latency {
@@ -332,16 +213,18 @@ pub async fn run(run: &RunConfig, shutdown: CancellationToken) -> Result<RunRepo
         holds: Some(holds_tx),
         backlog: backlog.clone(),
     };
-    let job = Job::start(
-        config, topology, reader, false, floor, output, output_rx, output_tx, durable_tx,
-    )?;
+    let job = Job::start(JobSpec {
+        config,
+        topology,
+        reader,
+        bounded: false,
+        resume_from: floor,
+        output,
+        durable: durable_tx,
+    })?;
 
     if !first {
-        for src in sources {
-            let consumer =
-                source::consumer(&js, streams, &config.consumer, src, ConsumerStart::Join).await?;
-            consumers.push((src, consumer));
-        }
+        consumers = durable_consumers(&js, streams, &config.consumer, ConsumerStart::Join).await?;
     }
     let stop_pull = CancellationToken::new();
     let mut pulls = Vec::new();
@@ -455,8 +338,7 @@ pub async fn replay(
     spec: &ReplaySpec,
 ) -> Result<ReplayReport, PipelineError> {
     let started = Instant::now();
-    let client = insite_sinks::nats::connect(&services.nats, "insite-replay").await?;
-    let js = jetstream::new(client);
+    let js = jetstream(services, "insite-replay").await?;
     let streams = &services.nats.streams;
     ch::migrate(&services.clickhouse).await?;
 
@@ -496,25 +378,22 @@ pub async fn replay(
     drop(fwd_tx);
 
     let (input_tx, input_rx) = mpsc::channel(config.input_buffer.max(1));
-    let (output_tx, output_rx) = mpsc::channel(config.output_buffer.max(1));
     let (durable_tx, _durable_rx) = watch::channel(TimestampMs::MIN);
-    let output = output_task(services, config, &js, spec.hot).await?;
+    let output = OutputTask::connect(services, config, &js, spec.hot).await?;
     let reader = Reader {
         input: input_rx,
         holds: None,
         backlog,
     };
-    let job = Job::start(
+    let job = Job::start(JobSpec {
         config,
-        &Topology::single(),
+        topology: &Topology::single(),
         reader,
-        true,
-        TimestampMs::MIN,
+        bounded: true,
+        resume_from: TimestampMs::MIN,
         output,
-        output_rx,
-        output_tx,
-        durable_tx,
-    )?;
+        durable: durable_tx,
+    })?;
 
     let bar = spec.progress_bar.then(|| {
         let bar = indicatif::ProgressBar::new(total);

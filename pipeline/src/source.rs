@@ -19,6 +19,7 @@ use insite_schemas::config::StreamsConfig;
 use insite_schemas::subjects::{self, Subject};
 use insite_schemas::wire::{self, decode_inbound};
 use insite_schemas::{DecodeError, Inbound, InvalidValue};
+use insite_sinks::retry::Backoff;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -40,6 +41,14 @@ impl InputSource {
         match self {
             Self::Market => 0,
             Self::Social => 1,
+        }
+    }
+
+    /// The name of its stream.
+    pub fn stream(self, streams: &StreamsConfig) -> &str {
+        match self {
+            Self::Market => &streams.market,
+            Self::Social => &streams.social,
         }
     }
 
@@ -138,19 +147,25 @@ pub enum ConsumerStart {
     Join,
 }
 
-fn stream_and_durable<'a>(
-    streams: &'a StreamsConfig,
-    config: &'a ConsumerConfig,
-    source: InputSource,
-) -> (&'a str, &'a str) {
-    match source {
-        InputSource::Market => (&streams.market, &config.market_durable),
-        InputSource::Social => (&streams.social, &config.social_durable),
+impl ConsumerConfig {
+    /// The durable consumer's name on `source`'s stream.
+    fn durable(&self, source: InputSource) -> &str {
+        match source {
+            InputSource::Market => &self.market_durable,
+            InputSource::Social => &self.social_durable,
+        }
     }
 }
 
-fn js_error(what: &'static str) -> impl FnOnce(async_nats::Error) -> SourceError {
-    move |source| SourceError::JetStream { what, source }
+/// Wraps a JetStream client error, saying what was being done.
+fn js_error<E>(what: &'static str) -> impl FnOnce(E) -> SourceError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    move |source| SourceError::JetStream {
+        what,
+        source: Box::new(source),
+    }
 }
 
 /// Creates, resumes or joins the durable pull consumer of `source`.
@@ -161,20 +176,17 @@ pub async fn consumer(
     source: InputSource,
     start: ConsumerStart,
 ) -> Result<jetstream::consumer::PullConsumer, SourceError> {
-    let (stream_name, durable) = stream_and_durable(streams, config, source);
+    let durable = config.durable(source);
     let stream = js
-        .get_stream(stream_name)
+        .get_stream(source.stream(streams))
         .await
-        .map_err(|e| js_error("get stream")(Box::new(e)))?;
+        .map_err(js_error("get stream"))?;
     let mut deliver_policy = DeliverPolicy::All;
     if let Ok(mut existing) = stream.get_consumer::<pull::Config>(durable).await {
         match start {
             ConsumerStart::Join => return Ok(existing),
             ConsumerStart::Resume => {
-                let info = existing
-                    .info()
-                    .await
-                    .map_err(|e| js_error("consumer info")(Box::new(e)))?;
+                let info = existing.info().await.map_err(js_error("consumer info"))?;
                 let floor = info.ack_floor.stream_sequence;
                 tracing::info!(
                     source = source.name(),
@@ -186,7 +198,7 @@ pub async fn consumer(
                 stream
                     .delete_consumer(durable)
                     .await
-                    .map_err(|e| js_error("delete consumer")(Box::new(e)))?;
+                    .map_err(js_error("delete consumer"))?;
                 if floor > 0 {
                     deliver_policy = DeliverPolicy::ByStartSequence {
                         start_sequence: floor + 1,
@@ -205,7 +217,7 @@ pub async fn consumer(
             ..Default::default()
         })
         .await
-        .map_err(|e| js_error("create consumer")(Box::new(e)))
+        .map_err(js_error("create consumer"))
 }
 
 /// Where a replay starts and ends in a stream.
@@ -230,18 +242,14 @@ pub async fn replay_consumer(
     source: InputSource,
     range: StreamRange,
 ) -> Result<(jetstream::consumer::PullConsumer, u64), SourceError> {
-    let stream_name = match source {
-        InputSource::Market => &streams.market,
-        InputSource::Social => &streams.social,
-    };
     let mut stream = js
-        .get_stream(stream_name)
+        .get_stream(source.stream(streams))
         .await
-        .map_err(|e| js_error("get stream")(Box::new(e)))?;
+        .map_err(js_error("get stream"))?;
     let last = stream
         .info()
         .await
-        .map_err(|e| js_error("stream info")(Box::new(e)))?
+        .map_err(js_error("stream info"))?
         .state
         .last_sequence;
     let end = range.to_seq.map_or(last, |to| to.min(last));
@@ -263,7 +271,7 @@ pub async fn replay_consumer(
             ..Default::default()
         })
         .await
-        .map_err(|e| js_error("create replay consumer")(Box::new(e)))?;
+        .map_err(js_error("create replay consumer"))?;
     Ok((consumer, end))
 }
 
@@ -350,15 +358,9 @@ pub async fn dead_letter(
         message.payload.clone(),
     )
     .await
-    .map_err(|e| SourceError::JetStream {
-        what: "publish to the DLQ",
-        source: Box::new(e),
-    })?
+    .map_err(js_error("publish to the DLQ"))?
     .await
-    .map_err(|e| SourceError::JetStream {
-        what: "DLQ publish ack",
-        source: Box::new(e),
-    })?;
+    .map_err(js_error("DLQ publish ack"))?;
     Ok(())
 }
 
@@ -418,7 +420,7 @@ pub async fn run_consumer(
     let mut messages = consumer
         .messages()
         .await
-        .map_err(|e| js_error("pull messages")(Box::new(e)))?;
+        .map_err(js_error("pull messages"))?;
     let mut backlog_tick = tokio::time::interval(BACKLOG_POLL);
     let mut quiet_ticks = 0u32;
     loop {
@@ -497,11 +499,10 @@ pub async fn run_consumer(
                 if options.dead_letter {
                     // Retry the DLQ publish until it lands: acking without
                     // it would lose the message.
-                    let mut delay = Duration::from_millis(100);
+                    let mut backoff = Backoff::standard();
                     while let Err(e) = dead_letter(&js, &streams, &message, &error).await {
                         tracing::warn!(error = %e, "DLQ publish failed; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(5));
+                        backoff.wait().await;
                     }
                     if let Err(e) = acker.ack_with(AckKind::Ack).await {
                         tracing::warn!(error = %e, stream_seq, "ack of a dead-lettered message failed; it will be redelivered and dead-lettered again (deduplicated)");

@@ -5,8 +5,10 @@
 //!
 //! ## Layout
 //! - [`clickhouse`]: connecting ([`clickhouse::connect`]), applying the
-//!   versioned migrations ([`clickhouse::migrate`]) and the row types of
-//!   every table ([`clickhouse::rows`]), and the batching, retrying
+//!   versioned migrations ([`clickhouse::migrate`]), the row types of every
+//!   table with their table names and the table list
+//!   ([`clickhouse::rows::Table`], [`clickhouse::rows::TABLES`]), one-shot
+//!   inserts ([`clickhouse::insert`]) and the batching, retrying
 //!   [`clickhouse::TableWriter`] (flush by size or age, confirm, back-pressure).
 //! - [`redis`]: the hot-state key layout ([`redis::RedisKeys`]) and the
 //!   coalescing, pipelined [`redis::RedisSink`].
@@ -14,8 +16,11 @@
 //!   final ones de-duplicated by a `Nats-Msg-Id` of their identity.
 //! - [`streams`]: the JetStream streams, created or checked from config
 //!   ([`streams::ensure_streams`]).
+//! - [`retry`]: the capped exponential [`retry::Backoff`] every writer
+//!   retries with.
 
 pub mod clickhouse;
 pub mod nats;
 pub mod redis;
+pub mod retry;
 pub mod streams;

@@ -75,6 +75,15 @@ pub enum PublishError {
     },
 }
 
+impl PublishError {
+    fn publish(subject: &str, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Publish {
+            subject: subject.to_owned(),
+            source: Box::new(source),
+        }
+    }
+}
+
 /// A derived result to publish.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Derived {
@@ -184,20 +193,14 @@ impl DerivedPublisher {
             .js
             .publish_with_headers(subject.clone(), headers, payload.into())
             .await
-            .map_err(|e| PublishError::Publish {
-                subject: subject.clone(),
-                source: Box::new(e),
-            })?;
+            .map_err(|e| PublishError::publish(&subject, e))?;
         self.in_flight.push_back((subject, ack));
         Ok(())
     }
 
     async fn confirm_oldest(&mut self) -> Result<(), PublishError> {
         if let Some((subject, ack)) = self.in_flight.pop_front() {
-            ack.await.map_err(|e| PublishError::Publish {
-                subject,
-                source: Box::new(e),
-            })?;
+            ack.await.map_err(|e| PublishError::publish(&subject, e))?;
         }
         Ok(())
     }

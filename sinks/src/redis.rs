@@ -166,6 +166,12 @@ pub enum HotUpdate {
     Alert(Alert),
 }
 
+/// The order of a window's result among the values of its string key: by
+/// window, and a final result after the provisional ones of its window.
+fn window_order(window_start: i64, finality: Finality) -> i64 {
+    window_start.saturating_mul(2) + i64::from(finality == Finality::Final)
+}
+
 /// A history entry: sorted-set key, score, JSON member.
 type HistoryEntry = (String, i64, String);
 
@@ -289,9 +295,7 @@ impl RedisSink {
                         json.clone(),
                     ));
                 }
-                // A final bar orders after the provisional ones of its window.
-                let order =
-                    b.window_start.saturating_mul(2) + i64::from(b.finality == Finality::Final);
+                let order = window_order(b.window_start, b.finality);
                 self.set_latest(self.keys.bar(&b.symbol, b.interval), order, json);
             }
             HotUpdate::Sentiment(s) => {
@@ -303,14 +307,12 @@ impl RedisSink {
                         json.clone(),
                     ));
                 }
-                let order =
-                    s.window_start.saturating_mul(2) + i64::from(s.finality == Finality::Final);
+                let order = window_order(s.window_start, s.finality);
                 self.set_latest(self.keys.sentiment(&s.symbol, s.interval), order, json);
             }
             HotUpdate::Trending(t) => {
                 let json = serde_json::to_string(&t)?;
-                let order =
-                    t.window_start.saturating_mul(2) + i64::from(t.finality == Finality::Final);
+                let order = window_order(t.window_start, t.finality);
                 let key = self.keys.trending(t.interval);
                 let newer = self.latest.get(&key).is_none_or(|(o, _)| *o <= order);
                 if newer {

@@ -1,7 +1,10 @@
 //! Applies the versioned migrations of `insite_schemas::migrations`.
 
 use insite_schemas::config::ClickHouseConfig;
-use insite_schemas::migrations::{Migration, MIGRATIONS, MIGRATIONS_TABLE_DDL};
+use insite_schemas::migrations::{Migration, MIGRATIONS, MIGRATIONS_TABLE, MIGRATIONS_TABLE_DDL};
+use insite_schemas::time::now_ms;
+
+use super::rows::{datetime_secs, Table};
 
 /// Why migrating failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,11 +42,16 @@ pub struct MigrationReport {
     pub already_applied: Vec<u32>,
 }
 
+/// A row of [`MIGRATIONS_TABLE`].
 #[derive(Debug, clickhouse::Row, serde::Serialize, serde::Deserialize)]
 struct AppliedRow {
     version: u32,
     name: String,
     applied_at: u32,
+}
+
+impl Table for AppliedRow {
+    const TABLE: &'static str = MIGRATIONS_TABLE;
 }
 
 /// The server's version, e.g. `18.16.1` or `24.8.4.13`.
@@ -70,7 +78,7 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, Migra
     let client = super::connect(config);
     client.query(MIGRATIONS_TABLE_DDL).execute().await?;
     let done: Vec<u32> = client
-        .query("SELECT DISTINCT version FROM schema_migrations")
+        .query(&format!("SELECT DISTINCT version FROM {MIGRATIONS_TABLE}"))
         .fetch_all::<u32>()
         .await?;
     let mut report = MigrationReport {
@@ -103,19 +111,12 @@ async fn apply(client: &clickhouse::Client, migration: &Migration) -> Result<(),
                 source,
             })?;
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
-        .unwrap_or_default();
-    let mut insert = client.insert::<AppliedRow>("schema_migrations").await?;
-    insert
-        .write(&AppliedRow {
-            version: migration.version,
-            name: migration.name.to_owned(),
-            applied_at: now,
-        })
-        .await?;
-    insert.end().await?;
+    let applied = AppliedRow {
+        version: migration.version,
+        name: migration.name.to_owned(),
+        applied_at: datetime_secs(now_ms()),
+    };
+    super::insert(client, AppliedRow::TABLE, &[applied]).await?;
     tracing::info!(
         version = migration.version,
         name = migration.name,

@@ -1,4 +1,5 @@
-//! ClickHouse: connection, migrations and row types.
+//! ClickHouse: connection, one-shot inserts ([`insert`]), migrations, row
+//! types and their tables ([`rows::Table`]), and the batching writer.
 //!
 //! The client speaks RowBinary over HTTP with schema validation off, which
 //! works on ClickHouse 18.16 (no `RowBinaryWithNamesAndTypes` there) as on
@@ -11,7 +12,9 @@ pub mod writer;
 pub use migrate::{migrate, server_version, MigrateError, MigrationReport};
 pub use writer::{FlushReport, TableWriter, WriteError, WriterConfig};
 
+use clickhouse::Row;
 use insite_schemas::config::ClickHouseConfig;
+use serde::Serialize;
 
 /// A client for the configured server, user and database.
 pub fn connect(config: &ClickHouseConfig) -> clickhouse::Client {
@@ -30,4 +33,22 @@ pub fn client_without_database(config: &ClickHouseConfig) -> clickhouse::Client 
     } else {
         client.with_password(&config.password)
     }
+}
+
+/// Writes `rows` into `table` as one RowBinary `INSERT`: every row is in
+/// ClickHouse when this returns `Ok`, none is retried on error.
+pub async fn insert<R>(
+    client: &clickhouse::Client,
+    table: &str,
+    rows: &[R],
+) -> Result<(), clickhouse::error::Error>
+where
+    R: Row + Serialize + Send + Sync + 'static,
+    for<'a> R: Row<Value<'a> = R>,
+{
+    let mut insert = client.insert::<R>(table).await?;
+    for row in rows {
+        insert.write(row).await?;
+    }
+    insert.end().await
 }

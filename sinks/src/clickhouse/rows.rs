@@ -2,6 +2,11 @@
 //! from the schema types. `DateTime` columns are whole seconds (`u32`); the
 //! `*_ms` column beside each holds the exact milliseconds.
 //!
+//! Every row type names its table ([`Table::TABLE`]), and [`TABLES`] lists
+//! them all: the one place in insite's writers where table names are
+//! spelled (the migrations in `insite_schemas::migrations` create them; a
+//! test here checks that the two agree).
+//!
 //! See `docs/schema.md` for every table and column.
 
 use clickhouse::Row;
@@ -9,6 +14,48 @@ use insite_schemas::{
     Alert, Bar, LateEvent, Post, Quote, SentimentWindow, TimestampMs, Trade, Trending,
 };
 use serde::{Deserialize, Serialize};
+
+/// A row type of one ClickHouse table.
+pub trait Table {
+    /// The table's name (unqualified: the client's database holds it).
+    /// Called `TABLE`, not `NAME`: [`Row::NAME`] is the row struct's name.
+    const TABLE: &'static str;
+}
+
+/// Every table insite writes, in the order of the migrations that create
+/// them: the raw events, the results, late events, then the durable frontier.
+pub const TABLES: [&str; 9] = [
+    TradeRow::TABLE,
+    QuoteRow::TABLE,
+    PostRow::TABLE,
+    BarRow::TABLE,
+    SentimentRow::TABLE,
+    TrendingRow::TABLE,
+    AlertRow::TABLE,
+    LateEventRow::TABLE,
+    ProgressRow::TABLE,
+];
+
+/// Names the table of each row type.
+macro_rules! tables {
+    ($($row:ty => $name:literal),* $(,)?) => {
+        $(impl Table for $row {
+            const TABLE: &'static str = $name;
+        })*
+    };
+}
+
+tables! {
+    TradeRow => "trades",
+    QuoteRow => "quotes",
+    PostRow => "posts",
+    BarRow => "bars",
+    SentimentRow => "sentiment",
+    TrendingRow => "trending",
+    AlertRow => "alerts",
+    LateEventRow => "late_events",
+    ProgressRow => "pipeline_progress",
+}
 
 /// Seconds of a millisecond timestamp, clamped to `DateTime`'s range.
 pub fn datetime_secs(ts: TimestampMs) -> u32 {
@@ -350,4 +397,29 @@ pub struct ProgressRow {
     pub updated_at: u32,
     /// Version for `ReplacingMergeTree` (the highest wins).
     pub version: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use insite_schemas::migrations::{MIGRATIONS, MIGRATIONS_TABLE};
+
+    use super::*;
+
+    /// The tables the migrations create, in order.
+    fn created() -> Vec<String> {
+        MIGRATIONS
+            .iter()
+            .flat_map(|m| m.statements())
+            .filter_map(|s| {
+                let rest = s.strip_prefix("CREATE TABLE IF NOT EXISTS ")?;
+                Some(rest.split([' ', '(']).next()?.to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_table_list_is_what_the_migrations_create() {
+        assert_eq!(created(), TABLES);
+        assert!(!TABLES.contains(&MIGRATIONS_TABLE));
+    }
 }

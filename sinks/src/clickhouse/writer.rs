@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 
+use super::rows::Table;
+use crate::retry::Backoff;
+
 /// When a writer flushes and how it retries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -148,6 +151,14 @@ where
         }
     }
 
+    /// A writer for `R`'s own table ([`Table::TABLE`]).
+    pub fn for_table(client: clickhouse::Client, config: WriterConfig) -> Self
+    where
+        R: Table,
+    {
+        Self::new(client, R::TABLE, config)
+    }
+
     /// The table written to.
     pub fn table(&self) -> &'static str {
         self.table
@@ -200,7 +211,10 @@ where
                 elapsed: Duration::ZERO,
             });
         }
-        let mut delay = Duration::from_millis(self.config.retry_initial_ms);
+        let mut backoff = Backoff::new(
+            Duration::from_millis(self.config.retry_initial_ms),
+            Duration::from_millis(self.config.retry_max_ms),
+        );
         let mut attempts = 0u32;
         loop {
             attempts += 1;
@@ -230,20 +244,15 @@ where
                             source,
                         });
                     }
-                    tracing::warn!(table = self.table, attempts, rows = self.buffer.len(), error = %source, retry_in_ms = delay.as_millis() as u64, "ClickHouse insert failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_millis(self.config.retry_max_ms));
+                    tracing::warn!(table = self.table, attempts, rows = self.buffer.len(), error = %source, retry_in_ms = backoff.delay().as_millis() as u64, "ClickHouse insert failed; retrying");
+                    backoff.wait().await;
                 }
             }
         }
     }
 
     async fn insert_all(&self) -> Result<(), clickhouse::error::Error> {
-        let mut insert = self.client.insert::<R>(self.table).await?;
-        for row in &self.buffer {
-            insert.write(row).await?;
-        }
-        insert.end().await
+        super::insert(&self.client, self.table, &self.buffer).await
     }
 }
 

@@ -1,0 +1,242 @@
+//! The output side: everything the dataflow produces goes to ClickHouse,
+//! Redis and NATS, and the output side works out how far results are
+//! durable.
+//!
+//! Workers send [`WorkerOutput`]s over a bounded channel, in order. Besides
+//! data they send [`WorkerOutput::Progress`]: "every result this worker will
+//! ever produce for event-time watermarks below `frontier` has been sent".
+//!
+//! Two tasks share the work, so that slow ClickHouse inserts never hold up
+//! the hot path:
+//! - the **output task** ([`OutputTask`], this file) takes every output,
+//!   hands it to the hot side (`hot.rs`: Redis and DERIVED, flushed every
+//!   `hot_interval` whatever the input rate) and passes rows for ClickHouse
+//!   on to the durable side, followed by the least frontier over all
+//!   workers whenever it moves;
+//! - the **ClickHouse task** (`durable.rs`) buffers rows per table, flushes
+//!   every table at once on size or age, and after a confirmed flush
+//!   records and reports the durable frontier.
+//!
+//! When ClickHouse is down, back-pressure reaches the output task, and
+//! behind it the workers and the consumers: never unbounded memory. Redis
+//! and NATS carry only what can be rebuilt; a failure there is logged,
+//! counted and retried at the next flush without holding up acknowledgement.
+
+mod durable;
+mod hot;
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use insite_schemas::config::Connections;
+use insite_schemas::{
+    Alert, Bar, LateEvent, Post, Quote, SentimentWindow, TimestampMs, Trade, Trending,
+};
+use insite_sinks::clickhouse::{self as ch, WriteError, WriterConfig};
+use insite_sinks::nats::DerivedPublisher;
+use insite_sinks::redis::{RedisSink, RedisSinkError};
+use tokio::sync::{mpsc, watch};
+
+pub use hot::LatencyRecorder;
+
+use crate::config::PipelineConfig;
+use crate::resume::{ProgressStore, ResumeError};
+use durable::{ClickHouseTask, Intake};
+use hot::HotPath;
+
+/// Why the output task stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutputError {
+    /// A ClickHouse table refused its rows, or stayed unavailable.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// The durable frontier could not be recorded.
+    #[error(transparent)]
+    Progress(#[from] ResumeError),
+    /// The ClickHouse task panicked (a bug).
+    #[error("the ClickHouse task ended abnormally")]
+    Crashed,
+}
+
+/// What the dataflow hands to the output task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerOutput {
+    /// Raw trades, for the `trades` table and the latest-trade key.
+    Trades(Vec<Trade>),
+    /// Raw quotes.
+    Quotes(Vec<Quote>),
+    /// Posts with their sentiment score (cashtags filled in).
+    Posts(Vec<(Post, f64)>),
+    /// Bars, provisional or final.
+    Bars(Vec<Bar>),
+    /// Sentiment windows, provisional or final.
+    Sentiment(Vec<SentimentWindow>),
+    /// Trending lists.
+    Trending(Vec<Trending>),
+    /// Alerts.
+    Alerts(Vec<Alert>),
+    /// Events that arrived after their window closed.
+    Late(Vec<LateEvent>),
+    /// Everything for watermarks below `frontier` from `worker` was sent.
+    Progress {
+        /// The worker's index.
+        worker: usize,
+        /// Its output frontier (event-time watermark, ms).
+        frontier: TimestampMs,
+    },
+}
+
+/// The output side of a job: see the module docs.
+pub struct OutputTask {
+    /// Rows and frontiers for the ClickHouse task.
+    intake: Intake,
+    /// The ClickHouse side.
+    clickhouse: ClickHouseTask,
+    /// The hot side.
+    hot: HotPath,
+    /// How often to flush Redis and NATS (the provisional cadence).
+    hot_interval: Duration,
+    /// How often the ClickHouse task checks for an aged batch.
+    check_every: Duration,
+}
+
+impl std::fmt::Debug for OutputTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputTask")
+            .field("frontiers", &self.intake.frontiers())
+            .field("hot_interval", &self.hot_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutputTask {
+    /// An output task for `workers` workers (their indices in
+    /// [`WorkerOutput::Progress`] run from 0 to `workers - 1`).
+    pub fn new(
+        clickhouse: &clickhouse::Client,
+        writer: &WriterConfig,
+        redis: Option<RedisSink>,
+        nats: Option<DerivedPublisher>,
+        workers: usize,
+        hot_interval: Duration,
+    ) -> Self {
+        Self {
+            intake: Intake::new(workers),
+            clickhouse: ClickHouseTask::new(clickhouse, writer),
+            hot: HotPath::new(redis, nats),
+            hot_interval,
+            check_every: Duration::from_millis((writer.max_age_ms / 4).clamp(5, 50)),
+        }
+    }
+
+    /// The output task of a job with `config`'s settings: ClickHouse on
+    /// `services`, and, if `hot`, Redis and DERIVED (on `js`) too.
+    pub async fn connect(
+        services: &Connections,
+        config: &PipelineConfig,
+        js: &jetstream::Context,
+        hot: bool,
+    ) -> Result<Self, RedisSinkError> {
+        let clickhouse = ch::connect(&services.clickhouse);
+        let (redis, nats) = if hot {
+            let redis = RedisSink::connect(&services.redis, config.redis_sink.clone()).await?;
+            let nats = DerivedPublisher::new(
+                js.clone(),
+                services.nats.streams.clone(),
+                config.derived_max_in_flight,
+            );
+            (Some(redis), Some(nats))
+        } else {
+            (None, None)
+        };
+        Ok(Self::new(
+            &clickhouse,
+            &config.clickhouse_writer,
+            redis,
+            nats,
+            config.workers.max(1),
+            Duration::from_millis(config.hot_flush_ms.max(1)),
+        ))
+    }
+
+    /// Records every new durable frontier in `progress` before reporting
+    /// it, and never reports one below `floor` (the frontier an earlier run
+    /// recorded: its windows are complete in ClickHouse).
+    pub fn with_progress(mut self, progress: ProgressStore, floor: TimestampMs) -> Self {
+        self.clickhouse.record_in(progress, floor);
+        self
+    }
+
+    /// Also records the end-to-end latency (event time to Redis write) of
+    /// every trade into `latency`.
+    pub fn with_latency(mut self, latency: LatencyRecorder) -> Self {
+        self.hot.record_latency(latency);
+        self
+    }
+
+    /// Runs until `input` closes: hot flushes every `hot_interval`, rows and
+    /// frontiers to the ClickHouse task, each new durable frontier to
+    /// `durable`. Ends once the ClickHouse task has written everything.
+    pub async fn run(
+        self,
+        mut input: mpsc::Receiver<WorkerOutput>,
+        durable: watch::Sender<TimestampMs>,
+    ) -> Result<(), OutputError> {
+        let Self {
+            mut intake,
+            clickhouse,
+            mut hot,
+            hot_interval,
+            check_every,
+        } = self;
+        let (to_clickhouse, mut writer) = clickhouse.spawn(durable, check_every);
+
+        let mut hot_tick = tokio::time::interval(hot_interval);
+        hot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_hot = Instant::now();
+        let mut failed = None;
+        loop {
+            tokio::select! {
+                next = input.recv() => match next {
+                    Some(output) => {
+                        let rows = intake.accept(&output);
+                        hot.accept(output).await;
+                        if let Some(rows) = rows {
+                            // A full channel waits: back-pressure from ClickHouse.
+                            tokio::select! {
+                                sent = to_clickhouse.send(rows) => {
+                                    if sent.is_err() {
+                                        break;
+                                    }
+                                }
+                                ended = &mut writer => {
+                                    failed = Some(ended);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    None => break,
+                },
+                _ = hot_tick.tick() => {}
+                ended = &mut writer => {
+                    failed = Some(ended);
+                    break;
+                }
+            }
+            // Hot state goes out on time, however busy the input is.
+            if last_hot.elapsed() >= hot_interval {
+                hot.flush().await;
+                last_hot = Instant::now();
+            }
+        }
+        hot.flush().await;
+        drop(to_clickhouse);
+        let ended = match failed {
+            Some(ended) => ended,
+            None => writer.await,
+        };
+        ended.map_err(|_| OutputError::Crashed)?
+    }
+}
