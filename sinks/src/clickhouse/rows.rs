@@ -23,8 +23,9 @@ pub trait Table {
 }
 
 /// Every table insite writes, in the order of the migrations that create
-/// them: the raw events, the results, late events, then the durable frontier.
-pub const TABLES: [&str; 9] = [
+/// them: the raw events, the results, late events, then the durable
+/// frontier (`pipeline_progress`, superseded by `pipeline_checkpoints`).
+pub const TABLES: [&str; 10] = [
     TradeRow::TABLE,
     QuoteRow::TABLE,
     PostRow::TABLE,
@@ -34,6 +35,7 @@ pub const TABLES: [&str; 9] = [
     AlertRow::TABLE,
     LateEventRow::TABLE,
     ProgressRow::TABLE,
+    CheckpointRow::TABLE,
 ];
 
 /// Names the table of each row type.
@@ -55,6 +57,7 @@ tables! {
     AlertRow => "alerts",
     LateEventRow => "late_events",
     ProgressRow => "pipeline_progress",
+    CheckpointRow => "pipeline_checkpoints",
 }
 
 /// Seconds of a millisecond timestamp, clamped to `DateTime`'s range.
@@ -399,27 +402,65 @@ pub struct ProgressRow {
     pub version: u64,
 }
 
+/// A row of `pipeline_checkpoints`: for one pipeline (or one process of
+/// it) and one input stream, how far results are durable and where a
+/// restart resumes reading (see migration 4).
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct CheckpointRow {
+    /// The pipeline's name (the row a restart reads), or `<name>/<process>`.
+    pub pipeline: String,
+    /// The input stream: `market` or `social`.
+    pub source: String,
+    /// Results of this stream's windows ending before it are durable, ms.
+    pub durable_ms: i64,
+    /// Every message at or below this stream sequence is finished with.
+    pub resume_seq: u64,
+    /// The stream's event-time clock after `resume_seq` (`i64::MIN`: none).
+    pub max_ts_ms: i64,
+    /// When it was written, seconds.
+    pub updated_at: u32,
+    /// Version for `ReplacingMergeTree` (the highest wins).
+    pub version: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use insite_schemas::migrations::{MIGRATIONS, MIGRATIONS_TABLE};
 
     use super::*;
 
-    /// The tables the migrations create, in order.
+    /// The tables left once every migration has run (creates, drops and
+    /// renames followed in order), sorted.
     fn created() -> Vec<String> {
-        MIGRATIONS
-            .iter()
-            .flat_map(|m| m.statements())
-            .filter_map(|s| {
-                let rest = s.strip_prefix("CREATE TABLE IF NOT EXISTS ")?;
-                Some(rest.split([' ', '(']).next()?.to_owned())
-            })
-            .collect()
+        let first_word = |text: &str| text.split([' ', '(', ',']).next().map(str::to_owned);
+        let mut tables: Vec<String> = Vec::new();
+        for statement in MIGRATIONS.iter().flat_map(|m| m.statements()) {
+            if let Some(rest) = statement.strip_prefix("CREATE TABLE IF NOT EXISTS ") {
+                tables.extend(first_word(rest));
+            } else if let Some(rest) = statement.strip_prefix("DROP TABLE IF EXISTS ") {
+                let name = first_word(rest).unwrap();
+                tables.retain(|t| *t != name);
+            } else if let Some(rest) = statement.strip_prefix("RENAME TABLE ") {
+                for pair in rest.split(',') {
+                    let words: Vec<&str> = pair.split_whitespace().collect();
+                    let [from, "TO", to] = words.as_slice() else {
+                        panic!("unexpected RENAME: {statement}");
+                    };
+                    tables.retain(|t| t != from);
+                    tables.push((*to).to_owned());
+                }
+            }
+        }
+        tables.sort();
+        tables.dedup();
+        tables
     }
 
     #[test]
     fn the_table_list_is_what_the_migrations_create() {
-        assert_eq!(created(), TABLES);
+        let mut listed: Vec<String> = TABLES.iter().map(|t| (*t).to_owned()).collect();
+        listed.sort();
+        assert_eq!(created(), listed);
         assert!(!TABLES.contains(&MIGRATIONS_TABLE));
     }
 }
