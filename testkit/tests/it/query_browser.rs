@@ -3,7 +3,7 @@
 //! changes as the pipeline publishes an updated bar; a screenshot is saved
 //! to `target/query-browser/chart.png`.
 //!
-//! Chromium and chromedriver are installed by `tests/browser/install-chromium.sh`
+//! Chromium and chromedriver are installed by `testkit/browser/install-chromium.sh`
 //! when missing; if that is impossible (no root, no package mirror) the test
 //! says so loudly and skips.
 
@@ -32,7 +32,7 @@ impl Drop for Driver {
 
 /// Paths of chromium and chromedriver, installed if missing.
 fn browser() -> Option<(String, String)> {
-    let script = workspace_root().join("tests/browser/install-chromium.sh");
+    let script = workspace_root().join("testkit/browser/install-chromium.sh");
     let out = Command::new("bash")
         .arg(&script)
         .stderr(Stdio::inherit())

@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 /// The fixture folder.
 fn fixtures() -> PathBuf {
-    workspace_root().join("tests/fixtures/pipeline")
+    workspace_root().join("testkit/fixtures/pipeline")
 }
 
 /// 2026-01-05T14:30:00Z, where the fixtures start; they span 7 minutes.

@@ -24,7 +24,7 @@ use crate::ingest_synthetic::{decode_events, read_all};
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(
         insite_testkit::workspace_root()
-            .join("tests/fixtures/ingest")
+            .join("testkit/fixtures/ingest")
             .join(name),
     )
     .unwrap()

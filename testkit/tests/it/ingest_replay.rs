@@ -13,7 +13,7 @@ use crate::ingest_synthetic::{decode_events, read_all};
 
 fn fixture(name: &str) -> PathBuf {
     insite_testkit::workspace_root()
-        .join("tests/fixtures/ingest")
+        .join("testkit/fixtures/ingest")
         .join(name)
 }
 

@@ -47,7 +47,7 @@ pub struct Servers {
     pub local: Option<LocalConfig>,
 }
 
-/// The workspace root (this crate lives in `tests/`).
+/// The workspace root (this crate lives in `testkit/`).
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
