@@ -5,85 +5,51 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
 
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Child;
 use std::time::Duration;
 
-mod common;
-
-use common::{config, run_in_process, services};
 use insite_pipeline::{Connections, PipelineConfig};
+use insite_testkit::child::terminate;
+use insite_testkit::pipeline::{config, run_until_durable, Backlog};
 use insite_testkit::results::{
     assert_bars_equal, assert_sentiment_equal, durable_frontier, read_bars, read_sentiment,
     wait_durable,
 };
+use insite_testkit::wait::eventually;
 use insite_testkit::TestEnv;
 
 /// Event time of the first synthetic event: 2026-01-06T15:00:00Z.
 const START_MS: i64 = 1_767_711_600_000;
 
-/// `insite pipeline run` on the test's servers, configured by a config file
-/// written from `services` and `config`.
-fn spawn_pipeline(services: &Connections, config: &PipelineConfig, extra: &[String]) -> Child {
-    let dir = std::env::temp_dir().join(format!("insite-child-{}", std::process::id()));
-    let file = insite_testkit::child::write_config(&dir, &config.name, services, config)
-        .expect("writing the child's config");
-    Command::new(env!("CARGO_BIN_EXE_insite"))
-        .arg("--config")
-        .arg(&file)
-        .args(["pipeline", "run", "--no-metrics"])
-        .args(extra)
-        .env("INSITE_LOG", "warn")
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("starting insite pipeline run")
-}
-
-/// Stops pipeline processes the way an operator does (SIGTERM to every
-/// process of the cluster at once) and checks they exit cleanly.
-fn terminate(children: Vec<Child>) {
-    for child in &children {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-    }
-    for mut child in children {
-        let status = child.wait().unwrap();
-        assert!(status.success(), "pipeline exited with {status}");
-    }
-}
-
-async fn drop_database(services: &Connections) {
-    let admin = insite_sinks::clickhouse::client_without_database(&services.clickhouse);
-    admin
-        .query(&format!(
-            "DROP DATABASE IF EXISTS {}",
-            services.clickhouse.database
-        ))
-        .execute()
-        .await
-        .unwrap();
+/// `insite pipeline run` (this crate's binary) on `connections`.
+fn spawn_pipeline(connections: &Connections, config: &PipelineConfig, extra: &[String]) -> Child {
+    let insite = Path::new(env!("CARGO_BIN_EXE_insite"));
+    insite_testkit::child::spawn_pipeline(insite, connections, config, extra)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_any_moment_and_restarted_it_ends_with_the_uninterrupted_tables() {
     let env = TestEnv::new("pipeline_crash");
-    let done = common::publish(&env, 7, 150_000, START_MS, 500).await;
+    let done = Backlog {
+        seed: 7,
+        events: 150_000,
+        start_ms: START_MS,
+        jitter_ms: 500,
+    }
+    .publish(&env)
+    .await;
 
     // The uninterrupted run, into a database of its own.
-    let straight = services(
-        &env,
-        &format!("{}_straight", env.connections.clickhouse.database),
-    );
-    run_in_process(&straight, &config("straight"), done).await;
+    let straight = env.with_database("straight");
+    run_until_durable(&straight, &config("straight"), done).await;
     let want_bars = read_bars(&straight.clickhouse).await;
     let want_sentiment = read_sentiment(&straight.clickhouse).await;
     assert!(want_bars.len() > 500, "{} bars", want_bars.len());
 
     // The same input through a process killed with SIGKILL at several
     // moments, restarted each time.
-    let crashy = services(&env, &env.connections.clickhouse.database);
+    let crashy = env.connections.clone();
     let crashy_config = config("crashy");
     let mut progress_seen = Vec::new();
     // (ms after start, or after the run's first durable record if `true`).
@@ -99,14 +65,11 @@ async fn killed_at_any_moment_and_restarted_it_ends_with_the_uninterrupted_table
         let mut child = spawn_pipeline(&crashy, &crashy_config, &[]);
         if after_progress {
             // Wait for this run's own first record (the frontier moves on).
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            while durable_frontier(&crashy.clickhouse, "crashy").await == before {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "round {round}: no progress"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            eventually(Duration::from_secs(60), async || {
+                durable_frontier(&crashy.clickhouse, "crashy").await != before
+            })
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: no progress: {e}"));
         }
         tokio::time::sleep(Duration::from_millis(after_ms)).await;
         child.kill().unwrap();
@@ -134,34 +97,29 @@ async fn killed_at_any_moment_and_restarted_it_ends_with_the_uninterrupted_table
         &want_sentiment,
         "killed and restarted vs uninterrupted",
     );
-    drop_database(&straight).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_timely_processes_give_the_tables_of_one() {
     let env = TestEnv::new("pipeline_cluster");
-    let done = common::publish(&env, 7, 60_000, START_MS, 500).await;
+    let done = Backlog {
+        seed: 7,
+        events: 60_000,
+        start_ms: START_MS,
+        jitter_ms: 500,
+    }
+    .publish(&env)
+    .await;
 
-    let one = services(
-        &env,
-        &format!("{}_one", env.connections.clickhouse.database),
-    );
-    run_in_process(&one, &config("one"), done).await;
+    let one = env.with_database("one");
+    run_until_durable(&one, &config("one"), done).await;
     let want_bars = read_bars(&one.clickhouse).await;
     let want_sentiment = read_sentiment(&one.clickhouse).await;
     assert!(!want_bars.is_empty());
 
-    let two = services(&env, &env.connections.clickhouse.database);
+    let two = env.connections.clone();
     let two_config = config("two");
-    let ports: Vec<u16> = (0..2)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
+    let ports = insite_local::free_ports(2).unwrap();
     let hosts = format!("127.0.0.1:{},127.0.0.1:{}", ports[0], ports[1]);
     let children: Vec<Child> = (0..2)
         .map(|process| {
@@ -191,5 +149,4 @@ async fn two_timely_processes_give_the_tables_of_one() {
         &want_sentiment,
         "two processes vs one",
     );
-    drop_database(&one).await;
 }

@@ -17,6 +17,8 @@
 //! - [`migrations`]: the versioned ClickHouse DDL.
 //! - [`config`]: connection and stream settings.
 //! - [`error`]: typed errors ([`DecodeError`], [`InvalidValue`]).
+//! - `fixtures` (feature `test-fixtures`): builders of plain values for
+//!   tests (`fixtures::bar` among them).
 //!
 //! Decoding never panics: garbage gives a [`DecodeError`] that says what was
 //! wrong, for the dead-letter subject.
@@ -26,6 +28,8 @@
 pub mod config;
 pub mod error;
 pub mod events;
+#[cfg(any(test, feature = "test-fixtures"))]
+pub mod fixtures;
 pub mod migrations;
 pub mod msgid;
 pub mod results;

@@ -46,28 +46,18 @@ pub fn batch_msg_id<T: serde::Serialize>(prefix: &str, first_id: &str, batch: &B
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Symbol;
+    use crate::fixtures::trade;
 
-    fn trade(id: &str) -> Trade {
-        Trade {
-            symbol: Symbol::new("AAPL").unwrap(),
-            ts: 1_700_000_000_000,
-            price: 10.0,
-            size: 5,
-            exchange: "XNAS".into(),
-            trade_id: id.into(),
-            conditions: vec![],
-        }
-    }
+    const TS: i64 = 1_700_000_000_000;
 
     #[test]
     fn ids_come_from_the_source_when_present() {
-        assert_eq!(trade_msg_id(&trade("77")), "t:AAPL:XNAS:77");
+        assert_eq!(trade_msg_id(&trade("AAPL", TS, "77")), "t:AAPL:XNAS:77");
     }
 
     #[test]
     fn hashed_ids_are_stable_and_content_sensitive() {
-        let a = trade("");
+        let a = trade("AAPL", TS, "");
         let mut b = a.clone();
         assert_eq!(trade_msg_id(&a), trade_msg_id(&b));
         b.price = 10.01;

@@ -1,6 +1,12 @@
 //! # insite-testkit
 //!
-//! The one test harness of insite. The first test in a process that asks for
+//! The test kit of insite: everything tests share lives here, so that test
+//! modules import only from this crate and nothing is written twice. The
+//! integration tests themselves are one binary, `testkit/tests/it/`; the
+//! process-level tests of the `insite` binary (`cli/tests/`) use the kit as
+//! a dev-dependency.
+//!
+//! The first test in a process that asks for
 //! [`servers`] starts a real NATS (with JetStream), Redis and ClickHouse on
 //! random free loopback ports, with their data in a fresh folder under
 //! `target/insite-test/`; every later test in that process shares them. The
@@ -9,28 +15,46 @@
 //! the data folders of dead runs.
 //!
 //! Each test takes a [`TestEnv`]: its own JetStream stream names and subject
-//! prefix, its own ClickHouse database and its own Redis key prefix, all
-//! removed again when the `TestEnv` is dropped.
+//! prefix, its own ClickHouse database (and any more it asks for with
+//! [`TestEnv::with_database`]) and its own Redis key prefix, all removed
+//! again when the `TestEnv` is dropped.
 //!
 //! To run against servers that are already up (say `insite services up`),
 //! set `INSITE_TEST_NATS_URL`, `INSITE_TEST_REDIS_URL` and
 //! `INSITE_TEST_CLICKHOUSE_URL`; the isolation per test is the same.
 //!
 //! ## Layout
-//! - [`servers`]: start or reuse the servers.
+//! - [`servers`]: start or reuse the servers; [`Servers::stop`] and
+//!   [`Servers::restart`] for outage tests.
 //! - [`TestEnv`]: one test's isolated names and clients.
+//! - [`fixtures`]: value builders (one bar builder, [`fixtures::bar`]) and
+//!   the recorded input files.
+//! - [`wait`]: [`wait::eventually`], the one polling loop.
+//! - [`service`]: the query service and the pipeline started in the test
+//!   process.
+//! - [`pipeline`]: the pipeline's input (recorded files, a synthetic
+//!   backlog), settings for a quick run, a run until durable.
+//! - [`child`]: `insite` as a child process: its config file, starting and
+//!   terminating it.
+//! - [`jetstream`]: a stream's messages and events read back.
 //! - [`results`]: the result tables read back and compared.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, OnceLock};
+use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::Duration;
 
 pub mod child;
+pub mod fixtures;
+pub mod jetstream;
+pub mod pipeline;
 pub mod results;
+pub mod service;
+pub mod wait;
 
+use insite_local::server::{self, ServerKind};
 use insite_local::LocalConfig;
 use insite_schemas::config::{ClickHouseConfig, Connections, NatsConfig, RedisConfig};
 
@@ -47,7 +71,58 @@ pub struct Servers {
     pub local: Option<LocalConfig>,
 }
 
-/// The workspace root (this crate lives in `tests/`).
+impl Servers {
+    /// The local config of servers this process started.
+    ///
+    /// # Panics
+    /// For servers that were already up (`INSITE_TEST_*_URL`): only the
+    /// harness's own servers may be stopped and started.
+    fn own(&self) -> &LocalConfig {
+        self.local
+            .as_ref()
+            .expect("only the harness's own servers can be stopped and started")
+    }
+
+    /// Stops the server `kind` (an outage).
+    ///
+    /// # Panics
+    /// If it cannot be stopped, or the servers are not this process's own.
+    pub fn stop(&self, kind: ServerKind) {
+        server::stop(self.own(), kind).expect("stopping a test server");
+    }
+
+    /// Starts the server `kind` again after [`Servers::stop`] and waits
+    /// until it is healthy; it dies with the test process like the others.
+    ///
+    /// # Panics
+    /// If it does not start and become healthy within a minute.
+    pub fn restart(&self, kind: ServerKind) {
+        let local = self.own().clone();
+        let binaries = insite_local::ensure_installed(&local.tools_dir).expect("server binaries");
+        // As in `start_own_servers`: spawned from a thread that lives as
+        // long as the process, for the parent-death signal.
+        let (done_tx, done_rx) = mpsc::channel();
+        let starter_config = local.clone();
+        std::thread::Builder::new()
+            .name("insite-test-restart".into())
+            .spawn(move || {
+                let result = server::start(&starter_config, &binaries, kind, &mut die_with_parent);
+                let _ = done_tx.send(result);
+                loop {
+                    std::thread::park();
+                }
+            })
+            .expect("spawning the server keeper thread");
+        done_rx
+            .recv()
+            .expect("server keeper thread ended")
+            .expect("restarting a test server");
+        server::wait_healthy(&local, kind, Duration::from_secs(60))
+            .expect("the restarted test server is healthy");
+    }
+}
+
+/// The workspace root (this crate lives in `testkit/`).
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -166,6 +241,9 @@ pub struct TestEnv {
     /// The shared servers under this test's own names: stream names and
     /// subject prefix, database and key prefix unique to this test.
     pub connections: Connections,
+    /// More databases of this test ([`TestEnv::with_database`]), removed
+    /// with the rest.
+    databases: Mutex<Vec<String>>,
 }
 
 impl TestEnv {
@@ -206,7 +284,22 @@ impl TestEnv {
         Self {
             connections: base.isolated(&format!("t_{id}")),
             id,
+            databases: Mutex::new(Vec::new()),
         }
+    }
+
+    /// This test's connections with the results in a ClickHouse database of
+    /// their own, `<database>_<suffix>` (say a reference run's), removed with
+    /// the rest.
+    pub fn with_database(&self, suffix: &str) -> Connections {
+        let mut connections = self.connections.clone();
+        connections.clickhouse.database =
+            format!("{}_{suffix}", self.connections.clickhouse.database);
+        self.databases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(connections.clickhouse.database.clone());
+        connections
     }
 
     /// A NATS client.
@@ -219,6 +312,25 @@ impl TestEnv {
     /// A JetStream context.
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {
         async_nats::jetstream::new(self.nats().await)
+    }
+
+    /// The state of the durable consumer `durable` of `stream`, or `None`
+    /// while either does not exist.
+    pub async fn consumer_info(
+        &self,
+        stream: &str,
+        durable: &str,
+    ) -> Option<async_nats::jetstream::consumer::Info> {
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer = self
+            .jetstream()
+            .await
+            .get_stream(stream)
+            .await
+            .ok()?
+            .get_consumer(durable)
+            .await
+            .ok()?;
+        consumer.info().await.ok().cloned()
     }
 
     /// A ClickHouse client on this test's database (which may not exist
@@ -236,10 +348,23 @@ impl TestEnv {
             .expect("connecting to Redis")
     }
 
-    /// Removes this test's streams, database and keys.
+    /// Removes this test's streams, databases and keys.
     pub async fn cleanup(&self) {
         let c = &self.connections;
-        cleanup(&c.nats, &c.clickhouse, &c.redis).await;
+        cleanup(&c.nats, &c.clickhouse, &self.databases(), &c.redis).await;
+    }
+
+    /// The names of every database of this test.
+    fn databases(&self) -> Vec<String> {
+        let mut all = vec![self.connections.clickhouse.database.clone()];
+        all.extend(
+            self.databases
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .cloned(),
+        );
+        all
     }
 }
 
@@ -252,6 +377,7 @@ impl Drop for TestEnv {
             clickhouse,
             redis,
         } = self.connections.clone();
+        let databases = self.databases();
         let cleaner = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -260,7 +386,7 @@ impl Drop for TestEnv {
                 runtime.block_on(async {
                     let _ = tokio::time::timeout(
                         Duration::from_secs(20),
-                        cleanup(&nats, &clickhouse, &redis),
+                        cleanup(&nats, &clickhouse, &databases, &redis),
                     )
                     .await;
                 });
@@ -270,7 +396,12 @@ impl Drop for TestEnv {
     }
 }
 
-async fn cleanup(nats: &NatsConfig, clickhouse: &ClickHouseConfig, redis_config: &RedisConfig) {
+async fn cleanup(
+    nats: &NatsConfig,
+    clickhouse: &ClickHouseConfig,
+    databases: &[String],
+    redis_config: &RedisConfig,
+) {
     if let Ok(client) = async_nats::connect(&nats.url).await {
         let js = async_nats::jetstream::new(client);
         let s = &nats.streams;
@@ -279,10 +410,12 @@ async fn cleanup(nats: &NatsConfig, clickhouse: &ClickHouseConfig, redis_config:
         }
     }
     let admin = insite_sinks::clickhouse::client_without_database(clickhouse);
-    let _ = admin
-        .query(&format!("DROP DATABASE IF EXISTS {}", clickhouse.database))
-        .execute()
-        .await;
+    for database in databases {
+        let _ = admin
+            .query(&format!("DROP DATABASE IF EXISTS {database}"))
+            .execute()
+            .await;
+    }
     if let Ok(client) = redis::Client::open(redis_config.url.as_str()) {
         if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
             let pattern = format!("{}*", redis_config.key_prefix);

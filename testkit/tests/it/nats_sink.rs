@@ -1,25 +1,10 @@
 //! Derived results on NATS: subjects, headers and de-duplication of finals.
 
 use async_nats::jetstream::stream;
-use insite_schemas::{wire, Bar, Finality, Interval, Symbol};
+use insite_schemas::{wire, Bar, Finality, Interval};
 use insite_sinks::nats::{Derived, DerivedPublisher};
+use insite_testkit::fixtures::bar;
 use insite_testkit::TestEnv;
-
-fn bar(finality: Finality, close: f64) -> Bar {
-    Bar {
-        symbol: Symbol::new("BRK.B").unwrap(),
-        interval: Interval::MINUTE,
-        window_start: 1_700_000_040_000,
-        open: 1.0,
-        high: 2.0,
-        low: 0.5,
-        close,
-        volume: 7,
-        vwap: 1.1,
-        trades: 3,
-        finality,
-    }
-}
 
 #[tokio::test]
 async fn finals_are_published_once_provisionals_every_time() {
@@ -34,12 +19,15 @@ async fn finals_are_published_once_provisionals_every_time() {
     .await
     .unwrap();
     let mut publisher = DerivedPublisher::new(js.clone(), streams.clone(), 2);
-    for result in [
-        bar(Finality::Provisional, 1.5),
-        bar(Finality::Provisional, 1.6),
-        bar(Finality::Final, 1.7),
-        bar(Finality::Final, 1.7),
+    // One window of BRK.B: two provisional updates, then its final bar twice.
+    let window = bar("BRK.B", Interval::MINUTE, 1_700_000_040_000);
+    for (finality, close) in [
+        (Finality::Provisional, 1.5),
+        (Finality::Provisional, 1.6),
+        (Finality::Final, 1.7),
+        (Finality::Final, 1.7),
     ] {
+        let result = window.clone().close(close).finality(finality).build();
         publisher.publish(&Derived::Bar(result)).await.unwrap();
     }
     publisher.flush().await.unwrap();

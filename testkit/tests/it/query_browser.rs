@@ -3,10 +3,11 @@
 //! changes as the pipeline publishes an updated bar; a screenshot is saved
 //! to `target/query-browser/chart.png`.
 //!
-//! Chromium and chromedriver are installed by `tests/browser/install-chromium.sh`
+//! Chromium and chromedriver are installed by `testkit/browser/install-chromium.sh`
 //! when missing; if that is impossible (no root, no package mirror) the test
 //! says so loudly and skips.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -16,9 +17,10 @@ use insite_schemas::{Finality, Interval};
 use insite_sinks::nats::{Derived, DerivedPublisher};
 use insite_sinks::redis::{HotUpdate, RedisSink, RedisSinkConfig};
 use insite_sinks::streams::ensure_streams;
+use insite_testkit::fixtures::bar;
+use insite_testkit::service::start_query;
+use insite_testkit::wait::eventually;
 use insite_testkit::{workspace_root, TestEnv};
-
-use crate::query_http::{bar_at, start_service};
 
 /// Kills chromedriver (and with it the browser) when the test ends.
 struct Driver(Child);
@@ -32,7 +34,7 @@ impl Drop for Driver {
 
 /// Paths of chromium and chromedriver, installed if missing.
 fn browser() -> Option<(String, String)> {
-    let script = workspace_root().join("tests/browser/install-chromium.sh");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser/install-chromium.sh");
     let out = Command::new("bash")
         .arg(&script)
         .stderr(Stdio::inherit())
@@ -56,14 +58,6 @@ fn browser() -> Option<(String, String)> {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chart_page_shows_a_live_candle() {
     let Some((chromium, chromedriver)) = browser() else {
@@ -84,24 +78,23 @@ async fn chart_page_shows_a_live_candle() {
     let mut sink = RedisSink::connect(&env.connections.redis, RedisSinkConfig::default())
         .await
         .unwrap();
-    sink.push(HotUpdate::Bar(bar_at(
-        "AAPL",
-        start - 60_000,
-        10.5,
-        Finality::Final,
-    )))
+    let current_bar = |close| {
+        bar("AAPL", Interval::MINUTE, start)
+            .close(close)
+            .finality(Finality::Provisional)
+            .build()
+    };
+    sink.push(HotUpdate::Bar(
+        bar("AAPL", Interval::MINUTE, start - 60_000)
+            .close(10.5)
+            .build(),
+    ))
     .unwrap();
-    sink.push(HotUpdate::Bar(bar_at(
-        "AAPL",
-        start,
-        11.0,
-        Finality::Provisional,
-    )))
-    .unwrap();
+    sink.push(HotUpdate::Bar(current_bar(11.0))).unwrap();
     sink.flush().await.unwrap();
-    let service = start_service(&env, QueryConfig::default()).await;
+    let service = start_query(&env, QueryConfig::default()).await;
 
-    let port = free_port();
+    let port = insite_local::free_ports(1).unwrap()[0];
     let driver = Driver(
         Command::new(&chromedriver)
             .arg(format!("--port={port}"))
@@ -124,21 +117,15 @@ async fn chart_page_shows_a_live_candle() {
         }),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let mut client = None;
-    for _ in 0..100 {
-        match ClientBuilder::new(connector.clone())
+    let client = eventually(Duration::from_secs(60), async || {
+        ClientBuilder::new(connector.clone())
             .capabilities(caps.clone())
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
-        {
-            Ok(c) => {
-                client = Some(c);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let client = client.expect("chromedriver accepts a session");
+            .ok()
+    })
+    .await
+    .expect("chromedriver accepts a session");
 
     client
         .goto(&service.url("/?symbol=AAPL&interval=1m"))
@@ -174,18 +161,13 @@ async fn chart_page_shows_a_live_candle() {
     // page's WebSocket subscription is in place a publish can go unseen, so
     // the update is re-published until the page shows it.
     let mut publisher = DerivedPublisher::new(js, env.connections.nats.streams.clone(), 16);
-    let mut changed = false;
-    for _ in 0..150 {
+    let changed = eventually(Duration::from_secs(60), async || {
         publisher
-            .publish(&Derived::Bar(bar_at(
-                "AAPL",
-                start,
-                13.25,
-                Finality::Provisional,
-            )))
+            .publish(&Derived::Bar(current_bar(13.25)))
             .await
             .unwrap();
         publisher.flush().await.unwrap();
+        // Give the page a moment to draw it before looking.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let close = client
             .find(Locator::Id("last-candle"))
@@ -194,12 +176,13 @@ async fn chart_page_shows_a_live_candle() {
             .attr("data-close")
             .await
             .unwrap();
-        if close.as_deref() == Some("13.25") {
-            changed = true;
-            break;
-        }
-    }
-    assert!(changed, "the candle never changed to the published close");
+        close.as_deref() == Some("13.25")
+    })
+    .await;
+    assert!(
+        changed.is_ok(),
+        "the candle never changed to the published close"
+    );
     let text = client
         .find(Locator::Id("last-candle"))
         .await

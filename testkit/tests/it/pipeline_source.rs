@@ -7,20 +7,13 @@ use async_nats::jetstream::stream;
 use insite_pipeline::source::{
     consumer, run_consumer, ConsumerConfig, ConsumerStart, InputSource, PullOptions,
 };
-use insite_schemas::{subjects, wire, Inbound, Symbol, Trade};
+use insite_schemas::{subjects, wire, Inbound};
+use insite_testkit::fixtures::{symbol, trade};
+use insite_testkit::wait::eventually;
 use insite_testkit::TestEnv;
 
-fn trade(symbol: &str, id: &str) -> Trade {
-    Trade {
-        symbol: Symbol::new(symbol).unwrap(),
-        ts: 1_700_000_000_000,
-        price: 10.0,
-        size: 5,
-        exchange: "XNAS".into(),
-        trade_id: id.into(),
-        conditions: vec![],
-    }
-}
+/// When the trades happened.
+const TS: i64 = 1_700_000_000_000;
 
 #[tokio::test]
 async fn decodes_good_messages_and_dead_letters_bad_ones() {
@@ -36,7 +29,7 @@ async fn decodes_good_messages_and_dead_letters_bad_ones() {
         .await
         .unwrap();
     }
-    let aapl = Symbol::new("AAPL").unwrap();
+    let aapl = symbol("AAPL");
     let publish = |subject: String, schema: Option<&'static str>, payload: Vec<u8>| {
         let js = js.clone();
         async move {
@@ -55,32 +48,32 @@ async fn decodes_good_messages_and_dead_letters_bad_ones() {
     publish(
         on_aapl.clone(),
         Some("trade.v1"),
-        wire::encode(&trade("AAPL", "1")).unwrap(),
+        wire::encode(&trade("AAPL", TS, "1")).unwrap(),
     )
     .await;
     publish(on_aapl.clone(), Some("trade.v1"), b"\xc1garbage".to_vec()).await;
     publish(
         on_aapl.clone(),
         None,
-        wire::encode(&trade("AAPL", "2")).unwrap(),
+        wire::encode(&trade("AAPL", TS, "2")).unwrap(),
     )
     .await;
     publish(
         on_aapl.clone(),
         Some("trade.v1"),
-        wire::encode(&trade("MSFT", "3")).unwrap(),
+        wire::encode(&trade("MSFT", TS, "3")).unwrap(),
     )
     .await;
     publish(
         on_aapl.clone(),
         Some("trade.v9"),
-        wire::encode(&trade("AAPL", "4")).unwrap(),
+        wire::encode(&trade("AAPL", TS, "4")).unwrap(),
     )
     .await;
     publish(
         on_aapl,
         Some("trade.v1"),
-        wire::encode(&trade("AAPL", "5")).unwrap(),
+        wire::encode(&trade("AAPL", TS, "5")).unwrap(),
     )
     .await;
 
@@ -118,8 +111,8 @@ async fn decodes_good_messages_and_dead_letters_bad_ones() {
     assert_eq!(
         good,
         vec![
-            (1, Inbound::Trades(vec![trade("AAPL", "1")])),
-            (6, Inbound::Trades(vec![trade("AAPL", "5")])),
+            (1, Inbound::Trades(vec![trade("AAPL", TS, "1")])),
+            (6, Inbound::Trades(vec![trade("AAPL", TS, "5")])),
         ]
     );
 
@@ -127,13 +120,8 @@ async fn decodes_good_messages_and_dead_letters_bad_ones() {
     let dlq = js.get_stream(&streams.dlq).await.unwrap();
     let mut kinds = Vec::new();
     for seq in 1..=4 {
-        let message = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                if let Ok(m) = dlq.get_raw_message(seq).await {
-                    break m;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        let message = eventually(Duration::from_secs(10), async || {
+            dlq.get_raw_message(seq).await.ok()
         })
         .await
         .unwrap();

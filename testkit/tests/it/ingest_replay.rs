@@ -2,26 +2,18 @@
 //! fixture files arrive exactly, each malformed line lands in the DLQ with
 //! its file, line number and reason, and a replayed file is deduplicated.
 
-use std::path::PathBuf;
-
 use insite_ingest::{BatchConfig, Event, ReplayConfig};
 use insite_schemas::wire;
+use insite_testkit::fixtures;
+use insite_testkit::jetstream::{decode_events, read_all};
 use insite_testkit::TestEnv;
 use tokio_util::sync::CancellationToken;
 
-use crate::ingest_synthetic::{decode_events, read_all};
-
-fn fixture(name: &str) -> PathBuf {
-    insite_testkit::workspace_root()
-        .join("tests/fixtures/ingest")
-        .join(name)
-}
-
 fn config(batch: usize) -> ReplayConfig {
     ReplayConfig {
-        trades: Some(fixture("trades.csv")),
-        quotes: Some(fixture("quotes.csv")),
-        posts: Some(fixture("posts.jsonl")),
+        trades: Some(fixtures::file("ingest/trades.csv")),
+        quotes: Some(fixtures::file("ingest/quotes.csv")),
+        posts: Some(fixtures::file("ingest/posts.jsonl")),
         speed: None,
         batch: BatchConfig {
             max_events: batch,
@@ -35,11 +27,7 @@ fn config(batch: usize) -> ReplayConfig {
 /// (kind, symbol or id, ts).
 fn good_rows() -> Vec<(String, String, i64)> {
     let mut rows = Vec::new();
-    for line in std::fs::read_to_string(fixture("trades.csv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-    {
+    for line in fixtures::text("ingest/trades.csv").lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
         let ok =
             f.len() >= 4 && f[2].parse::<f64>().is_ok() && f[3].parse::<u64>().is_ok_and(|s| s > 0);
@@ -51,20 +39,13 @@ fn good_rows() -> Vec<(String, String, i64)> {
             ));
         }
     }
-    for line in std::fs::read_to_string(fixture("quotes.csv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-    {
+    for line in fixtures::text("ingest/quotes.csv").lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
         if let Ok(ts) = insite_schemas::time::parse_time(f[0]) {
             rows.push(("quote".into(), f[1].to_owned(), ts));
         }
     }
-    for line in std::fs::read_to_string(fixture("posts.jsonl"))
-        .unwrap()
-        .lines()
-    {
+    for line in fixtures::text("ingest/posts.jsonl").lines() {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
             let ts = match &v["ts"] {
                 serde_json::Value::String(s) => insite_schemas::time::parse_time(s).unwrap(),

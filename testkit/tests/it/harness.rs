@@ -5,22 +5,14 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, stream};
 use futures::StreamExt;
-use insite_schemas::{subjects, wire, Symbol, Trade};
+use insite_schemas::{subjects, wire, Interval, Trade};
 use insite_sinks::clickhouse::{migrate, rows::BarRow};
+use insite_testkit::fixtures::{bar, symbol, trade};
 use insite_testkit::TestEnv;
 use redis::AsyncCommands;
 
-fn trade(id: &str, price: f64) -> Trade {
-    Trade {
-        symbol: Symbol::new("AAPL").unwrap(),
-        ts: 1_700_000_000_000,
-        price,
-        size: 100,
-        exchange: "XNAS".into(),
-        trade_id: id.into(),
-        conditions: vec![],
-    }
-}
+/// When the trades happened.
+const TS: i64 = 1_700_000_000_000;
 
 #[tokio::test]
 async fn jetstream_round_trip_drops_duplicates_by_msg_id() {
@@ -36,10 +28,14 @@ async fn jetstream_round_trip_drops_duplicates_by_msg_id() {
     .await
     .unwrap();
 
-    let sym = Symbol::new("AAPL").unwrap();
+    let sym = symbol("AAPL");
     let subject = streams.subject(&subjects::trades(&sym));
     // Three publishes, two of them the same trade: JetStream keeps two.
-    for t in [trade("1", 10.0), trade("2", 11.0), trade("1", 10.0)] {
+    for t in [
+        trade("AAPL", TS, "1"),
+        trade("AAPL", TS, "2"),
+        trade("AAPL", TS, "1"),
+    ] {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(
             wire::SCHEMA_HEADER,
@@ -88,8 +84,8 @@ async fn jetstream_round_trip_drops_duplicates_by_msg_id() {
     assert_eq!(
         got,
         vec![
-            insite_schemas::Inbound::Trades(vec![trade("1", 10.0)]),
-            insite_schemas::Inbound::Trades(vec![trade("2", 11.0)]),
+            insite_schemas::Inbound::Trades(vec![trade("AAPL", TS, "1")]),
+            insite_schemas::Inbound::Trades(vec![trade("AAPL", TS, "2")]),
         ]
     );
     let mut stream = js.get_stream(&streams.market).await.unwrap();
@@ -113,19 +109,9 @@ async fn migrations_apply_twice_then_bars_round_trip() {
     assert_eq!(second.already_applied, every);
 
     let client = env.clickhouse();
-    let row = |version, close| BarRow {
-        symbol: "AAPL".into(),
-        interval_s: 60,
-        window_start: 1_700_000_040,
-        window_start_ms: 1_700_000_040_000,
-        open: 10.0,
-        high: 12.5,
-        low: 9.5,
-        close,
-        volume: 300,
-        vwap: 10.75,
-        trades: 3,
-        version,
+    let row = |version, close| {
+        let bar = bar("AAPL", Interval::MINUTE, 1_700_000_040_000).close(close);
+        BarRow::from_bar(&bar.build(), version)
     };
     // A recomputation (higher version) replaces, never duplicates.
     for r in [row(1, 11.0), row(2, 11.5)] {
@@ -167,7 +153,7 @@ async fn redis_set_get_with_ttl_under_the_test_prefix() {
     let env = TestEnv::new("redis_ttl");
     let mut conn = env.redis().await;
     let key = format!("{}{{AAPL}}:latest_trade", env.connections.redis.key_prefix);
-    let payload = wire::encode(&trade("9", 12.0)).unwrap();
+    let payload = wire::encode(&trade("AAPL", TS, "9")).unwrap();
     let () = conn.set_ex(&key, payload.clone(), 30).await.unwrap();
     let back: Vec<u8> = conn.get(&key).await.unwrap();
     assert_eq!(back, payload);

@@ -5,69 +5,23 @@
 //! must give the same tables.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-use insite_ingest::{run_replay, ReplayConfig};
 use insite_operators::cashtags::extract_cashtags;
 use insite_operators::vader::SentimentAnalyzer;
 use insite_pipeline::source::StreamRange;
-use insite_pipeline::{Connections, PipelineConfig, ReplaySpec, RunConfig};
-use insite_testkit::results::{
-    assert_bars_equal, assert_sentiment_equal, read_bars, read_sentiment, wait_durable, BarTable,
-    SentimentTable,
+use insite_pipeline::ReplaySpec;
+use insite_testkit::pipeline::{
+    config, publish_recorded, run_until_durable, RECORDED_POSTS, RECORDED_TRADES,
 };
-use insite_testkit::{workspace_root, TestEnv};
+use insite_testkit::results::{
+    assert_bars_equal, assert_sentiment_equal, read_bars, read_sentiment, BarTable, SentimentTable,
+};
+use insite_testkit::{fixtures, TestEnv};
 use serde::Deserialize;
-
-/// The fixture folder.
-fn fixtures() -> PathBuf {
-    workspace_root().join("tests/fixtures/pipeline")
-}
-
-/// 2026-01-05T14:30:00Z, where the fixtures start; they span 7 minutes.
-const FIXTURE_START: i64 = 1_767_623_400_000;
-/// Past the end of every window the fixtures touch (5 m tumbling windows
-/// and 5 m windows sliding by 1 m).
-const FIXTURE_DONE: i64 = FIXTURE_START + 13 * 60_000;
-
-/// Pipeline settings for tests: quick idle timeout, so that windows close
-/// soon after the fixtures are consumed.
-pub fn test_config(name: &str) -> PipelineConfig {
-    let mut config = PipelineConfig {
-        name: name.to_owned(),
-        ..PipelineConfig::default()
-    };
-    config.operators.idle_timeout_ms = 1_000;
-    config.clickhouse_writer.max_age_ms = 100;
-    config
-}
-
-/// The services of a test environment.
-pub fn services(env: &TestEnv) -> Connections {
-    env.connections.clone()
-}
-
-/// Publishes the fixtures to the test's streams.
-pub async fn publish_fixtures(env: &TestEnv) {
-    let js = env.jetstream().await;
-    let report = run_replay(
-        &js,
-        &env.connections.nats.streams,
-        ReplayConfig {
-            trades: Some(fixtures().join("trades.csv")),
-            posts: Some(fixtures().join("posts.jsonl")),
-            ..ReplayConfig::default()
-        },
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .await
-    .expect("replaying the fixtures to JetStream");
-    assert_eq!(report.rejected, 0, "{report:?}");
-}
 
 /// The reference bars, computed from the trades CSV without any insite code.
 fn reference_bars() -> BarTable {
-    let text = std::fs::read_to_string(fixtures().join("trades.csv")).unwrap();
+    let text = fixtures::text(RECORDED_TRADES);
     // (ts, trade_id, exchange, price, size) per (symbol, interval, window).
     type Trade = (i64, String, String, f64, u64);
     let mut windows: BTreeMap<(String, u32, u64), Vec<Trade>> = BTreeMap::new();
@@ -124,7 +78,7 @@ fn reference_sentiment() -> SentimentTable {
         text: String,
         followers: Option<u64>,
     }
-    let text = std::fs::read_to_string(fixtures().join("posts.jsonl")).unwrap();
+    let text = fixtures::text(RECORDED_POSTS);
     let analyzer = SentimentAnalyzer::finance();
     // (score, weight) per (symbol, interval, window).
     let mut windows: BTreeMap<(String, u32, u64), Vec<(f64, f64)>> = BTreeMap::new();
@@ -170,19 +124,10 @@ fn reference_sentiment() -> SentimentTable {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golden_bars_and_sentiment_match_the_reference_and_a_replay() {
     let env = TestEnv::new("pipeline_golden");
-    publish_fixtures(&env).await;
+    let done = publish_recorded(&env).await;
 
-    let services = services(&env);
-    let config = test_config("golden");
-    let stop = tokio_util::sync::CancellationToken::new();
-    let running = {
-        let run = RunConfig::new(services.clone(), config.clone());
-        let stop = stop.clone();
-        tokio::spawn(async move { insite_pipeline::run(&run, stop).await })
-    };
-    wait_durable(&env.connections.clickhouse, "golden", FIXTURE_DONE).await;
-    stop.cancel();
-    let report = running.await.unwrap().expect("pipeline run");
+    let config = config("golden");
+    let report = run_until_durable(&env.connections, &config, done).await;
     assert_eq!(report.resumed_from, None);
 
     let bars = read_bars(&env.connections.clickhouse).await;
@@ -206,7 +151,6 @@ async fn golden_bars_and_sentiment_match_the_reference_and_a_replay() {
     assert!(count("SELECT count() FROM trending FINAL").await > 0);
 
     // Every input message was acknowledged: nothing left for a restart.
-    let js = env.jetstream().await;
     for (stream, durable) in [
         (
             &env.connections.nats.streams.market,
@@ -217,14 +161,7 @@ async fn golden_bars_and_sentiment_match_the_reference_and_a_replay() {
             &config.consumer.social_durable,
         ),
     ] {
-        let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
-            .get_stream(stream)
-            .await
-            .unwrap()
-            .get_consumer(durable)
-            .await
-            .unwrap();
-        let info = consumer.info().await.unwrap();
+        let info = env.consumer_info(stream, durable).await.unwrap();
         assert_eq!(info.num_ack_pending, 0, "{stream}: {info:?}");
         assert_eq!(info.num_pending, 0, "{stream}: {info:?}");
     }
@@ -254,8 +191,7 @@ async fn golden_bars_and_sentiment_match_the_reference_and_a_replay() {
     );
 
     // A replay of both streams into another database gives the same tables.
-    let mut replay_services = services.clone();
-    replay_services.clickhouse.database = format!("{}_replay", env.connections.clickhouse.database);
+    let replay_services = env.with_database("replay");
     let spec = ReplaySpec {
         market: Some(StreamRange::default()),
         social: Some(StreamRange::default()),
@@ -276,13 +212,4 @@ async fn golden_bars_and_sentiment_match_the_reference_and_a_replay() {
         &sentiment,
         "replay vs live",
     );
-    let admin = insite_sinks::clickhouse::client_without_database(&replay_services.clickhouse);
-    admin
-        .query(&format!(
-            "DROP DATABASE IF EXISTS {}",
-            replay_services.clickhouse.database
-        ))
-        .execute()
-        .await
-        .unwrap();
 }

@@ -11,6 +11,8 @@ use insite_pipeline::resume::ProgressStore;
 use insite_schemas::config::ClickHouseConfig;
 use serde::Deserialize;
 
+use crate::wait::eventually;
+
 /// The recorded durable frontier of `pipeline`, if any: the least over its
 /// processes.
 pub async fn durable_frontier(clickhouse: &ClickHouseConfig, pipeline: &str) -> Option<i64> {
@@ -24,22 +26,23 @@ pub async fn durable_frontier(clickhouse: &ClickHouseConfig, pipeline: &str) -> 
         .flatten()
 }
 
-/// Waits until `pipeline`'s durable frontier passes `through`.
+/// Waits (up to two minutes) until `pipeline`'s durable frontier passes
+/// `through`.
+///
+/// # Panics
+/// If it does not in time.
 pub async fn wait_durable(clickhouse: &ClickHouseConfig, pipeline: &str, through: i64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        if durable_frontier(clickhouse, pipeline)
+    let durable = eventually(Duration::from_secs(120), async || {
+        durable_frontier(clickhouse, pipeline)
             .await
             .is_some_and(|d| d > through)
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "pipeline {pipeline} not durable through {through} in time (at {:?})",
+    })
+    .await;
+    if let Err(e) = durable {
+        panic!(
+            "pipeline {pipeline} not durable through {through} in time (at {:?}): {e}",
             durable_frontier(clickhouse, pipeline).await
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

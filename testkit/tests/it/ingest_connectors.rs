@@ -13,33 +13,13 @@ use insite_ingest::source::rss::{RssConfig, RssSource};
 use insite_ingest::source::{Backoff, SourceStats};
 use insite_ingest::{Event, PublisherConfig};
 use insite_schemas::Symbol;
-use insite_testkit::TestEnv;
+use insite_testkit::jetstream::{decode_events, read_all};
+use insite_testkit::wait::eventually;
+use insite_testkit::{fixtures, TestEnv};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
-
-use crate::ingest_synthetic::{decode_events, read_all};
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(
-        insite_testkit::workspace_root()
-            .join("tests/fixtures/ingest")
-            .join(name),
-    )
-    .unwrap()
-}
-
-/// Waits (bounded) until `done` holds.
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..600 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("gave up waiting for {what}");
-}
 
 /// A WebSocket server replaying `frames`: the first connection gets the
 /// frames before `cut` and is then dropped without a close handshake; each
@@ -92,7 +72,7 @@ async fn websocket_connector_survives_a_dropped_connection() {
     let env = TestEnv::new("ingest_ws");
     let js = env.jetstream().await;
     let streams = &env.connections.nats.streams;
-    let frames: Vec<String> = fixture("finnhub_frames.jsonl")
+    let frames: Vec<String> = fixtures::text("ingest/finnhub_frames.jsonl")
         .lines()
         .map(str::to_owned)
         .collect();
@@ -143,10 +123,11 @@ async fn websocket_connector_survives_a_dropped_connection() {
             .await
         })
     };
-    wait_until("all recorded trades", || {
+    eventually(Duration::from_secs(30), async || {
         SourceStats::get(&stats.events) >= 8 && SourceStats::get(&stats.rejected) >= 2
     })
-    .await;
+    .await
+    .expect("all recorded trades");
     shutdown.cancel();
     let report = task.await.unwrap().unwrap();
 
@@ -227,7 +208,7 @@ async fn rss_connector_publishes_each_entry_once() {
     let env = TestEnv::new("ingest_rss");
     let js = env.jetstream().await;
     let streams = &env.connections.nats.streams;
-    let (url, requests, not_modified) = rss_server(fixture("news.rss")).await;
+    let (url, requests, not_modified) = rss_server(fixtures::text("ingest/news.rss")).await;
     let config = RssConfig::new(url, Duration::from_millis(100)).unwrap();
     let stats = Arc::new(SourceStats::default());
     let shutdown = CancellationToken::new();
@@ -246,10 +227,11 @@ async fn rss_connector_publishes_each_entry_once() {
             .await
         })
     };
-    wait_until("three entries and a conditional re-poll", || {
+    eventually(Duration::from_secs(30), async || {
         SourceStats::get(&stats.events) >= 3 && not_modified.load(Ordering::SeqCst) >= 1
     })
-    .await;
+    .await
+    .expect("three entries and a conditional re-poll");
     shutdown.cancel();
     let report = task.await.unwrap().unwrap();
     assert!(requests.load(Ordering::SeqCst) >= 2);

@@ -1,4 +1,5 @@
-//! Config files for `insite` child processes.
+//! `insite` as a child process: its config file, and starting and stopping
+//! `insite pipeline run`.
 //!
 //! A test or benchmark that runs `insite pipeline run` (or any other
 //! command) as a process hands it a TOML file written from the same typed
@@ -6,6 +7,7 @@
 //! and settings of the parent's run, and no key is spelled by hand.
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 use insite_pipeline::PipelineConfig;
 use insite_schemas::config::Connections;
@@ -69,4 +71,51 @@ pub fn write_config(
         source,
     })?;
     Ok(path)
+}
+
+/// Starts `<insite> --config <file> pipeline run --no-metrics <extra>`, with
+/// `<file>` written from `connections` and `config` (see [`write_config`])
+/// into a folder of this test process; `insite` is the binary (in a test of
+/// the `insite` crate, `env!("CARGO_BIN_EXE_insite")`).
+///
+/// # Panics
+/// If the config cannot be written or the process cannot be started.
+pub fn spawn_pipeline(
+    insite: &Path,
+    connections: &Connections,
+    config: &PipelineConfig,
+    extra: &[String],
+) -> Child {
+    let dir = std::env::temp_dir().join(format!("insite-child-{}", std::process::id()));
+    let file =
+        write_config(&dir, &config.name, connections, config).expect("writing the child's config");
+    Command::new(insite)
+        .arg("--config")
+        .arg(&file)
+        .args(["pipeline", "run", "--no-metrics"])
+        .args(extra)
+        .env("INSITE_LOG", "warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("starting insite pipeline run")
+}
+
+/// Stops pipeline processes the way an operator does (SIGTERM to every
+/// process of a cluster at once) and checks that each exits cleanly.
+///
+/// # Panics
+/// If a signal cannot be sent or a process exits unsuccessfully.
+pub fn terminate(children: Vec<Child>) {
+    for child in &children {
+        let pid = i32::try_from(child.id()).expect("a pid fits in i32");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("sending SIGTERM");
+    }
+    for mut child in children {
+        let status = child.wait().expect("waiting for the pipeline process");
+        assert!(status.success(), "pipeline exited with {status}");
+    }
 }

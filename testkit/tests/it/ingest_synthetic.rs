@@ -2,90 +2,14 @@
 //! events arrive (count and content), every message has its schema and id,
 //! repeated posts and a whole republished run are dropped by JetStream.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull};
-use futures::StreamExt;
 use insite_ingest::synthetic::Simulator;
 use insite_ingest::{BatchConfig, Batcher, Event, SyntheticConfig};
 use insite_schemas::wire::{self, Inbound};
+use insite_testkit::jetstream::{decode_events, read_all};
 use insite_testkit::TestEnv;
 use tokio_util::sync::CancellationToken;
-
-/// A message read back from a stream.
-#[derive(Debug, Clone)]
-pub struct Stored {
-    pub subject: String,
-    pub headers: HashMap<String, String>,
-    pub payload: bytes::Bytes,
-}
-
-impl Stored {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
-}
-
-/// Every message of `stream`, in stream order.
-pub async fn read_all(js: &jetstream::Context, stream: &str) -> Vec<Stored> {
-    let mut stream = js.get_stream(stream).await.unwrap();
-    let count = stream.info().await.unwrap().state.messages as usize;
-    if count == 0 {
-        return Vec::new();
-    }
-    let consumer = stream
-        .create_consumer(pull::Config {
-            ack_policy: jetstream::consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut messages = consumer.messages().await.unwrap().take(count);
-    let mut out = Vec::with_capacity(count);
-    while let Some(message) = tokio::time::timeout(Duration::from_secs(30), messages.next())
-        .await
-        .unwrap()
-    {
-        let message = message.unwrap();
-        let headers = message
-            .headers
-            .iter()
-            .flat_map(|h| h.iter())
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    v.first().map(|v| v.to_string()).unwrap_or_default(),
-                )
-            })
-            .collect();
-        out.push(Stored {
-            subject: message.subject.to_string(),
-            headers,
-            payload: message.payload.clone(),
-        });
-    }
-    out
-}
-
-/// Decodes stored messages into events, checking each has its headers.
-pub fn decode_events(messages: &[Stored]) -> Vec<Event> {
-    let mut events = Vec::new();
-    for m in messages {
-        assert!(
-            m.header(wire::MSG_ID_HEADER).is_some(),
-            "no msg id on {}",
-            m.subject
-        );
-        let inbound = wire::decode_inbound(m.header(wire::SCHEMA_HEADER), &m.payload).unwrap();
-        match inbound {
-            Inbound::Trades(v) => events.extend(v.into_iter().map(Event::Trade)),
-            Inbound::Quotes(v) => events.extend(v.into_iter().map(Event::Quote)),
-            Inbound::Posts(v) => events.extend(v.into_iter().map(Event::Post)),
-        }
-    }
-    events
-}
 
 /// Events in a canonical order, to compare as multisets.
 pub fn canonical(events: &[Event]) -> Vec<String> {

@@ -1,27 +1,10 @@
 //! The Redis hot-state sink against a real server.
 
-use insite_schemas::{
-    Alert, AlertKind, Bar, Finality, Interval, Symbol, Trade, Trending, TrendingEntry,
-};
+use insite_schemas::{Alert, AlertKind, Bar, Finality, Interval, Trade, Trending, TrendingEntry};
 use insite_sinks::redis::{HotUpdate, RedisSink, RedisSinkConfig};
+use insite_testkit::fixtures::{bar, symbol};
 use insite_testkit::TestEnv;
 use redis::AsyncCommands;
-
-fn bar(window_start: i64, close: f64, finality: Finality) -> Bar {
-    Bar {
-        symbol: Symbol::new("BRK.B").unwrap(),
-        interval: Interval::MINUTE,
-        window_start,
-        open: 1.0,
-        high: 3.0,
-        low: 0.5,
-        close,
-        volume: 10,
-        vwap: 1.5,
-        trades: 2,
-        finality,
-    }
-}
 
 #[tokio::test]
 async fn coalesces_keeps_history_and_sets_ttls() {
@@ -35,30 +18,37 @@ async fn coalesces_keeps_history_and_sets_ttls() {
         .await
         .unwrap();
     let keys = sink.keys().clone();
-    let sym = Symbol::new("BRK.B").unwrap();
+    let sym = symbol("BRK.B");
     let t0 = 1_700_000_040_000;
 
     // Many provisional updates of one window coalesce into one write; the
     // final one wins over provisional ones whatever the push order.
+    let minute = |start| bar("BRK.B", Interval::MINUTE, start);
     for i in 0..100 {
-        sink.push(HotUpdate::Bar(bar(
-            t0,
-            1.0 + f64::from(i),
-            Finality::Provisional,
-        )))
+        sink.push(HotUpdate::Bar(
+            minute(t0)
+                .close(1.0 + f64::from(i))
+                .finality(Finality::Provisional)
+                .build(),
+        ))
         .unwrap();
     }
-    sink.push(HotUpdate::Bar(bar(t0, 2.0, Finality::Final)))
+    sink.push(HotUpdate::Bar(minute(t0).close(2.0).build()))
         .unwrap();
-    sink.push(HotUpdate::Bar(bar(t0, 9.0, Finality::Provisional)))
-        .unwrap();
+    sink.push(HotUpdate::Bar(
+        minute(t0)
+            .close(9.0)
+            .finality(Finality::Provisional)
+            .build(),
+    ))
+    .unwrap();
     // Three more final windows; the history keeps the newest two.
     for w in 1..=3 {
-        sink.push(HotUpdate::Bar(bar(t0 + w * 60_000, 5.0, Finality::Final)))
+        sink.push(HotUpdate::Bar(minute(t0 + w * 60_000).close(5.0).build()))
             .unwrap();
     }
     // A re-delivered final bar replaces its window's entry.
-    sink.push(HotUpdate::Bar(bar(t0 + 3 * 60_000, 5.0, Finality::Final)))
+    sink.push(HotUpdate::Bar(minute(t0 + 3 * 60_000).close(5.0).build()))
         .unwrap();
     sink.push(HotUpdate::Trade(Trade {
         symbol: sym.clone(),

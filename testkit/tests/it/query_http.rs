@@ -2,117 +2,32 @@
 //! the sinks: Redis first, ClickHouse on a miss with write-back, caching
 //! headers, paging, warm-up at start.
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
-use insite_query::{QueryConfig, ServeConfig};
+use insite_query::QueryConfig;
 use insite_schemas::{
-    Alert, AlertKind, Bar, Finality, Interval, Quote, SentimentWindow, Symbol, Trade, Trending,
+    Alert, AlertKind, Bar, Finality, Interval, Quote, SentimentWindow, Trade, Trending,
     TrendingEntry,
 };
 use insite_sinks::clickhouse::rows::{AlertRow, BarRow, SentimentRow};
 use insite_sinks::clickhouse::{migrate, TableWriter, WriterConfig};
 use insite_sinks::redis::{HotUpdate, RedisSink, RedisSinkConfig};
+use insite_testkit::fixtures::{bar, symbol as sym};
+use insite_testkit::service::start_query;
 use insite_testkit::TestEnv;
 use redis::AsyncCommands;
 use serde_json::Value;
 
-/// A query service running on a free loopback port for one test.
-pub struct Service {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    /// Stops it.
-    stop: tokio_util::sync::CancellationToken,
-    /// Its task.
-    task: Option<tokio::task::JoinHandle<Result<(), insite_query::QueryError>>>,
-}
-
-impl Service {
-    /// `http://addr`.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// Stops the service and waits for it.
-    pub async fn stop(mut self) {
-        self.stop.cancel();
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(20), task)
-                .await
-                .expect("service stops")
-                .unwrap()
-                .unwrap();
-        }
-    }
-}
-
-/// Starts the service against the test's servers and waits until it is
-/// ready (Redis, ClickHouse and the NATS feed).
-pub async fn start_service(env: &TestEnv, query: QueryConfig) -> Service {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let config = ServeConfig {
-        query,
-        connections: env.connections.clone(),
-    };
-    let task = tokio::spawn(insite_query::serve(config, listener, stop.clone()));
-    let service = Service {
-        addr,
-        stop,
-        task: Some(task),
-    };
-    let http = reqwest::Client::new();
-    for _ in 0..600 {
-        if let Ok(r) = http.get(service.url("/readyz")).send().await {
-            if r.status() == 200 {
-                return service;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("query service at {addr} never became ready");
-}
-
 /// 2023-11-14T00:00:00Z, a closed day.
-pub const DAY: i64 = 1_699_920_000_000;
+const DAY: i64 = 1_699_920_000_000;
 
-pub fn sym(s: &str) -> Symbol {
-    Symbol::new(s).unwrap()
-}
-
-/// A deterministic bar of minute `i` of `DAY`.
-pub fn day_bar(symbol: &str, i: i64) -> Bar {
+/// The bar of minute `i` of `DAY`, each minute's prices its own.
+fn day_bar(symbol: &str, i: i64) -> Bar {
     let base = 100.0 + (i % 50) as f64;
-    Bar {
-        symbol: sym(symbol),
-        interval: Interval::MINUTE,
-        window_start: DAY + i * 60_000,
-        open: base,
-        high: base + 2.0,
-        low: base - 1.0,
-        close: base + 0.5,
-        volume: 1_000 + i as u64,
-        vwap: base + 0.25,
-        trades: 10 + i as u64,
-        finality: Finality::Final,
-    }
-}
-
-pub fn bar_at(symbol: &str, window_start: i64, close: f64, finality: Finality) -> Bar {
-    Bar {
-        symbol: sym(symbol),
-        interval: Interval::MINUTE,
-        window_start,
-        open: 10.0,
-        high: close.max(10.0) + 1.0,
-        low: 9.0,
-        close,
-        volume: 500,
-        vwap: 10.2,
-        trades: 7,
-        finality,
-    }
+    bar(symbol, Interval::MINUTE, DAY + i * 60_000)
+        .ohlc(base, base + 2.0, base - 1.0, base + 0.5)
+        .vwap(base + 0.25)
+        .volume(1_000 + i as u64)
+        .trades(10 + i as u64)
+        .build()
 }
 
 fn window(symbol: &str, window_start: i64, score: f64) -> SentimentWindow {
@@ -196,15 +111,17 @@ async fn serves_hot_state_history_and_caches_closed_ranges() {
         .await
         .unwrap();
     for k in (1..=5).rev() {
-        sink.push(HotUpdate::Bar(bar_at(
-            "AAPL",
-            current_start - k * 60_000,
-            20.0 + k as f64,
-            Finality::Final,
-        )))
+        sink.push(HotUpdate::Bar(
+            bar("AAPL", Interval::MINUTE, current_start - k * 60_000)
+                .close(20.0 + k as f64)
+                .build(),
+        ))
         .unwrap();
     }
-    let provisional = bar_at("AAPL", current_start, 12.5, Finality::Provisional);
+    let provisional = bar("AAPL", Interval::MINUTE, current_start)
+        .close(12.5)
+        .finality(Finality::Provisional)
+        .build();
     sink.push(HotUpdate::Bar(provisional.clone())).unwrap();
     sink.push(HotUpdate::Quote(Quote {
         symbol: sym("AAPL"),
@@ -246,7 +163,7 @@ async fn serves_hot_state_history_and_caches_closed_ranges() {
     .unwrap();
     sink.flush().await.unwrap();
 
-    let service = start_service(
+    let service = start_query(
         &env,
         QueryConfig {
             cache: insite_query::config::CacheConfig {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs Debian's Chromium and its WebDriver (chromedriver) when missing,
-# for the live chart page's browser test (tests/tests/it/query_browser.rs),
+# for the live chart page's browser test (testkit/tests/it/query_browser.rs),
 # which runs this script before it starts. Needs root (or passwordless sudo)
 # and the Debian package mirrors; prints the two paths on success.
 set -euo pipefail

@@ -5,28 +5,13 @@ use std::time::Duration;
 
 use async_nats::jetstream::stream;
 use insite_pipeline::output::{OutputTask, WorkerOutput};
-use insite_schemas::{Bar, Finality, Interval, Symbol};
+use insite_schemas::{Finality, Interval};
 use insite_sinks::clickhouse::{migrate, rows::BarRow, WriterConfig};
 use insite_sinks::nats::DerivedPublisher;
 use insite_sinks::redis::{RedisSink, RedisSinkConfig};
+use insite_testkit::fixtures::bar;
 use insite_testkit::TestEnv;
 use redis::AsyncCommands;
-
-fn bar(window_start: i64, finality: Finality) -> Bar {
-    Bar {
-        symbol: Symbol::new("AAPL").unwrap(),
-        interval: Interval::SECOND,
-        window_start,
-        open: 1.0,
-        high: 2.0,
-        low: 0.5,
-        close: 1.5,
-        volume: 10,
-        vwap: 1.2,
-        trades: 4,
-        finality,
-    }
-}
 
 #[tokio::test]
 async fn writes_results_and_reports_the_durable_frontier() {
@@ -61,12 +46,15 @@ async fn writes_results_and_reports_the_durable_frontier() {
     let handle = tokio::spawn(task.run(rx, durable_tx));
 
     let t0 = 1_700_000_000_000;
-    tx.send(WorkerOutput::Bars(vec![bar(t0, Finality::Provisional)]))
+    let second = |start| bar("AAPL", Interval::SECOND, start);
+    tx.send(WorkerOutput::Bars(vec![second(t0)
+        .finality(Finality::Provisional)
+        .build()]))
         .await
         .unwrap();
     tx.send(WorkerOutput::Bars(vec![
-        bar(t0, Finality::Final),
-        bar(t0 + 1_000, Finality::Final),
+        second(t0).build(),
+        second(t0 + 1_000).build(),
     ]))
     .await
     .unwrap();
@@ -84,16 +72,13 @@ async fn writes_results_and_reports_the_durable_frontier() {
     .await
     .unwrap();
 
-    let durable = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            durable_rx.changed().await.unwrap();
-            let value = *durable_rx.borrow();
-            if value >= t0 + 1_000 {
-                break value;
-            }
-        }
-    })
+    let durable = tokio::time::timeout(
+        Duration::from_secs(10),
+        durable_rx.wait_for(|&frontier| frontier >= t0 + 1_000),
+    )
     .await
+    .unwrap()
+    .map(|frontier| *frontier)
     .unwrap();
     assert_eq!(durable, t0 + 1_000);
 

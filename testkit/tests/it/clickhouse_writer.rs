@@ -3,26 +3,19 @@
 use std::time::{Duration, Instant};
 
 use insite_schemas::config::ClickHouseConfig;
+use insite_schemas::Interval;
 use insite_sinks::clickhouse::{
     connect, migrate, rows::BarRow, TableWriter, WriteError, WriterConfig,
 };
+use insite_testkit::fixtures::bar;
 use insite_testkit::TestEnv;
 
-fn bar(i: u64, version: u64) -> BarRow {
-    BarRow {
-        symbol: format!("S{}", i % 7),
-        interval_s: 1,
-        window_start: 1_700_000_000 + i as u32,
-        window_start_ms: (1_700_000_000 + i) * 1_000,
-        open: 1.0,
-        high: 2.0,
-        low: 0.5,
-        close: 1.5,
-        volume: i,
-        vwap: 1.2,
-        trades: 1,
-        version,
-    }
+/// The row of result `i` (each its own window), as a run of `version`
+/// writes it.
+fn row(i: u64, version: u64) -> BarRow {
+    let start = (1_700_000_000 + i as i64) * 1_000;
+    let bar = bar(&format!("S{}", i % 7), Interval::SECOND, start).volume(i);
+    BarRow::from_bar(&bar.build(), version)
 }
 
 #[tokio::test]
@@ -37,7 +30,7 @@ async fn flushes_by_size_and_age_and_retries_replace_rather_than_double() {
     };
     let mut writer = TableWriter::<BarRow>::new(env.clickhouse(), "bars", config);
     for i in 0..250 {
-        writer.push(bar(i, 1));
+        writer.push(row(i, 1));
         if writer.should_flush(Instant::now()) {
             assert_eq!(writer.flush().await.unwrap().rows, 100);
         }
@@ -50,7 +43,7 @@ async fn flushes_by_size_and_age_and_retries_replace_rather_than_double() {
 
     // The same results written again (a re-delivery) replace themselves.
     for i in 0..250 {
-        writer.push(bar(i, 2));
+        writer.push(row(i, 2));
     }
     writer.flush().await.unwrap();
     let client = env.clickhouse();
@@ -84,7 +77,7 @@ async fn keeps_the_batch_when_clickhouse_is_unreachable() {
     };
     let mut writer = TableWriter::<BarRow>::new(connect(&down), "bars", config);
     for i in 0..5 {
-        writer.push(bar(i, 1));
+        writer.push(row(i, 1));
     }
     assert!(
         writer.is_full(),

@@ -10,11 +10,11 @@ use insite_query::QueryConfig;
 use insite_schemas::{wire, Finality, Interval, Quote};
 use insite_sinks::nats::{Derived, DerivedPublisher};
 use insite_sinks::streams::ensure_streams;
+use insite_testkit::fixtures::{bar, symbol};
+use insite_testkit::service::start_query;
 use insite_testkit::TestEnv;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
-
-use crate::query_http::{bar_at, start_service, sym};
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -49,7 +49,7 @@ async fn op(ws: &mut Ws, op: Value) -> Value {
 
 fn big_alert(i: usize) -> Derived {
     Derived::Alert(insite_schemas::Alert {
-        symbol: sym("AAPL"),
+        symbol: symbol("AAPL"),
         kind: insite_schemas::AlertKind::PriceMove,
         interval: Interval::SECOND,
         window_start: 1_700_000_000_000 + i as i64 * 1_000,
@@ -69,7 +69,7 @@ async fn fans_out_to_subscribers_and_drops_a_slow_client() {
     insite_sinks::clickhouse::migrate(&env.connections.clickhouse)
         .await
         .unwrap();
-    let service = start_service(
+    let service = start_query(
         &env,
         QueryConfig {
             stream: StreamConfig {
@@ -129,28 +129,23 @@ async fn fans_out_to_subscribers_and_drops_a_slow_client() {
 
     let mut publisher = DerivedPublisher::new(js.clone(), env.connections.nats.streams.clone(), 1);
     let t0 = 1_700_000_040_000;
-    publisher
-        .publish(&Derived::Bar(bar_at(
-            "AAPL",
-            t0,
-            11.0,
-            Finality::Provisional,
-        )))
-        .await
-        .unwrap();
-    publisher
-        .publish(&Derived::Bar(bar_at("MSFT", t0, 21.0, Finality::Final)))
-        .await
-        .unwrap();
-    publisher
-        .publish(&Derived::Bar(bar_at("AAPL", t0, 12.0, Finality::Final)))
-        .await
-        .unwrap();
+    for update in [
+        bar("AAPL", Interval::MINUTE, t0)
+            .close(11.0)
+            .finality(Finality::Provisional),
+        bar("MSFT", Interval::MINUTE, t0).close(21.0),
+        bar("AAPL", Interval::MINUTE, t0).close(12.0),
+    ] {
+        publisher
+            .publish(&Derived::Bar(update.build()))
+            .await
+            .unwrap();
+    }
     publisher.flush().await.unwrap();
     // A quote straight on the market subject (as ingest publishes it).
     let nats = env.nats().await;
     let quote = Quote {
-        symbol: sym("AAPL"),
+        symbol: symbol("AAPL"),
         ts: t0 + 5,
         bid: 11.9,
         bid_size: 1,
