@@ -136,7 +136,7 @@ impl OperatorsConfig {
             return bad("idle_timeout_ms", "must be positive");
         }
         let t = &self.trending;
-        if t.size.seconds() % t.slide.seconds() != 0 {
+        if !t.size.seconds().is_multiple_of(t.slide.seconds()) {
             return bad("trending.size", "must be a multiple of trending.slide");
         }
         if t.top_n == 0 {
