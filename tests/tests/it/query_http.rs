@@ -17,6 +17,8 @@ use insite_testkit::TestEnv;
 use redis::AsyncCommands;
 use serde_json::Value;
 
+use crate::query_immutable::record_frontier;
+
 /// A query service running on a free loopback port for one test.
 pub struct Service {
     /// Where it listens.
@@ -144,6 +146,8 @@ fn alert(symbol: &str, window_start: i64, message: &str) -> Alert {
 
 async fn fill_clickhouse(env: &TestEnv) {
     migrate(&env.connections.clickhouse).await.unwrap();
+    // The pipeline has made the whole day durable: its ranges are immutable.
+    record_frontier(env, "insite", "market", DAY + 86_400_000 + 1, 1).await;
     let mut bars = TableWriter::<BarRow>::new(env.clickhouse(), "bars", WriterConfig::default());
     for symbol in ["AAPL", "MSFT", "NVDA"] {
         for i in 0..1_440 {
