@@ -10,6 +10,10 @@ pub struct QueryConfig {
     pub listen: String,
     /// Intervals the API serves (those the pipeline computes).
     pub intervals: Vec<String>,
+    /// The pipeline (its `[pipeline] name`) whose durable frontier, in
+    /// `pipeline_checkpoints`, says when a range answer is final and
+    /// durable (immutable).
+    pub pipeline: String,
     /// API keys and their rate limits.
     pub auth: AuthConfig,
     /// Range and page-size limits.
@@ -29,6 +33,7 @@ impl Default for QueryConfig {
         Self {
             listen: "127.0.0.1:8080".into(),
             intervals: vec!["1s".into(), "1m".into(), "5m".into()],
+            pipeline: "insite".into(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             cache: CacheConfig::default(),
@@ -117,11 +122,8 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
-    /// A window counts as closed (its answer immutable) once its end is this
-    /// far in the past, in milliseconds (the pipeline's lateness plus its
-    /// flush delay, with room to spare).
-    pub settle_ms: i64,
-    /// `max-age` of immutable (closed-window) answers, in seconds.
+    /// `max-age` of immutable answers (every window final and durable), in
+    /// seconds.
     pub immutable_max_age_s: u64,
     /// `max-age` of answers that may still change, in seconds.
     pub live_max_age_s: u64,
@@ -139,7 +141,6 @@ pub struct CacheConfig {
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
-            settle_ms: 60_000,
             immutable_max_age_s: 31_536_000,
             live_max_age_s: 1,
             writeback_ttl_s: 3_600,

@@ -29,10 +29,11 @@
 //!   trending and alerts (`lists.rs`).
 //! - [`store`] (`store/`): [`store::Store`] (`mod.rs`); Redis connections,
 //!   `GET`, write-back and read-through (`pool.rs`); stored rows and JSON
-//!   back into schema types (`stored.rs`); ranges, Redis first then
-//!   ClickHouse, and cached closed-range answers (`range.rs`); latest state
-//!   (`latest.rs`); trending and alerts (`lists.rs`); warm-up at start
-//!   (`warm.rs`).
+//!   back into schema types (`stored.rs`); the pipeline's durable frontier
+//!   and when a range is durable (`frontier.rs`); ranges, Redis first then
+//!   ClickHouse, and cached durable-range answers (`range.rs`); latest
+//!   state (`latest.rs`); trending and alerts (`lists.rs`); warm-up at
+//!   start (`warm.rs`).
 //! - [`stream`]: the WebSocket [`stream::Hub`] and its NATS feed.
 //! - [`auth`]: API keys and per-key rate limits.
 //! - [`telemetry`]: metrics and the `/metrics` recorder.
@@ -133,6 +134,7 @@ impl AppState {
             insite_sinks::clickhouse::connect(clickhouse),
             redis,
             config.cache.clone(),
+            &config.pipeline,
         );
         let limits = auth::Limits::new(&config.auth)?;
         let hub = Arc::new(stream::Hub::new(config.stream.clone(), intervals.clone()));

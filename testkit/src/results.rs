@@ -169,3 +169,29 @@ pub fn assert_sentiment_equal(got: &SentimentTable, want: &SentimentTable, what:
         assert!(same, "{what}: sentiment {key:?}: got {g:?}, want {w:?}");
     }
 }
+
+/// Records the durable frontier of `pipeline`'s `source`, as the pipeline
+/// does (one row per advance, the highest version in force).
+pub async fn record_frontier(
+    env: &crate::TestEnv,
+    pipeline: &str,
+    source: &str,
+    durable_ms: insite_schemas::TimestampMs,
+    version: u64,
+) {
+    env.clickhouse()
+        .query(
+            "INSERT INTO pipeline_checkpoints \
+             (pipeline, source, durable_ms, resume_seq, max_ts_ms, updated_at, version) \
+             VALUES (?, ?, ?, ?, ?, now(), ?)",
+        )
+        .bind(pipeline)
+        .bind(source)
+        .bind(durable_ms)
+        .bind(0_u64)
+        .bind(durable_ms)
+        .bind(version)
+        .execute()
+        .await
+        .unwrap();
+}

@@ -10,7 +10,7 @@
 //! - `response.rs`: JSON answers with `ETag`/304, `Cache-Control`
 //!   ([`Caching`]) and `X-Insite-Source`.
 //! - `range.rs`: the one range handler over [`RangeRoute`] (bars for
-//!   `aggs`, sentiment), `next_url` paging, cached closed-range answers.
+//!   `aggs`, sentiment), `next_url` paging, cached durable-range answers.
 //! - `latest.rs`: the current bar, latest quote and trade.
 //! - `lists.rs`: trending and alerts.
 

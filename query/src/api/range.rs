@@ -1,13 +1,14 @@
 //! Results over a range: one generic handler ([`range`]) over
 //! [`RangeRoute`], which bars and sentiment implement; the aggs and
 //! sentiment routes are its two instantiations. It pages with `next_url`,
-//! marks answers about closed windows immutable and caches them in Redis.
+//! marks answers immutable only when every window in them is final and
+//! durable (the pipeline's durable frontier is past the last one, see
+//! [`crate::store::frontier`]) and caches those in Redis.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use insite_schemas::time::now_ms;
 use insite_schemas::{Bar, SentimentWindow, TimestampMs};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -15,7 +16,7 @@ use utoipa::ToSchema;
 use super::params::{query_params, range_request, PageParams};
 use super::response::{answer, json_response, Caching};
 use crate::error::{encode_json, ApiError, ErrorBody};
-use crate::store::{Bars, RangeKind, RangeRequest, Sentiments, Source};
+use crate::store::{Bars, Durability, RangeKind, RangeRequest, Sentiments, Source};
 use crate::AppState;
 
 /// The path of a range route: symbol, interval, from, to.
@@ -154,12 +155,12 @@ impl RangeRoute for Sentiments {
     }
 }
 
-/// Immutable when every window of the range has closed, else live.
-fn caching_of(state: &AppState, r: &RangeRequest, now: TimestampMs) -> Caching {
-    if state.inner.store.is_closed(r.to, now) {
-        Caching::Immutable(state.inner.config.cache.immutable_max_age_s)
-    } else {
-        Caching::live(state)
+/// Immutable when every window of the range is final and durable, else
+/// live.
+fn caching_of(state: &AppState, durability: Durability) -> Caching {
+    match durability {
+        Durability::Durable => Caching::Immutable(state.inner.config.cache.immutable_max_age_s),
+        Durability::Open => Caching::live(state),
     }
 }
 
@@ -180,9 +181,10 @@ fn next_url(
     })
 }
 
-/// The handler of every range route: validates, answers a closed range
-/// from its cached answer when there is one, else reads the store, pages
-/// and (for a closed range) caches the answer.
+/// The handler of every range route: validates, asks whether the range is
+/// durable, answers a durable range from its cached answer when there is
+/// one, else reads the store, pages and (for a durable range) caches the
+/// answer.
 async fn range<K: RangeRoute>(
     state: &AppState,
     (symbol, interval, from, to): RangePath,
@@ -198,9 +200,10 @@ async fn range<K: RangeRoute>(
         &to,
         params.limit.as_deref(),
     )?;
-    let now = now_ms();
     let store = &state.inner.store;
-    let caching = caching_of(state, &r, now);
+    // Before the results: a durable verdict covers every result read after.
+    let durability = store.durability::<K>(&r).await;
+    let caching = caching_of(state, durability);
     // Only an answer that can never change is cached.
     let key = matches!(caching, Caching::Immutable(_)).then(|| store.answer_key(K::NAME, &r));
     if let Some(key) = &key {
@@ -215,7 +218,7 @@ async fn range<K: RangeRoute>(
             ));
         }
     }
-    let page = store.range::<K>(&r, now).await?;
+    let page = store.range::<K>(&r, durability).await?;
     state.inner.cache.record(K::NAME, page.source);
     let next_url = next_url(
         K::ROUTE,
@@ -242,7 +245,7 @@ async fn range<K: RangeRoute>(
         PageParams,
     ),
     responses(
-        (status = 200, description = "Bars; immutable when every window has closed", body = AggsResponse),
+        (status = 200, description = "Bars; immutable when every window is final and durable", body = AggsResponse),
         (status = 400, description = "Bad parameter", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
     ),
@@ -269,7 +272,7 @@ pub async fn aggs(
         PageParams,
     ),
     responses(
-        (status = 200, description = "Sentiment windows", body = SentimentResponse),
+        (status = 200, description = "Sentiment windows; immutable when every window is final and durable", body = SentimentResponse),
         (status = 400, description = "Bad parameter", body = ErrorBody),
     ),
     security(("api_key" = []))

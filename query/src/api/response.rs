@@ -11,7 +11,8 @@ use crate::AppState;
 /// How long a response may be kept by browsers and CDNs.
 #[derive(Debug, Clone, Copy)]
 pub enum Caching {
-    /// Never changes (every window closed): kept for `max_age` seconds.
+    /// Never changes (every window final and durable): kept for `max_age`
+    /// seconds.
     Immutable(u64),
     /// May change soon: kept for `max_age` seconds, then revalidated.
     Live(u64),

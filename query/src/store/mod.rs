@@ -2,8 +2,8 @@
 //! answer written back to Redis), and warming Redis from ClickHouse at start.
 //!
 //! Redis keys are those of [`insite_sinks::redis::RedisKeys`]; answers to
-//! closed ranges (response bodies) are cached under
-//! `<prefix>{SYM}:q:<kind>:<interval>:<from>:<to>:<limit>` (same hash tag as
+//! durable ranges (response bodies) are cached under
+//! `<prefix>{SYM}:qd:<kind>:<interval>:<from>:<to>:<limit>` (same hash tag as
 //! the symbol's other keys). Every SQL value goes through `.bind()`.
 //!
 //! One job per file, all of them methods of [`Store`]:
@@ -11,12 +11,17 @@
 //!   part shares: `GET`, write-back, read-through.
 //! - `stored.rs`: stored data back into schema types (ClickHouse rows,
 //!   Redis JSON).
-//! - `range.rs`: results over a range ([`RangeKind`], [`Store::range`]) and
-//!   the cached answers of closed ranges.
+//! - `frontier.rs`: the pipeline's durable frontier per source, read from
+//!   `pipeline_checkpoints` and kept briefly ([`Frontiers`]), and the rule
+//!   of when a range is durable ([`Durability`]).
+//! - `range.rs`: whether a range is durable ([`Store::durability`]),
+//!   results over a range ([`RangeKind`], [`Store::range`]) and the cached
+//!   answers of durable ranges.
 //! - `latest.rs`: the current bar, the latest quote and trade.
 //! - `lists.rs`: the trending list and recent alerts.
 //! - `warm.rs`: warming Redis from ClickHouse at start ([`Store::warm`]).
 
+pub mod frontier;
 mod latest;
 mod lists;
 mod pool;
@@ -24,12 +29,15 @@ mod range;
 mod stored;
 mod warm;
 
+use std::sync::Arc;
+
 use insite_schemas::config::RedisConfig;
 use insite_sinks::redis::RedisKeys;
 
 use crate::config::CacheConfig;
 use crate::error::ApiError;
 
+pub use frontier::{Durability, FrontierSource, Frontiers};
 pub use pool::RedisPool;
 pub use range::{Bars, RangeAnswer, RangeKind, RangeRequest, Sentiments};
 
@@ -68,6 +76,8 @@ pub struct Store {
     prefix: String,
     /// Caching settings.
     cache: CacheConfig,
+    /// The durable frontiers of the pipeline whose results are trusted.
+    frontiers: Arc<Frontiers>,
 }
 
 impl std::fmt::Debug for Store {
@@ -75,17 +85,20 @@ impl std::fmt::Debug for Store {
         f.debug_struct("Store")
             .field("redis", &self.redis)
             .field("keys", &self.keys)
+            .field("pipeline", &self.frontiers.pipeline())
             .finish()
     }
 }
 
 impl Store {
-    /// A store over these connections.
+    /// A store over these connections, trusting the durable frontier
+    /// that `pipeline` records.
     pub fn new(
         redis: RedisPool,
         clickhouse: clickhouse::Client,
         redis_config: &RedisConfig,
         cache: CacheConfig,
+        pipeline: &str,
     ) -> Self {
         Self {
             redis,
@@ -93,6 +106,7 @@ impl Store {
             keys: RedisKeys::new(&redis_config.key_prefix),
             prefix: redis_config.key_prefix.clone(),
             cache,
+            frontiers: Arc::new(Frontiers::new(pipeline, frontier::FRONTIER_REFRESH)),
         }
     }
 

@@ -1,7 +1,9 @@
 //! Windowed results over a range, of any [`RangeKind`] (bars, sentiment):
-//! Redis when its recent history reaches back far enough, else ClickHouse
-//! merged with Redis's newest results; and the cached answers of closed
-//! ranges.
+//! whether the range is durable (its last window before the pipeline's
+//! durable frontier, see [`super::frontier`]); for a durable range
+//! ClickHouse alone, else Redis when its recent history reaches back far
+//! enough, else ClickHouse merged with Redis's newest results; and the
+//! cached answers of durable ranges.
 
 use clickhouse::Row;
 use insite_schemas::{Bar, Finality, Interval, SentimentWindow, Symbol, TimestampMs};
@@ -10,6 +12,7 @@ use insite_sinks::redis::RedisKeys;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::frontier::{self, Durability, FrontierSource};
 use super::stored::{self, decode_json, sql_count};
 use super::{Source, Store};
 use crate::error::ApiError;
@@ -24,6 +27,9 @@ pub trait RangeKind {
     const NAME: &'static str;
     /// The ClickHouse table.
     const TABLE: &'static str;
+    /// The input stream whose durable frontier says when its windows are
+    /// final and in ClickHouse.
+    const SOURCE: FrontierSource;
     /// The sorted set of recent final results.
     fn history_key(keys: &RedisKeys, symbol: &Symbol, interval: Interval) -> String;
     /// The current (provisional or last final) result.
@@ -45,6 +51,7 @@ impl RangeKind for Bars {
     type Row = BarRow;
     const NAME: &'static str = "bars";
     const TABLE: &'static str = "bars";
+    const SOURCE: FrontierSource = FrontierSource::Market;
     fn history_key(keys: &RedisKeys, symbol: &Symbol, interval: Interval) -> String {
         keys.bars(symbol, interval)
     }
@@ -71,6 +78,7 @@ impl RangeKind for Sentiments {
     type Row = SentimentRow;
     const NAME: &'static str = "sentiment";
     const TABLE: &'static str = "sentiment";
+    const SOURCE: FrontierSource = FrontierSource::Social;
     fn history_key(keys: &RedisKeys, symbol: &Symbol, interval: Interval) -> String {
         keys.sentiments(symbol, interval)
     }
@@ -129,16 +137,22 @@ impl<T> RangeAnswer<T> {
 }
 
 impl Store {
-    /// Whether every window of `[.., to)` of `interval` has closed for good,
-    /// so an answer about it can never change.
-    pub fn is_closed(&self, to: TimestampMs, now: TimestampMs) -> bool {
-        to.saturating_add(self.cache.settle_ms) <= now
+    /// Whether the answer to `r` can never change: the last window it
+    /// covers (the one holding `to - 1`) ends before the durable frontier
+    /// of `K`'s source, as the configured pipeline recorded it. Ask before
+    /// reading the results: results read after a durable verdict are all in
+    /// ClickHouse, final.
+    pub async fn durability<K: RangeKind>(&self, r: &RangeRequest) -> Durability {
+        let durable_ms = self.frontiers.durable_ms(&self.clickhouse, K::SOURCE).await;
+        frontier::durability(frontier::last_window_end(r.interval, r.to), durable_ms)
     }
 
-    /// The Redis key of the cached answer to a range request of `kind`.
+    /// The Redis key of the cached answer to a durable range request of
+    /// `kind`. (`qd`, not the `q` of the wall-clock rule, which cached
+    /// answers that lack their last window.)
     pub fn answer_key(&self, kind: &str, r: &RangeRequest) -> String {
         format!(
-            "{}{{{}}}:q:{}:{}:{}:{}:{}",
+            "{}{{{}}}:qd:{}:{}:{}:{}:{}",
             self.prefix, r.symbol, kind, r.interval, r.from, r.to, r.limit
         )
     }
@@ -148,22 +162,29 @@ impl Store {
         self.get(key).await
     }
 
-    /// Caches an answer (a response body) that can no longer change.
+    /// Caches an answer (a response body) that can no longer change (of a
+    /// [`Durability::Durable`] range).
     pub async fn cache_answer(&self, key: &str, body: &str) -> Result<(), ApiError> {
         self.write_back(key, body).await
     }
 
-    /// Results of kind `K` over a range: from Redis when its recent history
-    /// covers the range's start, else from ClickHouse (plus, for a range
-    /// that is still open, Redis's newest results).
+    /// Results of kind `K` over a range of `durability` (see
+    /// [`Store::durability`]): a durable range from ClickHouse alone (the
+    /// frontier speaks for ClickHouse, not for Redis); an open one from
+    /// Redis when its recent history covers the range's start, else from
+    /// ClickHouse plus Redis's newest results.
     pub async fn range<K: RangeKind>(
         &self,
         r: &RangeRequest,
-        now: TimestampMs,
+        durability: Durability,
     ) -> Result<RangeAnswer<K::Item>, ApiError> {
+        let fetch = r.limit.saturating_add(1);
+        if durability == Durability::Durable {
+            let items = self.clickhouse_range::<K>(r, fetch).await?;
+            return Ok(RangeAnswer::page(items, r.limit, Source::ClickHouse));
+        }
         let history_key = K::history_key(&self.keys, &r.symbol, r.interval);
         let current_key = K::current_key(&self.keys, &r.symbol, r.interval);
-        let fetch = r.limit.saturating_add(1);
         let mut conn = self.redis.get();
         let (oldest, members, current): (Vec<(String, f64)>, Vec<String>, Option<String>) =
             redis::pipe()
@@ -199,7 +220,25 @@ impl Store {
             return Ok(RangeAnswer::page(items, r.limit, Source::Redis));
         }
 
-        let closed = self.is_closed(r.to, now);
+        let mut items = self.clickhouse_range::<K>(r, fetch).await?;
+        // ClickHouse receives final results a flush later than Redis: the
+        // open end of the range also takes Redis's recent ones.
+        for recent in decode_all::<K>(&members)? {
+            let start = K::window_start(&recent);
+            if let Err(i) = items.binary_search_by_key(&start, K::window_start) {
+                items.insert(i, recent);
+            }
+        }
+        merge_current::<K>(&mut items, current, r);
+        Ok(RangeAnswer::page(items, r.limit, Source::ClickHouse))
+    }
+
+    /// The first `fetch` results of kind `K` in ClickHouse over the range.
+    async fn clickhouse_range<K: RangeKind>(
+        &self,
+        r: &RangeRequest,
+        fetch: usize,
+    ) -> Result<Vec<K::Item>, ApiError> {
         let sql = format!(
             "SELECT ?fields FROM {} FINAL WHERE symbol = ? AND interval_s = ? \
              AND window_start >= toDateTime(?) AND window_start <= toDateTime(?) \
@@ -219,19 +258,7 @@ impl Store {
             .bind(sql_count(fetch))
             .fetch_all()
             .await?;
-        let mut items = from_rows::<K>(rows)?;
-        if !closed {
-            // ClickHouse receives final results a flush later than Redis:
-            // the open end of the range also takes Redis's recent ones.
-            for recent in decode_all::<K>(&members)? {
-                let start = K::window_start(&recent);
-                if let Err(i) = items.binary_search_by_key(&start, K::window_start) {
-                    items.insert(i, recent);
-                }
-            }
-            merge_current::<K>(&mut items, current, r);
-        }
-        Ok(RangeAnswer::page(items, r.limit, Source::ClickHouse))
+        from_rows::<K>(rows)
     }
 }
 

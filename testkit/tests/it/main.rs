@@ -17,5 +17,6 @@ mod pipeline_output;
 mod pipeline_source;
 mod query_browser;
 mod query_http;
+mod query_immutable;
 mod query_ws;
 mod redis_sink;

@@ -59,6 +59,9 @@ fn alert(symbol: &str, window_start: i64, message: &str) -> Alert {
 
 async fn fill_clickhouse(env: &TestEnv) {
     migrate(&env.connections.clickhouse).await.unwrap();
+    // The pipeline has made the whole day durable: its ranges are immutable.
+    insite_testkit::results::record_frontier(env, "insite", "market", DAY + 86_400_000 + 1, 1)
+        .await;
     let mut bars = TableWriter::<BarRow>::new(env.clickhouse(), "bars", WriterConfig::default());
     for symbol in ["AAPL", "MSFT", "NVDA"] {
         for i in 0..1_440 {
