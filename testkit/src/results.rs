@@ -14,16 +14,16 @@ use serde::Deserialize;
 use crate::wait::eventually;
 
 /// The recorded durable frontier of `pipeline`, if any: the least over its
-/// processes.
+/// two input streams of the row a restart resumes from.
 pub async fn durable_frontier(clickhouse: &ClickHouseConfig, pipeline: &str) -> Option<i64> {
     let client = insite_sinks::clickhouse::connect(clickhouse);
-    // Where a restart of `pipeline` would resume: the least over its
-    // processes' records (the process index is not used by `load`).
+    // Where a restart of `pipeline` would resume (the process index is not
+    // used by `load`).
     ProgressStore::new(client, pipeline, 0, 1)
         .load()
         .await
         .ok()
-        .flatten()
+        .and_then(|resume| resume.durable())
 }
 
 /// Waits (up to two minutes) until `pipeline`'s durable frontier passes
