@@ -157,6 +157,34 @@ async fn jetstream(
     Ok(jetstream::new(client))
 }
 
+/// Waits (up to two minutes) until every migration is recorded as applied
+/// in `clickhouse`'s database, by another process of the cluster.
+async fn wait_migrated(clickhouse: &insite_schemas::config::ClickHouseConfig) -> Result<(), PipelineError> {
+    let client = ch::connect(clickhouse);
+    let wanted: Vec<u32> = insite_schemas::migrations::MIGRATIONS
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let applied = client
+            .query("SELECT DISTINCT version FROM schema_migrations")
+            .fetch_all::<u32>()
+            .await
+            .unwrap_or_default();
+        if wanted.iter().all(|v| applied.contains(v)) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(PipelineError::Config(format!(
+                "database {} is not migrated: process 0 of the cluster migrates it",
+                clickhouse.database
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The pipeline's name as a subject token, for the clock ticks it writes.
 fn origin(config: &PipelineConfig) -> Result<SourceName, PipelineError> {
     let token: String = config
@@ -184,7 +212,13 @@ pub async fn run(run: &RunConfig, shutdown: CancellationToken) -> Result<RunRepo
     let js = jetstream(services, "insite-pipeline").await?;
     let streams = &services.nats.streams;
     ensure_streams(&js, streams).await?;
-    ch::migrate(&services.clickhouse).await?;
+    // One process migrates; the others wait for it (a table swap run twice
+    // at once would collide).
+    if topology.process == 0 {
+        ch::migrate(&services.clickhouse).await?;
+    } else {
+        wait_migrated(&services.clickhouse).await?;
+    }
     let store = ProgressStore::new(
         ch::connect(&services.clickhouse),
         config.name.clone(),

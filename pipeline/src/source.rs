@@ -650,7 +650,11 @@ impl StreamActivity {
             return None;
         }
         let advance = (quiet.as_millis() as f64 * ticks.speed) as i64;
-        let tick = anchor_ts.saturating_add(advance);
+        // Never ahead of the wall clock: a tick says time has passed, not
+        // that events from the future have.
+        let tick = anchor_ts
+            .saturating_add(advance)
+            .min(insite_schemas::time::now_ms());
         (tick > self.max_ts.unwrap_or(TimestampMs::MIN) && tick > self.last_tick).then_some(tick)
     }
 }
