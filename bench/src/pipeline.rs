@@ -334,9 +334,8 @@ async fn raw_consume(
 ) -> anyhow::Result<(Counts, Duration)> {
     let js = insite_ingest::connect(nats).await?;
     let started = Instant::now();
-    let tasks = [nats.streams.market.clone(), nats.streams.social.clone()].map(|stream| {
-        tokio::spawn(consume_stream(js.clone(), stream, RAW_MAX_ACK_PENDING))
-    });
+    let tasks = [nats.streams.market.clone(), nats.streams.social.clone()]
+        .map(|stream| tokio::spawn(consume_stream(js.clone(), stream, RAW_MAX_ACK_PENDING)));
     let mut counts = Counts::default();
     for task in tasks {
         counts.add(task.await.context("a raw consumer task")??);

@@ -67,7 +67,11 @@ fn main() -> Result<(), Box<dyn Error>> {
             bar.vwap
         );
     }
-    println!("{} one-minute bars, {} late trades", finals.len(), captured(late).len());
+    println!(
+        "{} one-minute bars, {} late trades",
+        finals.len(),
+        captured(late).len()
+    );
     Ok(())
 }
 

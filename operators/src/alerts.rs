@@ -243,8 +243,7 @@ where
     K: Ord,
 {
     input.unary_frontier(Exchange::new(route), name, move |_cap, _info| {
-        let mut pending: BTreeMap<TimestampMs, (Capability<TimestampMs>, Vec<D>)> =
-            BTreeMap::new();
+        let mut pending: BTreeMap<TimestampMs, (Capability<TimestampMs>, Vec<D>)> = BTreeMap::new();
         let mut state = AlertState::default();
         move |(records, frontier), output| {
             let output_index = output.output_index();

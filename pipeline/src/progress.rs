@@ -163,7 +163,10 @@ pub async fn run_checkpoints(
             checkpoints.send_replace([trackers[0].checkpoint(), trackers[1].checkpoint()]);
             metrics::counter!("insite_pipeline_finished_messages_total").absolute(report.finished);
         }
-        for (tracker, source) in trackers.iter().zip([InputSource::Market, InputSource::Social]) {
+        for (tracker, source) in trackers
+            .iter()
+            .zip([InputSource::Market, InputSource::Social])
+        {
             metrics::gauge!("insite_pipeline_held_messages", "source" => source.name())
                 .set(tracker.held() as f64);
         }

@@ -134,7 +134,9 @@ impl ProgressStore {
     /// A version above every one this store wrote (and the wall clock's
     /// nanoseconds, so a later run's rows win over an earlier one's).
     fn next_version(&self) -> u64 {
-        let now = u64::try_from(now_ms()).unwrap_or(0).saturating_mul(1_000_000);
+        let now = u64::try_from(now_ms())
+            .unwrap_or(0)
+            .saturating_mul(1_000_000);
         let mut last = self.version.load(Ordering::Relaxed);
         loop {
             let next = now.max(last + 1);
@@ -149,7 +151,10 @@ impl ProgressStore {
     }
 
     /// The newest row of `name` for every source recorded.
-    async fn rows(&self, name: &str) -> Result<Vec<(String, TimestampMs, u64, TimestampMs)>, ResumeError> {
+    async fn rows(
+        &self,
+        name: &str,
+    ) -> Result<Vec<(String, TimestampMs, u64, TimestampMs)>, ResumeError> {
         let sql = format!(
             "SELECT source, argMax(durable_ms, version), argMax(resume_seq, version), \
              argMax(max_ts_ms, version) FROM {} WHERE pipeline = ? GROUP BY source",

@@ -159,7 +159,9 @@ async fn jetstream(
 
 /// Waits (up to two minutes) until every migration is recorded as applied
 /// in `clickhouse`'s database, by another process of the cluster.
-async fn wait_migrated(clickhouse: &insite_schemas::config::ClickHouseConfig) -> Result<(), PipelineError> {
+async fn wait_migrated(
+    clickhouse: &insite_schemas::config::ClickHouseConfig,
+) -> Result<(), PipelineError> {
     let client = ch::connect(clickhouse);
     let wanted: Vec<u32> = insite_schemas::migrations::MIGRATIONS
         .iter()

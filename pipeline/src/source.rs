@@ -19,8 +19,8 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream;
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::HeaderMap;
 use futures::StreamExt;
 use insite_operators::watermark::check_skew;
@@ -378,15 +378,16 @@ pub fn split_skewed(
         max_skew_ms: i64,
     ) -> (Vec<T>, Vec<T>, Option<String>) {
         let mut reason = None;
-        let (ok, skewed): (Vec<T>, Vec<T>) = events.into_iter().partition(|event| {
-            match check_skew(ts(event), stored_ms, max_skew_ms) {
-                Ok(()) => true,
-                Err(e) => {
-                    reason.get_or_insert_with(|| e.to_string());
-                    false
+        let (ok, skewed): (Vec<T>, Vec<T>) =
+            events.into_iter().partition(|event| {
+                match check_skew(ts(event), stored_ms, max_skew_ms) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        reason.get_or_insert_with(|| e.to_string());
+                        false
+                    }
                 }
-            }
-        });
+            });
         (ok, skewed, reason)
     }
     let (ok, skewed, reason) = match events {
@@ -636,7 +637,9 @@ impl StreamActivity {
     /// The tick to write now, if the stream is idle and one is due.
     fn due_tick(&self, ticks: &IdleTicks, now: Instant) -> Option<TimestampMs> {
         let (anchor_ts, anchor_at) = self.anchor?;
-        if !self.caught_up || now.duration_since(self.last_read) < ticks.idle_timeout.min(ticks.every) {
+        if !self.caught_up
+            || now.duration_since(self.last_read) < ticks.idle_timeout.min(ticks.every)
+        {
             return None;
         }
         let quiet = now.duration_since(anchor_at);
@@ -718,7 +721,10 @@ pub async fn run_consumer(
     let mut last_stream_seq: Option<u64> = None;
     let mut last_consumer_seq: Option<u64> = None;
     'consume: loop {
-        let mut messages = consumer.messages().await.map_err(js_error("pull messages"))?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(js_error("pull messages"))?;
         let mut quiet = tokio::time::interval(QUIET_POLL);
         quiet.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -781,7 +787,13 @@ pub async fn run_consumer(
                     // Delivered messages never reached us: read again from
                     // the next expected stream sequence.
                     let from = last_stream_seq.map_or(1, |s| s + 1);
-                    tracing::warn!(source = source.name(), expected = last + 1, got = consumer_seq, from, "delivery skipped; recreating the consumer");
+                    tracing::warn!(
+                        source = source.name(),
+                        expected = last + 1,
+                        got = consumer_seq,
+                        from,
+                        "delivery skipped; recreating the consumer"
+                    );
                     consumer = self::consumer(&js, &streams, config, source, from).await?;
                     last_consumer_seq = None;
                     continue 'consume;
@@ -815,9 +827,19 @@ pub async fn run_consumer(
                         if options.dead_letter {
                             match encode_batch(&skewed) {
                                 Ok((payload, schema)) => {
-                                    dead_letter_until_stored(&js, &streams, &message, Rejection::ClockSkew(&why), Some((&payload, &schema)), &shutdown).await;
+                                    dead_letter_until_stored(
+                                        &js,
+                                        &streams,
+                                        &message,
+                                        Rejection::ClockSkew(&why),
+                                        Some((&payload, &schema)),
+                                        &shutdown,
+                                    )
+                                    .await;
                                 }
-                                Err(e) => tracing::error!(error = %e, "re-encoding skewed events failed; dead-lettering the whole message"),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "re-encoding skewed events failed; dead-lettering the whole message")
+                                }
                             }
                         }
                     }
@@ -825,12 +847,23 @@ pub async fn run_consumer(
                         .increment(events.len() as u64);
                     InputBody::Events(events)
                 }
-                Ok(Decoded::Clock(tick)) => match options.max_clock_skew_ms.map(|bound| check_skew(tick.ts, stored_ms, bound)) {
+                Ok(Decoded::Clock(tick)) => match options
+                    .max_clock_skew_ms
+                    .map(|bound| check_skew(tick.ts, stored_ms, bound))
+                {
                     Some(Err(e)) => {
                         metrics::counter!("insite_pipeline_dlq_total", "source" => source.name(), "kind" => "clock_skew").increment(1);
                         if options.dead_letter {
                             let why = e.to_string();
-                            dead_letter_until_stored(&js, &streams, &message, Rejection::ClockSkew(&why), None, &shutdown).await;
+                            dead_letter_until_stored(
+                                &js,
+                                &streams,
+                                &message,
+                                Rejection::ClockSkew(&why),
+                                None,
+                                &shutdown,
+                            )
+                            .await;
                         }
                         InputBody::Rejected
                     }
@@ -840,7 +873,15 @@ pub async fn run_consumer(
                     tracing::debug!(source = source.name(), stream_seq, subject = %message.subject, %error, "rejected");
                     metrics::counter!("insite_pipeline_dlq_total", "source" => source.name(), "kind" => error.code()).increment(1);
                     if options.dead_letter {
-                        dead_letter_until_stored(&js, &streams, &message, Rejection::Decode(&error), None, &shutdown).await;
+                        dead_letter_until_stored(
+                            &js,
+                            &streams,
+                            &message,
+                            Rejection::Decode(&error),
+                            None,
+                            &shutdown,
+                        )
+                        .await;
                     }
                     InputBody::Rejected
                 }

@@ -57,13 +57,19 @@ pub trait StreamEvent: Clone + Send + 'static + Sized {
     /// Splits a message's events into those for the dataflow, and the raw
     /// rows for the output task (if any), calling `time` with every event
     /// time.
-    fn take(events: Inbound, time: &mut dyn FnMut(TimestampMs)) -> (Vec<Self>, Option<WorkerOutput>);
+    fn take(
+        events: Inbound,
+        time: &mut dyn FnMut(TimestampMs),
+    ) -> (Vec<Self>, Option<WorkerOutput>);
 }
 
 impl StreamEvent for Trade {
     const SOURCE: InputSource = InputSource::Market;
 
-    fn take(events: Inbound, time: &mut dyn FnMut(TimestampMs)) -> (Vec<Self>, Option<WorkerOutput>) {
+    fn take(
+        events: Inbound,
+        time: &mut dyn FnMut(TimestampMs),
+    ) -> (Vec<Self>, Option<WorkerOutput>) {
         match events {
             Inbound::Trades(trades) => {
                 trades.iter().for_each(|t| time(t.ts));
@@ -83,7 +89,10 @@ impl StreamEvent for Trade {
 impl StreamEvent for Post {
     const SOURCE: InputSource = InputSource::Social;
 
-    fn take(events: Inbound, time: &mut dyn FnMut(TimestampMs)) -> (Vec<Self>, Option<WorkerOutput>) {
+    fn take(
+        events: Inbound,
+        time: &mut dyn FnMut(TimestampMs),
+    ) -> (Vec<Self>, Option<WorkerOutput>) {
         match events {
             Inbound::Posts(posts) => {
                 posts.iter().for_each(|p| time(p.ts));

@@ -17,8 +17,8 @@ use timely::dataflow::{Scope, StreamVec};
 use tokio::sync::mpsc;
 
 use super::send_out;
-use crate::source::InputSource;
 use crate::output::WorkerOutput;
+use crate::source::InputSource;
 
 /// A result on its way out of the dataflow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -108,12 +108,18 @@ async fn decodes_good_messages_and_dead_letters_bad_ones() {
     assert_eq!(
         read,
         vec![
-            (1, InputBody::Events(Inbound::Trades(vec![trade("AAPL", TS, "1")]))),
+            (
+                1,
+                InputBody::Events(Inbound::Trades(vec![trade("AAPL", TS, "1")]))
+            ),
             (2, InputBody::Rejected),
             (3, InputBody::Rejected),
             (4, InputBody::Rejected),
             (5, InputBody::Rejected),
-            (6, InputBody::Events(Inbound::Trades(vec![trade("AAPL", TS, "5")]))),
+            (
+                6,
+                InputBody::Events(Inbound::Trades(vec![trade("AAPL", TS, "5")]))
+            ),
         ]
     );
 

@@ -14,8 +14,8 @@ use insite_testkit::fixtures::trade;
 use insite_testkit::jetstream::{publish_trades, read_all};
 use insite_testkit::pipeline::{config, publish_recorded, RECORDED_DONE_MS};
 use insite_testkit::results::{
-    assert_bars_equal, assert_sentiment_equal, read_bars, read_late, read_sentiment,
-    wait_durable, wait_stream_durable,
+    assert_bars_equal, assert_sentiment_equal, read_bars, read_late, read_sentiment, wait_durable,
+    wait_stream_durable,
 };
 use insite_testkit::service::start_pipeline;
 use insite_testkit::wait::eventually;
@@ -41,7 +41,9 @@ async fn wait_running(env: &TestEnv, durable: &str) {
 /// The newest final 1 s bar's window start in `bars`, if any.
 async fn newest_second_bar(env: &TestEnv) -> Option<u64> {
     env.clickhouse()
-        .query("SELECT max(window_start_ms) FROM bars FINAL WHERE interval_s = 1 HAVING count() > 0")
+        .query(
+            "SELECT max(window_start_ms) FROM bars FINAL WHERE interval_s = 1 HAVING count() > 0",
+        )
         .fetch_optional::<u64>()
         .await
         .ok()
@@ -192,7 +194,13 @@ async fn the_same_stream_gives_the_same_tables_live_and_as_a_backlog() {
         publish_trades(&js, &env.connections.nats.streams, chunk).await;
         tokio::time::sleep(Duration::from_millis(15)).await;
     }
-    wait_stream_durable(&env.connections.clickhouse, "live", InputSource::Market, done).await;
+    wait_stream_durable(
+        &env.connections.clickhouse,
+        "live",
+        InputSource::Market,
+        done,
+    )
+    .await;
     running.stop().await;
 
     // Backlog: a fresh pipeline reads the same stream, all of it at once.
@@ -208,7 +216,11 @@ async fn the_same_stream_gives_the_same_tables_live_and_as_a_backlog() {
         !live_late.is_empty(),
         "the input has trades beyond the lateness"
     );
-    assert_eq!(live_late.len(), backlog_late.len(), "late events, live vs backlog");
+    assert_eq!(
+        live_late.len(),
+        backlog_late.len(),
+        "late events, live vs backlog"
+    );
     assert_eq!(live_late, backlog_late, "late events, live vs backlog");
     let live_bars = read_bars(&env.connections.clickhouse).await;
     assert!(!live_bars.is_empty());
