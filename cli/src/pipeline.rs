@@ -126,8 +126,8 @@ pub fn run(config: &InsiteConfig, args: PipelineArgs) -> anyhow::Result<()> {
             .await
             .context("pipeline failed")?;
         tracing::info!(
-            acked = report.acks.acked,
-            held = report.acks.held,
+            finished = report.checkpoints.finished,
+            held = report.checkpoints.held,
             elapsed_s = report.elapsed.as_secs_f64(),
             "pipeline stopped"
         );

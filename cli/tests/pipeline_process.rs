@@ -13,8 +13,8 @@ use insite_pipeline::{Connections, PipelineConfig};
 use insite_testkit::child::terminate;
 use insite_testkit::pipeline::{config, run_until_durable, Backlog};
 use insite_testkit::results::{
-    assert_bars_equal, assert_sentiment_equal, durable_frontier, read_bars, read_sentiment,
-    wait_durable,
+    assert_bars_equal, assert_sentiment_equal, durable_frontier, read_bars, read_late,
+    read_sentiment, wait_durable,
 };
 use insite_testkit::wait::eventually;
 use insite_testkit::TestEnv;
@@ -35,7 +35,9 @@ async fn killed_at_any_moment_and_restarted_it_ends_with_the_uninterrupted_table
         seed: 7,
         events: 150_000,
         start_ms: START_MS,
-        jitter_ms: 500,
+        // Out of order by up to 3 s: some events arrive beyond the 2 s
+        // lateness, so late events are compared too.
+        jitter_ms: 3_000,
     }
     .publish(&env)
     .await;
@@ -45,6 +47,8 @@ async fn killed_at_any_moment_and_restarted_it_ends_with_the_uninterrupted_table
     run_until_durable(&straight, &config("straight"), done).await;
     let want_bars = read_bars(&straight.clickhouse).await;
     let want_sentiment = read_sentiment(&straight.clickhouse).await;
+    let want_late = read_late(&straight.clickhouse).await;
+    assert!(!want_late.is_empty(), "the input has late events");
     assert!(want_bars.len() > 500, "{} bars", want_bars.len());
 
     // The same input through a process killed with SIGKILL at several
@@ -97,6 +101,11 @@ async fn killed_at_any_moment_and_restarted_it_ends_with_the_uninterrupted_table
         &want_sentiment,
         "killed and restarted vs uninterrupted",
     );
+    assert_eq!(
+        read_late(&crashy.clickhouse).await,
+        want_late,
+        "late events, killed and restarted vs uninterrupted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,7 +115,9 @@ async fn two_timely_processes_give_the_tables_of_one() {
         seed: 7,
         events: 60_000,
         start_ms: START_MS,
-        jitter_ms: 500,
+        // Out of order by up to 3 s: some events arrive beyond the 2 s
+        // lateness, so late events are compared too.
+        jitter_ms: 3_000,
     }
     .publish(&env)
     .await;
@@ -115,6 +126,8 @@ async fn two_timely_processes_give_the_tables_of_one() {
     run_until_durable(&one, &config("one"), done).await;
     let want_bars = read_bars(&one.clickhouse).await;
     let want_sentiment = read_sentiment(&one.clickhouse).await;
+    let want_late = read_late(&one.clickhouse).await;
+    assert!(!want_late.is_empty(), "the input has late events");
     assert!(!want_bars.is_empty());
 
     let two = env.connections.clone();
@@ -148,5 +161,10 @@ async fn two_timely_processes_give_the_tables_of_one() {
         &read_sentiment(&two.clickhouse).await,
         &want_sentiment,
         "two processes vs one",
+    );
+    assert_eq!(
+        read_late(&two.clickhouse).await,
+        want_late,
+        "late events, two processes vs one"
     );
 }

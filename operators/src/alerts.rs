@@ -51,7 +51,7 @@ use insite_schemas::{
 use rustc_hash::FxHashMap;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::{Capability, Concat};
 use timely::dataflow::StreamVec;
 
 use crate::config::AlertsConfig;
@@ -160,7 +160,10 @@ impl AlertState {
 /// Alerting over final bars and sentiment.
 pub trait Alerts<'scope> {
     /// Alerts from the final bars in `self` and final sentiment windows in
-    /// `sentiment`, at time = window end (inputs exchanged by symbol).
+    /// `sentiment`, at time = window end (inputs exchanged by symbol): the
+    /// bar rules ([`BarAlerts`]) and the sentiment rule
+    /// ([`SentimentAlerts`]) together. The two share no state, so each
+    /// half can also run on its own, in a dataflow of its own stream's time.
     fn alerts(
         self,
         sentiment: StreamVec<'scope, TimestampMs, SentimentWindow>,
@@ -168,84 +171,106 @@ pub trait Alerts<'scope> {
     ) -> StreamVec<'scope, TimestampMs, Alert>;
 }
 
-type Pending = BTreeMap<TimestampMs, (Capability<TimestampMs>, Vec<Bar>, Vec<SentimentWindow>)>;
-
 impl<'scope> Alerts<'scope> for StreamVec<'scope, TimestampMs, Bar> {
     fn alerts(
         self,
         sentiment: StreamVec<'scope, TimestampMs, SentimentWindow>,
         config: &AlertsConfig,
     ) -> StreamVec<'scope, TimestampMs, Alert> {
+        self.bar_alerts(config)
+            .concat(sentiment.sentiment_alerts(config))
+    }
+}
+
+/// Price-move and volume-spike alerts over final bars.
+pub trait BarAlerts<'scope> {
+    /// Alerts from the final bars in `self`, at time = window end.
+    fn bar_alerts(self, config: &AlertsConfig) -> StreamVec<'scope, TimestampMs, Alert>;
+}
+
+impl<'scope> BarAlerts<'scope> for StreamVec<'scope, TimestampMs, Bar> {
+    fn bar_alerts(self, config: &AlertsConfig) -> StreamVec<'scope, TimestampMs, Alert> {
         let config = config.clone();
-        self.binary_frontier(
-            sentiment,
-            Exchange::new(|b: &Bar| b.symbol.route_hash()),
-            Exchange::new(|w: &SentimentWindow| w.symbol.route_hash()),
-            "Alerts",
-            move |_cap, _info| {
-                let mut pending: Pending = BTreeMap::new();
-                let mut state = AlertState::default();
-                move |(bars, bars_frontier), (windows, windows_frontier), output| {
-                    let output_index = output.output_index();
-                    bars.for_each_stamp(|cap, batches| {
-                        let Some(&t) = cap.least() else { return };
-                        let Some(held) = cap.retain_least(output_index) else {
-                            return;
-                        };
-                        let slot = pending
-                            .entry(t)
-                            .or_insert_with(|| (held, Vec::new(), Vec::new()));
-                        for batch in batches {
-                            slot.1
-                                .extend(batch.drain(..).filter(|b| b.finality == Finality::Final));
-                        }
-                    });
-                    windows.for_each_stamp(|cap, batches| {
-                        let Some(&t) = cap.least() else { return };
-                        let Some(held) = cap.retain_least(output_index) else {
-                            return;
-                        };
-                        let slot = pending
-                            .entry(t)
-                            .or_insert_with(|| (held, Vec::new(), Vec::new()));
-                        for batch in batches {
-                            slot.2
-                                .extend(batch.drain(..).filter(|w| w.finality == Finality::Final));
-                        }
-                    });
-                    while let Some(entry) = pending.first_entry() {
-                        let t = *entry.key();
-                        if bars_frontier.less_equal(&t) || windows_frontier.less_equal(&t) {
-                            break;
-                        }
-                        let (cap, mut bars, mut windows) = entry.remove();
-                        bars.sort_by(|a, b| {
-                            (&a.symbol, a.interval, a.window_start).cmp(&(
-                                &b.symbol,
-                                b.interval,
-                                b.window_start,
-                            ))
-                        });
-                        windows.sort_by(|a, b| {
-                            (&a.symbol, a.interval, a.window_start).cmp(&(
-                                &b.symbol,
-                                b.interval,
-                                b.window_start,
-                            ))
-                        });
-                        let mut alerts = Vec::new();
-                        for bar in &bars {
-                            state.on_bar(&config, bar, &mut alerts);
-                        }
-                        for window in &windows {
-                            state.on_sentiment(&config, window, &mut alerts);
-                        }
-                        if !alerts.is_empty() {
-                            output.session(&cap).give_iterator(alerts.into_iter());
-                        }
-                    }
-                }
+        in_window_order(
+            self,
+            "BarAlerts",
+            |b: &Bar| b.symbol.route_hash(),
+            |b: &Bar| b.finality == Finality::Final,
+            |b: &Bar| (b.symbol.clone(), b.interval, b.window_start),
+            move |state: &mut AlertState, bar: &Bar, out: &mut Vec<Alert>| {
+                state.on_bar(&config, bar, out)
             },
         )
     }
+}
+
+/// Sentiment-shift alerts over final sentiment windows.
+pub trait SentimentAlerts<'scope> {
+    /// Alerts from the final windows in `self`, at time = window end.
+    fn sentiment_alerts(self, config: &AlertsConfig) -> StreamVec<'scope, TimestampMs, Alert>;
+}
+
+impl<'scope> SentimentAlerts<'scope> for StreamVec<'scope, TimestampMs, SentimentWindow> {
+    fn sentiment_alerts(self, config: &AlertsConfig) -> StreamVec<'scope, TimestampMs, Alert> {
+        let config = config.clone();
+        in_window_order(
+            self,
+            "SentimentAlerts",
+            |w: &SentimentWindow| w.symbol.route_hash(),
+            |w: &SentimentWindow| w.finality == Finality::Final,
+            |w: &SentimentWindow| (w.symbol.clone(), w.interval, w.window_start),
+            move |state: &mut AlertState, window: &SentimentWindow, out: &mut Vec<Alert>| {
+                state.on_sentiment(&config, window, out)
+            },
+        )
+    }
+}
+
+/// Exchanges `input` by `route`, keeps the records passing `keep` by time,
+/// and once the frontier has passed a time applies `rule` to that time's
+/// records in `order_key` order, so that per-symbol history (and so every
+/// alert) is the same whatever the arrival order or worker count.
+fn in_window_order<'scope, D, K>(
+    input: StreamVec<'scope, TimestampMs, D>,
+    name: &str,
+    route: impl Fn(&D) -> u64 + 'static,
+    keep: impl Fn(&D) -> bool + 'static,
+    order_key: impl Fn(&D) -> K + 'static,
+    mut rule: impl FnMut(&mut AlertState, &D, &mut Vec<Alert>) + 'static,
+) -> StreamVec<'scope, TimestampMs, Alert>
+where
+    D: timely::ExchangeData,
+    K: Ord,
+{
+    input.unary_frontier(Exchange::new(route), name, move |_cap, _info| {
+        let mut pending: BTreeMap<TimestampMs, (Capability<TimestampMs>, Vec<D>)> = BTreeMap::new();
+        let mut state = AlertState::default();
+        move |(records, frontier), output| {
+            let output_index = output.output_index();
+            records.for_each_stamp(|cap, batches| {
+                let Some(&t) = cap.least() else { return };
+                let Some(held) = cap.retain_least(output_index) else {
+                    return;
+                };
+                let slot = pending.entry(t).or_insert_with(|| (held, Vec::new()));
+                for batch in batches {
+                    slot.1.extend(batch.drain(..).filter(|r| keep(r)));
+                }
+            });
+            while let Some(entry) = pending.first_entry() {
+                if frontier.less_equal(entry.key()) {
+                    break;
+                }
+                let (cap, mut records) = entry.remove();
+                records.sort_by_key(|r| order_key(r));
+                let mut alerts = Vec::new();
+                for record in &records {
+                    rule(&mut state, record, &mut alerts);
+                }
+                if !alerts.is_empty() {
+                    output.session(&cap).give_iterator(alerts.into_iter());
+                }
+            }
+        }
+    })
 }

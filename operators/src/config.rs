@@ -21,8 +21,9 @@ pub struct OperatorsConfig {
     /// How far behind the largest event time seen a source's watermark
     /// stays, in ms (default 2 000).
     pub allowed_lateness_ms: i64,
-    /// A source with no event for this long (wall clock, ms) no longer holds
-    /// the watermark back (default 5 000).
+    /// An input stream with no new message for this long (wall clock, ms),
+    /// read to its end, is idle: the pipeline writes clock ticks into it, so
+    /// its last windows close (default 5 000).
     pub idle_timeout_ms: i64,
     /// Wall-clock cadence of provisional (in-progress) output per operator,
     /// ms (default 100; 0 means at every activation).

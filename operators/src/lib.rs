@@ -25,7 +25,8 @@
 //!
 //! ## Layout
 //! - [`config`]: [`OperatorsConfig`], [`TrendingConfig`], [`AlertsConfig`].
-//! - [`watermark`]: [`WatermarkTracker`], per-source watermarks.
+//! - [`watermark`]: [`StreamClock`], a stream's watermark as a function of
+//!   the stream, and the clock-skew bound.
 //! - [`window`]: window arithmetic and the lateness rule.
 //! - [`late`]: the `LateEvents` operator.
 //! - [`bars`]: the `Bars` operator.
@@ -33,8 +34,10 @@
 //!   the finance lexicon in `data/`).
 //! - [`sentiment`]: the `ScorePosts` and `SentimentWindows` operators.
 //! - [`trending`]: the `TrendingWindows` operator.
-//! - [`alerts`]: the `Alerts` operator.
-//! - [`dataflow`]: [`build_dataflow`] wires them all into [`Outputs`].
+//! - [`alerts`]: the `BarAlerts` and `SentimentAlerts` operators.
+//! - [`dataflow`]: [`build_market`] and [`build_social`] wire the operators
+//!   of each input stream (each in its own stream's time);
+//!   [`build_dataflow`] wires both into [`Outputs`].
 //! - [`capture`]: reading captured streams back ([`captured`]).
 //!
 //! Streams are timely 0.32 `StreamVec<'scope, TimestampMs, D>`.
@@ -58,7 +61,9 @@ mod windowed;
 
 pub use capture::captured;
 pub use config::{AlertsConfig, OperatorsConfig, TrendingConfig};
-pub use dataflow::{build_dataflow, Outputs};
+pub use dataflow::{
+    build_dataflow, build_market, build_social, MarketOutputs, Outputs, SocialOutputs,
+};
 pub use error::ConfigError;
 pub use insite_schemas::TimestampMs;
-pub use watermark::WatermarkTracker;
+pub use watermark::StreamClock;

@@ -1,163 +1,182 @@
-//! Per-source watermarks with allowed lateness and idle-source timeouts.
+//! The event-time clock of one input stream: watermarks that are a pure
+//! function of the stream's content, in stream order.
 //!
-//! [`WatermarkTracker`] is pure logic over event times and a wall clock the
-//! caller passes in; the pipeline's input operator keeps one per process
-//! and advances its timely input to [`WatermarkTracker::watermark`].
+//! A [`StreamClock`] is fed the event times of a stream's messages in their
+//! stream order (JetStream sequence order). Its watermark *before* message
+//! `n` is
 //!
-//! Definition, at wall-clock time `now`:
-//! - the tracker's clock starts at the first call (`observe` or
-//!   `watermark`), at that call's `now`;
-//! - a source is **active** if it saw an event less than `idle_timeout`
-//!   ago, or if it never saw one and less than `idle_timeout` has passed
-//!   since the clock started (a silent source holds the watermark back for
-//!   one timeout at start-up, so that it cannot be raced); otherwise it is
-//!   **idle**;
-//! - if some source is active: the candidate is the minimum, over active
-//!   sources that saw events, of `max_ts - allowed_lateness`; an active
-//!   source that never saw an event makes the candidate "no advance";
-//! - if every source is idle: the candidate is `now - allowed_lateness`, so
-//!   windows close on wall-clock time when every feed is quiet;
-//! - the watermark is `max(previous, candidate)`: it never goes backwards.
-//!   It starts at `TimestampMs::MIN`.
+//! ```text
+//! W(n) = max{ ts of every event and clock tick in messages 1..n-1 } - allowed_lateness
+//! ```
+//!
+//! and every event of message `n` is stamped with `W(n)` as its timely
+//! time: it is late for a window `[s, e)` iff `e <= W(n)`. Nothing here
+//! reads a wall clock, so the same stream gives the same watermarks, and
+//! the same late events, whether it is read live, as a backlog, replayed,
+//! resumed after a crash (the clock resumes from the recorded maximum, see
+//! [`StreamClock::resume`]) or read by a cluster of any size.
+//!
+//! Two rules keep one bad or quiet source from moving the clock wrongly:
+//! - **Clock skew is bounded** ([`check_skew`]): an event stamped more than
+//!   `max_skew` after the time JetStream stored its message is rejected (to
+//!   the dead-letter subject) and never reaches the clock. The stored time
+//!   is part of the stream, so this too is a function of the stream.
+//! - **An idle stream advances through the stream**: the pipeline writes a
+//!   [`insite_schemas::ClockTick`] (its last event time plus the wall time
+//!   it has been quiet) into an idle stream, and the clock advances when it
+//!   reads the tick back, at the tick's place in the stream.
 //!
 //! ```
-//! use insite_operators::WatermarkTracker;
-//! let mut w = WatermarkTracker::new(2, 2_000, 5_000);
-//! w.observe(0, 10_000, 0);
-//! assert_eq!(w.watermark(0), i64::MIN); // source 1 may still speak
-//! w.observe(1, 8_000, 100);
-//! assert_eq!(w.watermark(100), 6_000); // min(10 000, 8 000) - 2 000
-//! // Source 1 goes quiet; after the idle timeout it no longer holds back.
-//! w.observe(0, 20_000, 5_100);
-//! assert_eq!(w.watermark(5_100), 18_000);
+//! use insite_operators::StreamClock;
+//! let mut clock = StreamClock::new(2_000);
+//! assert_eq!(clock.watermark(), i64::MIN); // nothing seen: nothing is late
+//! clock.advance(10_000);
+//! clock.advance(9_000); // out of order within the lateness: no effect
+//! assert_eq!(clock.watermark(), 8_000);
+//! // After a restart, the clock resumes where the recorded stream position left it.
+//! let resumed = StreamClock::new(2_000).resume(clock.max_ts());
+//! assert_eq!(resumed.watermark(), 8_000);
 //! ```
 
 use insite_schemas::TimestampMs;
 
-#[derive(Debug, Clone, Copy, Default)]
-struct SourceState {
-    /// Largest event time seen, if any.
+/// The event-time clock of one input stream; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamClock {
+    /// The largest event time read so far, if any.
     max_ts: Option<TimestampMs>,
-    /// Wall-clock time of the last event.
-    last_seen: TimestampMs,
-}
-
-/// Watermark over several input sources; see the module docs.
-#[derive(Debug, Clone)]
-pub struct WatermarkTracker {
-    /// One entry per source.
-    sources: Vec<SourceState>,
     /// How far behind the largest event time the watermark stays.
     allowed_lateness_ms: i64,
-    /// Silence after which a source is idle.
-    idle_timeout_ms: i64,
-    /// Wall-clock time of the first call.
-    started: Option<TimestampMs>,
-    /// The current watermark.
-    current: TimestampMs,
 }
 
-impl WatermarkTracker {
-    /// A tracker over `sources` sources (numbered from 0).
-    pub fn new(sources: usize, allowed_lateness_ms: i64, idle_timeout_ms: i64) -> Self {
+impl StreamClock {
+    /// A clock that has read nothing.
+    pub fn new(allowed_lateness_ms: i64) -> Self {
         Self {
-            sources: vec![SourceState::default(); sources],
-            allowed_lateness_ms,
-            idle_timeout_ms,
-            started: None,
-            current: TimestampMs::MIN,
+            max_ts: None,
+            allowed_lateness_ms: allowed_lateness_ms.max(0),
         }
     }
 
-    /// Notes an event of `source` with event time `ts`, read at wall-clock
-    /// `now_ms`. An unknown source number grows the tracker.
-    pub fn observe(&mut self, source: usize, ts: TimestampMs, now_ms: TimestampMs) {
-        self.started.get_or_insert(now_ms);
-        if source >= self.sources.len() {
-            self.sources.resize(source + 1, SourceState::default());
-        }
-        let state = &mut self.sources[source];
-        state.max_ts = Some(state.max_ts.map_or(ts, |m| m.max(ts)));
-        state.last_seen = state.last_seen.max(now_ms);
+    /// The same clock, as it stood after reading events up to `max_ts`
+    /// (the recorded maximum at the stream position a run resumes from).
+    pub fn resume(mut self, max_ts: Option<TimestampMs>) -> Self {
+        self.max_ts = max_ts;
+        self
     }
 
-    /// The watermark at wall-clock `now_ms` (see the module docs).
-    pub fn watermark(&mut self, now_ms: TimestampMs) -> TimestampMs {
-        let started = *self.started.get_or_insert(now_ms);
-        let mut any_active = false;
-        let mut blocked = false;
-        let mut min_active: Option<TimestampMs> = None;
-        for state in &self.sources {
-            match state.max_ts {
-                Some(max_ts) if now_ms.saturating_sub(state.last_seen) < self.idle_timeout_ms => {
-                    any_active = true;
-                    let candidate = max_ts.saturating_sub(self.allowed_lateness_ms);
-                    min_active = Some(min_active.map_or(candidate, |m| m.min(candidate)));
-                }
-                None if now_ms.saturating_sub(started) < self.idle_timeout_ms => {
-                    any_active = true;
-                    blocked = true;
-                }
-                _ => {}
-            }
-        }
-        let candidate = if !any_active {
-            Some(now_ms.saturating_sub(self.allowed_lateness_ms))
-        } else if blocked {
-            None
-        } else {
-            min_active
-        };
-        if let Some(candidate) = candidate {
-            self.current = self.current.max(candidate);
-        }
-        self.current
+    /// Notes an event (or clock tick) with event time `ts`.
+    pub fn advance(&mut self, ts: TimestampMs) {
+        self.max_ts = Some(self.max_ts.map_or(ts, |m| m.max(ts)));
     }
 
-    /// The watermark last computed, without advancing it.
-    pub fn current(&self) -> TimestampMs {
-        self.current
+    /// The largest event time read so far.
+    pub fn max_ts(&self) -> Option<TimestampMs> {
+        self.max_ts
+    }
+
+    /// The watermark: every window ending at or before it is closed.
+    /// `TimestampMs::MIN` before the first event.
+    pub fn watermark(&self) -> TimestampMs {
+        self.max_ts.map_or(TimestampMs::MIN, |m| {
+            m.saturating_sub(self.allowed_lateness_ms)
+        })
+    }
+}
+
+/// An event stamped too far ahead of the time its message was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "event time {ts} ms is {ahead_ms} ms after the message was stored ({stored_ms} ms), \
+     more than the allowed clock skew of {max_skew_ms} ms"
+)]
+pub struct ClockSkew {
+    /// The event's time.
+    pub ts: TimestampMs,
+    /// When JetStream stored the message.
+    pub stored_ms: TimestampMs,
+    /// How far ahead the event was.
+    pub ahead_ms: i64,
+    /// The bound.
+    pub max_skew_ms: i64,
+}
+
+/// Checks that an event stamped `ts`, in a message that JetStream stored at
+/// `stored_ms`, is at most `max_skew_ms` ahead of it.
+///
+/// ```
+/// use insite_operators::watermark::check_skew;
+/// assert!(check_skew(1_000, 1_000, 0).is_ok());
+/// assert!(check_skew(61_000, 1_000, 60_000).is_ok());
+/// assert!(check_skew(61_001, 1_000, 60_000).is_err());
+/// ```
+pub fn check_skew(
+    ts: TimestampMs,
+    stored_ms: TimestampMs,
+    max_skew_ms: i64,
+) -> Result<(), ClockSkew> {
+    let ahead_ms = ts.saturating_sub(stored_ms);
+    if ahead_ms > max_skew_ms {
+        Err(ClockSkew {
+            ts,
+            stored_ms,
+            ahead_ms,
+            max_skew_ms,
+        })
+    } else {
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn never_goes_backwards() {
-        let mut w = WatermarkTracker::new(1, 1_000, 5_000);
-        w.observe(0, 10_000, 0);
-        assert_eq!(w.watermark(0), 9_000);
-        w.observe(0, 5_000, 10);
-        assert_eq!(w.watermark(10), 9_000);
+        let mut clock = StreamClock::new(1_000);
+        clock.advance(10_000);
+        assert_eq!(clock.watermark(), 9_000);
+        clock.advance(5_000);
+        assert_eq!(clock.watermark(), 9_000);
     }
 
     #[test]
-    fn silent_source_holds_back_only_until_its_timeout() {
-        let mut w = WatermarkTracker::new(2, 1_000, 5_000);
-        w.observe(0, 10_000, 1_000);
-        assert_eq!(w.watermark(4_999), TimestampMs::MIN);
-        w.observe(0, 11_000, 5_999);
-        // 5 s after start, source 1 (never seen) is idle.
-        assert_eq!(w.watermark(6_000), 10_000);
+    fn lateness_is_never_negative_and_saturates() {
+        let mut clock = StreamClock::new(-5);
+        clock.advance(TimestampMs::MIN + 1);
+        assert_eq!(clock.watermark(), TimestampMs::MIN + 1);
     }
 
-    #[test]
-    fn all_idle_advances_with_the_wall_clock() {
-        let mut w = WatermarkTracker::new(2, 2_000, 5_000);
-        w.observe(0, 10_000, 0);
-        w.observe(1, 10_000, 0);
-        assert_eq!(w.watermark(1_000), 8_000);
-        assert_eq!(w.watermark(50_000), 48_000);
-        // A source waking up with old events cannot move it back.
-        w.observe(0, 12_000, 50_001);
-        assert_eq!(w.watermark(50_001), 48_000);
-    }
-
-    #[test]
-    fn zero_sources_follow_the_wall_clock() {
-        let mut w = WatermarkTracker::new(0, 2_000, 5_000);
-        assert_eq!(w.watermark(10_000), 8_000);
+    proptest! {
+        /// The watermark before each message depends only on the messages
+        /// before it: reading a stream in two parts, the second resumed from
+        /// the first's maximum, gives the same watermarks as reading it whole.
+        #[test]
+        fn resuming_anywhere_gives_the_same_watermarks(
+            stream in proptest::collection::vec(0i64..1_000_000, 0..200),
+            split in 0usize..200,
+        ) {
+            let split = split.min(stream.len());
+            let mut whole = StreamClock::new(2_000);
+            let mut expected = Vec::new();
+            for ts in &stream {
+                expected.push(whole.watermark());
+                whole.advance(*ts);
+            }
+            let mut first = StreamClock::new(2_000);
+            let mut got = Vec::new();
+            for ts in &stream[..split] {
+                got.push(first.watermark());
+                first.advance(*ts);
+            }
+            let mut second = StreamClock::new(2_000).resume(first.max_ts());
+            for ts in &stream[split..] {
+                got.push(second.watermark());
+                second.advance(*ts);
+            }
+            prop_assert_eq!(got, expected);
+        }
     }
 }

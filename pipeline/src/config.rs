@@ -70,7 +70,6 @@ impl PipelineConfig {
         let social = WindowSpans::new(ops.sentiment_intervals.clone(), sliding);
         InputSettings {
             allowed_lateness_ms: ops.allowed_lateness_ms,
-            idle_timeout_ms: ops.idle_timeout_ms,
             market_spans: market,
             social_spans: social,
             bounded,

@@ -1,93 +1,178 @@
-//! Which input messages may be acknowledged.
+//! Which input messages are finished with, and so where a restart may
+//! resume reading each stream.
 //!
-//! A JetStream message is acknowledged only once every final result that
-//! depends on it is durable. Each message is held with a *deadline*: the
-//! event-time watermark at which the last window any of its events belongs
-//! to closes. The sinks report a *durable watermark* `D`: every result the
-//! dataflow produced for watermarks up to `D` is confirmed written to
-//! ClickHouse. Every message whose deadline is at most `D` is then released
-//! for acknowledgement; the others stay held, so a crash makes JetStream
-//! redeliver exactly the messages whose results are not yet durable.
+//! Every message is read at a stamp `t` (its stream's watermark before it)
+//! and gets a *deadline*: `max(E, t) + 1`, where `E` is the end of the last
+//! window any of its events belongs to. Once the durable frontier `F` of
+//! its stream reaches the deadline, every result depending on the message
+//! (and its raw rows) is in ClickHouse. The [`CheckpointTracker`] keeps the
+//! messages of one stream in sequence order and advances the stream's
+//! *checkpoint* past the longest prefix of finished messages: a restart
+//! reads from the checkpoint's sequence + 1, with the stream clock as it
+//! stood after it. A message finished out of order waits for the ones
+//! before it; seeing it again after a restart is harmless (see
+//! `docs/pipeline.md`).
 //!
 //! ```
-//! use insite_pipeline::progress::AckTracker;
-//! let mut held = AckTracker::default();
-//! held.hold(60_000, "a");
-//! held.hold(120_000, "b");
-//! assert_eq!(held.release_through(60_000), vec!["a"]);
-//! assert_eq!(held.len(), 1);
-//! assert_eq!(held.earliest_deadline(), Some(120_000));
+//! use insite_pipeline::progress::{CheckpointTracker, Read};
+//! let mut tracker = CheckpointTracker::new(0, None);
+//! tracker.read(Read { seq: 1, deadline: 60_000, max_ts: Some(1_000) });
+//! tracker.read(Read { seq: 2, deadline: 120_000, max_ts: Some(61_000) });
+//! tracker.read(Read { seq: 3, deadline: 60_000, max_ts: Some(61_000) });
+//! assert!(tracker.advance(60_000)); // seq 1 is finished; 3 waits for 2
+//! assert_eq!(tracker.checkpoint(), (1, Some(1_000)));
+//! assert!(tracker.advance(120_000));
+//! assert_eq!(tracker.checkpoint(), (3, Some(61_000)));
+//! assert_eq!(tracker.held(), 0);
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 use insite_schemas::{Interval, TimestampMs};
+use tokio::sync::{mpsc, watch};
 
-/// Messages held until their results are durable, keyed by deadline.
-#[derive(Debug)]
-pub struct AckTracker<M> {
-    /// Held messages by deadline (event-time watermark, ms).
-    by_deadline: BTreeMap<TimestampMs, Vec<M>>,
-    /// Number of held messages.
-    held: usize,
-    /// The highest durable watermark seen (release is monotonic).
+use crate::source::InputSource;
+
+/// One message as read: its place, its deadline and its stream's clock
+/// after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Read {
+    /// Its stream sequence.
+    pub seq: u64,
+    /// The durable frontier at which it is finished with.
+    pub deadline: TimestampMs,
+    /// The stream's largest event time once it was read.
+    pub max_ts: Option<TimestampMs>,
+}
+
+/// The messages of one stream not yet finished with, in sequence order,
+/// and the stream's checkpoint; see the module docs.
+#[derive(Debug, Default)]
+pub struct CheckpointTracker {
+    /// Messages read but not behind the checkpoint, in sequence order.
+    pending: VecDeque<Read>,
+    /// Every message at or below this sequence is finished with.
+    seq: u64,
+    /// The stream's clock after `seq`.
+    max_ts: Option<TimestampMs>,
+    /// The highest durable frontier seen.
     durable: TimestampMs,
 }
 
-impl<M> Default for AckTracker<M> {
-    fn default() -> Self {
+impl CheckpointTracker {
+    /// A tracker starting at the checkpoint `(seq, max_ts)` of an earlier
+    /// run (`(0, None)`: the stream's start).
+    pub fn new(seq: u64, max_ts: Option<TimestampMs>) -> Self {
         Self {
-            by_deadline: BTreeMap::new(),
-            held: 0,
+            pending: VecDeque::new(),
+            seq,
+            max_ts,
             durable: TimestampMs::MIN,
         }
     }
+
+    /// Notes a message read (in sequence order).
+    pub fn read(&mut self, read: Read) {
+        self.pending.push_back(read);
+    }
+
+    /// Advances the checkpoint with the durable frontier `durable`; whether
+    /// it moved.
+    pub fn advance(&mut self, durable: TimestampMs) -> bool {
+        self.durable = self.durable.max(durable);
+        let mut moved = false;
+        while let Some(front) = self.pending.front() {
+            if front.deadline > self.durable {
+                break;
+            }
+            self.seq = front.seq;
+            self.max_ts = front.max_ts;
+            self.pending.pop_front();
+            moved = true;
+        }
+        moved
+    }
+
+    /// The checkpoint: the sequence at or below which everything is
+    /// finished with, and the stream's clock there.
+    pub fn checkpoint(&self) -> (u64, Option<TimestampMs>) {
+        (self.seq, self.max_ts)
+    }
+
+    /// Messages read but not yet behind the checkpoint.
+    pub fn held(&self) -> usize {
+        self.pending.len()
+    }
 }
 
-impl<M> AckTracker<M> {
-    /// Holds `message` until the durable watermark reaches `deadline`. A
-    /// message whose deadline is already durable is released on the next
-    /// [`Self::release_through`] call.
-    pub fn hold(&mut self, deadline: TimestampMs, message: M) {
-        self.by_deadline.entry(deadline).or_default().push(message);
-        self.held += 1;
-    }
+/// The checkpoint of each stream (MARKET, SOCIAL), as the checkpoint task
+/// last advanced it.
+pub type Checkpoints = [(u64, Option<TimestampMs>); 2];
 
-    /// Releases every message whose deadline is at most `durable`, oldest
-    /// deadline first.
-    pub fn release_through(&mut self, durable: TimestampMs) -> Vec<M> {
-        self.durable = self.durable.max(durable);
-        let later = match self.durable.checked_add(1) {
-            Some(next) => self.by_deadline.split_off(&next),
-            None => BTreeMap::new(),
-        };
-        let released: Vec<M> = std::mem::replace(&mut self.by_deadline, later)
-            .into_values()
-            .flatten()
-            .collect();
-        self.held -= released.len();
-        released
-    }
+/// What the checkpoint task did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckpointReport {
+    /// Messages finished with (behind the checkpoints) during the run.
+    pub finished: u64,
+    /// Messages read but not finished with when the task ended (read again
+    /// on restart).
+    pub held: u64,
+}
 
-    /// Number of held messages.
-    pub fn len(&self) -> usize {
-        self.held
+/// The checkpoint task: takes every message the readers read (`reads`, one
+/// channel per stream) and each new durable frontier per stream
+/// (`durable`), and publishes the checkpoints they allow on
+/// `checkpoints`. Runs until the readers and the output side are gone.
+pub async fn run_checkpoints(
+    mut reads: [mpsc::UnboundedReceiver<Read>; 2],
+    mut durable: watch::Receiver<[TimestampMs; 2]>,
+    start: Checkpoints,
+    checkpoints: watch::Sender<Checkpoints>,
+) -> CheckpointReport {
+    let mut trackers = start.map(|(seq, max_ts)| CheckpointTracker::new(seq, max_ts));
+    let mut report = CheckpointReport::default();
+    let mut open = [true, true];
+    let mut durable_open = true;
+    while open.iter().any(|o| *o) || durable_open {
+        let [market, social] = &mut reads;
+        tokio::select! {
+            read = market.recv(), if open[0] => match read {
+                Some(read) => trackers[0].read(read),
+                None => open[0] = false,
+            },
+            read = social.recv(), if open[1] => match read {
+                Some(read) => trackers[1].read(read),
+                None => open[1] = false,
+            },
+            changed = durable.changed(), if durable_open => {
+                if changed.is_err() {
+                    durable_open = false;
+                }
+            },
+        }
+        let frontiers = *durable.borrow_and_update();
+        let mut moved = false;
+        for (index, tracker) in trackers.iter_mut().enumerate() {
+            let before = tracker.held();
+            if tracker.advance(frontiers[index]) {
+                moved = true;
+                report.finished += (before - tracker.held()) as u64;
+            }
+        }
+        if moved {
+            checkpoints.send_replace([trackers[0].checkpoint(), trackers[1].checkpoint()]);
+            metrics::counter!("insite_pipeline_finished_messages_total").absolute(report.finished);
+        }
+        for (tracker, source) in trackers
+            .iter()
+            .zip([InputSource::Market, InputSource::Social])
+        {
+            metrics::gauge!("insite_pipeline_held_messages", "source" => source.name())
+                .set(tracker.held() as f64);
+        }
     }
-
-    /// Whether nothing is held.
-    pub fn is_empty(&self) -> bool {
-        self.held == 0
-    }
-
-    /// The earliest deadline still held.
-    pub fn earliest_deadline(&self) -> Option<TimestampMs> {
-        self.by_deadline.keys().next().copied()
-    }
-
-    /// The highest durable watermark released through so far.
-    pub fn durable(&self) -> TimestampMs {
-        self.durable
-    }
+    report.held = trackers.iter().map(|t| t.held() as u64).sum();
+    report
 }
 
 /// The windows an event contributes to, as far as holding its message goes.
@@ -132,23 +217,32 @@ impl WindowSpans {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
-    #[test]
-    fn releases_in_deadline_order_and_never_goes_back() {
-        let mut t = AckTracker::default();
-        for (deadline, id) in [(30, 3), (10, 1), (20, 2), (10, 11)] {
-            t.hold(deadline, id);
+    proptest! {
+        /// The checkpoint is always the longest finished prefix: every
+        /// message at or below it has a deadline within the durable
+        /// frontier, and the next one (if any) has not.
+        #[test]
+        fn checkpoint_is_the_longest_finished_prefix(
+            deadlines in proptest::collection::vec(0i64..1_000, 1..100),
+            frontiers in proptest::collection::vec(0i64..1_000, 1..20),
+        ) {
+            let mut tracker = CheckpointTracker::new(0, None);
+            for (i, deadline) in deadlines.iter().enumerate() {
+                tracker.read(Read { seq: i as u64 + 1, deadline: *deadline, max_ts: Some(i as i64) });
+            }
+            let mut durable = i64::MIN;
+            for frontier in frontiers {
+                durable = durable.max(frontier);
+                tracker.advance(frontier);
+                let (seq, max_ts) = tracker.checkpoint();
+                let prefix = deadlines.iter().take_while(|d| **d <= durable).count() as u64;
+                prop_assert_eq!(seq, prefix);
+                prop_assert_eq!(max_ts, (prefix > 0).then(|| prefix as i64 - 1));
+                prop_assert_eq!(tracker.held() as u64, deadlines.len() as u64 - prefix);
+            }
         }
-        assert_eq!(t.release_through(9), Vec::<i32>::new());
-        let mut first = t.release_through(20);
-        first.sort();
-        assert_eq!(first, vec![1, 2, 11]);
-        // A lower durable watermark later does not un-release or stall.
-        assert!(t.release_through(5).is_empty());
-        t.hold(15, 4);
-        assert_eq!(t.release_through(5), vec![4], "deadline already durable");
-        assert_eq!(t.release_through(i64::MAX), vec![3]);
-        assert!(t.is_empty());
     }
 
     #[test]

@@ -1,25 +1,33 @@
-//! Where a restarted pipeline picks up: its durable frontier, kept in
-//! ClickHouse beside the results it describes.
+//! Where a restarted pipeline picks up: for each input stream, its durable
+//! frontier and its checkpoint, kept in ClickHouse (`pipeline_checkpoints`)
+//! beside the results they describe.
 //!
-//! After every confirmed flush the output task records the new durable
-//! frontier `D` in `pipeline_progress` *before* any message is acknowledged
-//! on its strength (in a cluster, the least `D` over all processes). A
-//! restarted pipeline reads `D` back: every window ending before `D` is
-//! complete in the result tables, and the messages it sees again (those not
-//! acknowledged, and a few acknowledged ones above the ack floor) must not
-//! recompute it from part of its input (see [`crate::bridge::output`]).
+//! After a confirmed flush each process records its own frontier `F` for a
+//! stream (row `<name>/<process>`); process 0 then records the pipeline's
+//! row (`<name>`): the least `F` over the processes of the current topology,
+//! and the checkpoint (`resume_seq`, `max_ts_ms`) that the least `F` allows
+//! ([`crate::progress::CheckpointTracker`]). A restart reads only the
+//! pipeline's row, so records of processes that a scale-down removed never
+//! confuse it: every window of the stream ending before `durable_ms` is
+//! complete in the result tables, and reading resumes at `resume_seq + 1`
+//! with the stream's clock as it stood there.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use insite_schemas::time::now_ms;
 use insite_schemas::TimestampMs;
 use insite_sinks::clickhouse as ch;
-use insite_sinks::clickhouse::rows::{datetime_secs, ProgressRow, Table};
+use insite_sinks::clickhouse::rows::{datetime_secs, CheckpointRow, Table};
+
+use crate::source::InputSource;
 
 /// Errors reading or writing the durable frontier.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResumeError {
     /// ClickHouse refused or could not be reached (retryable).
-    #[error("pipeline_progress of {pipeline}: {source}")]
+    #[error("pipeline_checkpoints of {pipeline}: {source}")]
     ClickHouse {
         /// The pipeline's name.
         pipeline: String,
@@ -29,15 +37,51 @@ pub enum ResumeError {
     },
 }
 
-/// Reads and writes one pipeline's durable frontier.
-///
-/// Each process of a pipeline records its own frontier, under
-/// `<pipeline>/<process>`: a process's frontier says its own output task has
-/// written everything before it. Results of one message may be written by
-/// any process (data is exchanged by symbol), so a message is acknowledged
-/// only once the *least* frontier over all processes passes its deadline
-/// ([`ProgressStore::global`]), and a restarted pipeline resumes from the
-/// least frontier ever recorded under its name ([`ProgressStore::load`]).
+/// Where one input stream stands, as a restart reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamCheckpoint {
+    /// Every result of the stream's windows ending before this is durable
+    /// (`None`: nothing recorded yet).
+    pub durable_ms: Option<TimestampMs>,
+    /// Every message at or below this sequence is finished with (0: none).
+    pub resume_seq: u64,
+    /// The stream's clock after `resume_seq`.
+    pub max_ts: Option<TimestampMs>,
+}
+
+impl StreamCheckpoint {
+    /// Windowed results stamped before this are already durable.
+    pub fn floor(&self) -> TimestampMs {
+        self.durable_ms.unwrap_or(TimestampMs::MIN)
+    }
+}
+
+/// Where the whole pipeline stands, per input stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Resume {
+    /// MARKET.
+    pub market: StreamCheckpoint,
+    /// SOCIAL.
+    pub social: StreamCheckpoint,
+}
+
+impl Resume {
+    /// The checkpoint of `source`.
+    pub fn of(&self, source: InputSource) -> StreamCheckpoint {
+        match source {
+            InputSource::Market => self.market,
+            InputSource::Social => self.social,
+        }
+    }
+
+    /// The least durable frontier over both streams, if both have one.
+    pub fn durable(&self) -> Option<TimestampMs> {
+        Some(self.market.durable_ms?.min(self.social.durable_ms?))
+    }
+}
+
+/// Reads and writes one pipeline's durable frontiers and checkpoints; see
+/// the module docs.
 #[derive(Clone)]
 pub struct ProgressStore {
     /// The client, on the results' database.
@@ -48,6 +92,8 @@ pub struct ProgressStore {
     process: usize,
     /// Number of processes.
     processes: usize,
+    /// The last version written: versions grow with every write.
+    version: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ProgressStore {
@@ -74,6 +120,7 @@ impl ProgressStore {
             pipeline: pipeline.into(),
             process,
             processes: processes.max(1),
+            version: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -84,63 +131,132 @@ impl ProgressStore {
         }
     }
 
-    /// The newest frontier of each process ever recorded under this
-    /// pipeline's name.
-    async fn frontiers(&self) -> Result<Vec<(String, TimestampMs)>, ResumeError> {
-        let prefix = format!("{}/", self.pipeline);
-        // `substring` rather than LIKE, whose `_` and `%` a name may hold.
+    /// A version above every one this store wrote (and the wall clock's
+    /// nanoseconds, so a later run's rows win over an earlier one's).
+    fn next_version(&self) -> u64 {
+        let now = u64::try_from(now_ms())
+            .unwrap_or(0)
+            .saturating_mul(1_000_000);
+        let mut last = self.version.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last + 1);
+            match self
+                .version
+                .compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
+    /// The newest row of `name` for every source recorded.
+    async fn rows(
+        &self,
+        name: &str,
+    ) -> Result<Vec<(String, TimestampMs, u64, TimestampMs)>, ResumeError> {
         let sql = format!(
-            "SELECT pipeline, argMax(durable_ms, version) FROM {} \
-             WHERE substring(pipeline, 1, {}) = ? GROUP BY pipeline",
-            ProgressRow::TABLE,
-            prefix.len()
+            "SELECT source, argMax(durable_ms, version), argMax(resume_seq, version), \
+             argMax(max_ts_ms, version) FROM {} WHERE pipeline = ? GROUP BY source",
+            CheckpointRow::TABLE
         );
         self.client
             .query(&sql)
-            .bind(&prefix)
-            .fetch_all::<(String, TimestampMs)>()
+            .bind(name)
+            .fetch_all::<(String, TimestampMs, u64, TimestampMs)>()
             .await
             .map_err(|e| self.error(e))
     }
 
-    /// Where a restarted pipeline resumes: the least frontier recorded by
-    /// any of its processes, if any was.
-    pub async fn load(&self) -> Result<Option<TimestampMs>, ResumeError> {
-        Ok(self.frontiers().await?.into_iter().map(|(_, d)| d).min())
+    /// Where a restart of the pipeline resumes (the pipeline's own row).
+    pub async fn load(&self) -> Result<Resume, ResumeError> {
+        let mut resume = Resume::default();
+        for (source, durable_ms, resume_seq, max_ts) in self.rows(&self.pipeline).await? {
+            let checkpoint = StreamCheckpoint {
+                durable_ms: Some(durable_ms),
+                resume_seq,
+                max_ts: (max_ts != TimestampMs::MIN).then_some(max_ts),
+            };
+            match source.as_str() {
+                "market" => resume.market = checkpoint,
+                "social" => resume.social = checkpoint,
+                _ => {}
+            }
+        }
+        Ok(resume)
     }
 
-    /// The least frontier over the current processes (`None` while one of
-    /// them has recorded none yet). One process needs no query.
-    pub async fn global(&self, own: TimestampMs) -> Result<Option<TimestampMs>, ResumeError> {
+    /// The least frontier of `source` over the processes of the current
+    /// topology (`None` while one of them has recorded none). One process
+    /// needs no query.
+    pub async fn global(
+        &self,
+        source: InputSource,
+        own: TimestampMs,
+    ) -> Result<Option<TimestampMs>, ResumeError> {
         if self.processes == 1 {
             return Ok(Some(own));
         }
-        let names: Vec<String> = (0..self.processes)
-            .map(|i| format!("{}/{i}", self.pipeline))
-            .collect();
-        let frontiers = self.frontiers().await?;
         let mut least: Option<TimestampMs> = None;
-        for name in &names {
-            let Some((_, d)) = frontiers.iter().find(|(n, _)| n == name) else {
+        for process in 0..self.processes {
+            let name = format!("{}/{process}", self.pipeline);
+            let durable = if process == self.process {
+                Some(own)
+            } else {
+                self.rows(&name)
+                    .await?
+                    .into_iter()
+                    .find(|(s, ..)| s == source.name())
+                    .map(|(_, d, ..)| d)
+            };
+            let Some(durable) = durable else {
                 return Ok(None);
             };
-            least = Some(least.map_or(*d, |l| l.min(*d)));
+            least = Some(least.map_or(durable, |l| l.min(durable)));
         }
         Ok(least)
     }
 
-    /// Records `durable` as this process's durable frontier.
-    pub async fn save(&self, durable: TimestampMs) -> Result<(), ResumeError> {
-        let row = ProgressRow {
-            pipeline: format!("{}/{}", self.pipeline, self.process),
-            durable_ms: durable,
-            updated_at: datetime_secs(now_ms()),
-            // Frontiers only grow, so the frontier itself orders the rows;
-            // flipping the sign bit keeps that order in an unsigned column.
-            version: (durable as u64) ^ (1 << 63),
-        };
-        ch::insert(&self.client, ProgressRow::TABLE, &[row])
+    async fn write(&self, row: CheckpointRow) -> Result<(), ResumeError> {
+        ch::insert(&self.client, CheckpointRow::TABLE, &[row])
             .await
             .map_err(|e| self.error(e))
+    }
+
+    /// Records `durable` as this process's frontier of `source`.
+    pub async fn save_process(
+        &self,
+        source: InputSource,
+        durable: TimestampMs,
+    ) -> Result<(), ResumeError> {
+        self.write(CheckpointRow {
+            pipeline: format!("{}/{}", self.pipeline, self.process),
+            source: source.name().to_owned(),
+            durable_ms: durable,
+            resume_seq: 0,
+            max_ts_ms: TimestampMs::MIN,
+            updated_at: datetime_secs(now_ms()),
+            version: self.next_version(),
+        })
+        .await
+    }
+
+    /// Records the pipeline's row of `source` (process 0 only): its durable
+    /// frontier over every process and its checkpoint.
+    pub async fn save_pipeline(
+        &self,
+        source: InputSource,
+        checkpoint: StreamCheckpoint,
+    ) -> Result<(), ResumeError> {
+        self.write(CheckpointRow {
+            pipeline: self.pipeline.clone(),
+            source: source.name().to_owned(),
+            durable_ms: checkpoint.floor(),
+            resume_seq: checkpoint.resume_seq,
+            max_ts_ms: checkpoint.max_ts.unwrap_or(TimestampMs::MIN),
+            updated_at: datetime_secs(now_ms()),
+            version: self.next_version(),
+        })
+        .await
     }
 }

@@ -21,29 +21,23 @@
 //! acknowledged and comes again on restart), the output task writes what it
 //! has, and the ack task acknowledges what that made durable.
 
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer::PullConsumer};
+use async_nats::jetstream;
 pub use insite_schemas::config::Connections;
-use insite_schemas::config::StreamsConfig;
-use insite_schemas::TimestampMs;
+use insite_schemas::{SourceName, TimestampMs};
 use insite_sinks::clickhouse::{self as ch, MigrateError};
 use insite_sinks::redis::RedisSinkError;
 use insite_sinks::streams::{ensure_streams, StreamSetupError};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::acks::{run_acks, AckReport};
-use crate::bridge::{Job, JobSpec, Reader};
+use crate::bridge::{Job, JobSpec, Reader, SourceReader};
 use crate::config::PipelineConfig;
 use crate::output::{LatencyRecorder, OutputError, OutputTask};
-use crate::resume::{ProgressStore, ResumeError};
-use crate::source::{
-    self, ConsumerConfig, ConsumerStart, InputMessage, InputSource, PullOptions, SourceError,
-    StreamRange,
-};
+use crate::progress::{run_checkpoints, CheckpointReport, Checkpoints};
+use crate::resume::{ProgressStore, Resume, ResumeError};
+use crate::source::{self, InputMessage, InputSource, PullOptions, SourceError, StreamRange};
 
 /// Everything a live run needs but its shutdown signal.
 #[derive(Debug, Clone)]
@@ -126,6 +120,9 @@ pub enum PipelineError {
     /// A task or worker thread died.
     #[error("{0} ended abnormally")]
     Crashed(&'static str),
+    /// A setting is unusable.
+    #[error("invalid config: {0}")]
+    Config(String),
     /// The latency histogram could not be created.
     #[error("creating the latency histogram: {0}")]
     Histogram(#[from] hdrhistogram::CreationError),
@@ -134,12 +131,21 @@ pub enum PipelineError {
 /// What a run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunReport {
-    /// The durable frontier an earlier run had recorded.
-    pub resumed_from: Option<TimestampMs>,
-    /// Acknowledgements.
-    pub acks: AckReport,
+    /// Where an earlier run had left each stream (nothing recorded: a
+    /// fresh start).
+    pub resumed: Resume,
+    /// Messages finished with, and held at the end.
+    pub checkpoints: CheckpointReport,
     /// Wall-clock duration.
     pub elapsed: Duration,
+}
+
+impl RunReport {
+    /// The durable frontier an earlier run had recorded (the least over
+    /// both streams), if it had.
+    pub fn resumed_from(&self) -> Option<TimestampMs> {
+        self.resumed.durable()
+    }
 }
 
 /// Connects to NATS as `name` and opens JetStream.
@@ -151,22 +157,52 @@ async fn jetstream(
     Ok(jetstream::new(client))
 }
 
-/// Binds to the durable consumer of every input source (see
-/// [`ConsumerStart`]).
-async fn durable_consumers(
-    js: &jetstream::Context,
-    streams: &StreamsConfig,
-    config: &ConsumerConfig,
-    start: ConsumerStart,
-) -> Result<Vec<(InputSource, PullConsumer)>, SourceError> {
-    let mut consumers = Vec::new();
-    for src in [InputSource::Market, InputSource::Social] {
-        consumers.push((
-            src,
-            source::consumer(js, streams, config, src, start).await?,
-        ));
+/// Waits (up to two minutes) until every migration is recorded as applied
+/// in `clickhouse`'s database, by another process of the cluster.
+async fn wait_migrated(
+    clickhouse: &insite_schemas::config::ClickHouseConfig,
+) -> Result<(), PipelineError> {
+    let client = ch::connect(clickhouse);
+    let wanted: Vec<u32> = insite_schemas::migrations::MIGRATIONS
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let applied = client
+            .query("SELECT DISTINCT version FROM schema_migrations")
+            .fetch_all::<u32>()
+            .await
+            .unwrap_or_default();
+        if wanted.iter().all(|v| applied.contains(v)) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(PipelineError::Config(format!(
+                "database {} is not migrated: process 0 of the cluster migrates it",
+                clickhouse.database
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok(consumers)
+}
+
+/// The pipeline's name as a subject token, for the clock ticks it writes.
+fn origin(config: &PipelineConfig) -> Result<SourceName, PipelineError> {
+    let token: String = config
+        .name
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(32)
+        .collect();
+    SourceName::new(&token).map_err(|e| PipelineError::Config(format!("[pipeline] name: {e}")))
 }
 
 /// Runs the live pipeline until `shutdown` is cancelled.
@@ -174,73 +210,116 @@ pub async fn run(run: &RunConfig, shutdown: CancellationToken) -> Result<RunRepo
     let (services, config, topology) = (&run.connections, &run.pipeline, &run.topology);
     let latency = run.latency.clone();
     let started = Instant::now();
+    let origin = origin(config)?;
     let js = jetstream(services, "insite-pipeline").await?;
     let streams = &services.nats.streams;
     ensure_streams(&js, streams).await?;
-    ch::migrate(&services.clickhouse).await?;
+    // One process migrates; the others wait for it (a table swap run twice
+    // at once would collide).
+    if topology.process == 0 {
+        ch::migrate(&services.clickhouse).await?;
+    } else {
+        wait_migrated(&services.clickhouse).await?;
+    }
     let store = ProgressStore::new(
         ch::connect(&services.clickhouse),
         config.name.clone(),
         topology.process,
         topology.processes(),
     );
-    let resumed_from = store.load().await?;
-    let floor = resumed_from.unwrap_or(TimestampMs::MIN);
-    tracing::info!(pipeline = %config.name, ?resumed_from, "durable frontier of the earlier run");
+    let resumed = store.load().await?;
+    tracing::info!(pipeline = %config.name, ?resumed, "where the earlier run left each stream");
+    // A process's own record starts at the pipeline's: records of an
+    // earlier run (or an earlier topology) never speak for this one.
+    for src in [InputSource::Market, InputSource::Social] {
+        store.save_process(src, resumed.of(src).floor()).await?;
+    }
 
-    // The first process recreates the consumers before timely connects the
-    // others; they join them once the workers are up.
+    // Process 0 reads every stream, in order, from its checkpoint; the
+    // events reach every process's workers through timely's exchange.
     let first = topology.process == 0;
-    let mut consumers = if first {
-        durable_consumers(&js, streams, &config.consumer, ConsumerStart::Resume).await?
-    } else {
-        Vec::new()
-    };
+    let mut consumers = Vec::new();
+    if first {
+        for src in [InputSource::Market, InputSource::Social] {
+            let from = resumed.of(src).resume_seq + 1;
+            consumers.push((
+                src,
+                source::consumer(&js, streams, &config.consumer, src, from).await?,
+            ));
+        }
+    }
 
-    let (input_tx, input_rx) = mpsc::channel::<InputMessage>(config.input_buffer.max(1));
-    let (holds_tx, holds_rx) = mpsc::unbounded_channel();
-    let (durable_tx, durable_rx) = watch::channel(floor);
+    let channel = || mpsc::channel::<InputMessage>(config.input_buffer.max(1));
+    let ((market_tx, market_rx), (social_tx, social_rx)) = (channel(), channel());
+    let (market_reads_tx, market_reads) = mpsc::unbounded_channel();
+    let (social_reads_tx, social_reads) = mpsc::unbounded_channel();
+    let floors = [resumed.market.floor(), resumed.social.floor()];
+    let (durable_tx, durable_rx) = watch::channel(floors);
+    let start: Checkpoints = [
+        (resumed.market.resume_seq, resumed.market.max_ts),
+        (resumed.social.resume_seq, resumed.social.max_ts),
+    ];
+    let (checkpoints_tx, checkpoints_rx) = watch::channel(start);
     let mut output = OutputTask::connect(services, config, &js, true)
         .await?
-        .with_progress(store, floor);
+        .with_progress(store, resumed, first.then_some(checkpoints_rx));
     if let Some(latency) = latency {
         output = output.with_latency(latency);
     }
-    let acks = tokio::spawn(run_acks(holds_rx, durable_rx, floor));
-    let backlog = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
+    let checkpoints = tokio::spawn(run_checkpoints(
+        [market_reads, social_reads],
+        durable_rx,
+        start,
+        checkpoints_tx,
+    ));
     let reader = Reader {
-        input: input_rx,
-        holds: Some(holds_tx),
-        backlog: backlog.clone(),
+        market: SourceReader {
+            input: market_rx,
+            reads: Some(market_reads_tx),
+            resume_max_ts: resumed.market.max_ts,
+        },
+        social: SourceReader {
+            input: social_rx,
+            reads: Some(social_reads_tx),
+            resume_max_ts: resumed.social.max_ts,
+        },
     };
     let job = Job::start(JobSpec {
         config,
         topology,
         reader,
         bounded: false,
-        resume_from: floor,
+        resume_from: floors,
         output,
         durable: durable_tx,
     })?;
 
-    if !first {
-        consumers = durable_consumers(&js, streams, &config.consumer, ConsumerStart::Join).await?;
-    }
     let stop_pull = CancellationToken::new();
     let mut pulls = Vec::new();
+    let mut senders = [Some(market_tx), Some(social_tx)];
     for (src, consumer) in consumers {
-        let backlog = Arc::clone(&backlog[src.index()]);
+        let Some(tx) = senders[src.index()].take() else {
+            continue;
+        };
+        let options = PullOptions::live(
+            &config.consumer,
+            config.operators.idle_timeout_ms,
+            origin.clone(),
+            resumed.of(src).max_ts,
+        );
         pulls.push(tokio::spawn(source::run_consumer(
             js.clone(),
             streams.clone(),
             consumer,
             src,
-            input_tx.clone(),
+            tx,
             stop_pull.clone(),
-            PullOptions::live().with_backlog(backlog),
+            options,
         )));
     }
-    drop(input_tx);
+    // Processes other than 0 read nothing, but keep their (empty) inputs
+    // open: a live pipeline's windows never close because its input ended.
+    let _idle_inputs = senders;
     tracing::info!(
         process = topology.process,
         processes = topology.processes(),
@@ -277,17 +356,17 @@ pub async fn run(run: &RunConfig, shutdown: CancellationToken) -> Result<RunRepo
     tracing::info!("stopping the workers");
     job.stop_workers();
     let finished = job.finish().await;
-    tracing::info!("workers and output task done; acknowledging what is durable");
-    let acks = acks
+    tracing::info!("workers and output task done; checkpoints recorded");
+    let checkpoints = checkpoints
         .await
-        .map_err(|_| PipelineError::Crashed("the ack task"))?;
+        .map_err(|_| PipelineError::Crashed("the checkpoint task"))?;
     finished?;
     if let Some(part) = failed {
         return Err(PipelineError::Crashed(part));
     }
     Ok(RunReport {
-        resumed_from,
-        acks,
+        resumed,
+        checkpoints,
         elapsed: started.elapsed(),
     })
 }
@@ -346,7 +425,6 @@ pub async fn replay(
     let stop_pull = CancellationToken::new();
     let mut pulls = Vec::new();
     let mut total = 0u64;
-    let backlog = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
     for (src, range) in [
         (InputSource::Market, spec.market),
         (InputSource::Social, spec.social),
@@ -360,10 +438,10 @@ pub async fn replay(
             .unwrap_or_default();
         total += pending;
         let options = PullOptions {
-            dead_letter: false,
             end_seq: Some(if pending == 0 { 0 } else { end }),
             end_time_ms: range.to_time_ms,
-            backlog: Some(Arc::clone(&backlog[src.index()])),
+            max_clock_skew_ms: Some(config.consumer.max_clock_skew_ms.max(0)),
+            ..PullOptions::default()
         };
         pulls.push(tokio::spawn(source::run_consumer(
             js.clone(),
@@ -377,23 +455,32 @@ pub async fn replay(
     }
     drop(fwd_tx);
 
-    let (input_tx, input_rx) = mpsc::channel(config.input_buffer.max(1));
-    let (durable_tx, _durable_rx) = watch::channel(TimestampMs::MIN);
+    let channel = || mpsc::channel::<InputMessage>(config.input_buffer.max(1));
+    let ((market_tx, market_rx), (social_tx, social_rx)) = (channel(), channel());
+    let (durable_tx, _durable_rx) = watch::channel([TimestampMs::MIN; 2]);
     let output = OutputTask::connect(services, config, &js, spec.hot).await?;
     let reader = Reader {
-        input: input_rx,
-        holds: None,
-        backlog,
+        market: SourceReader {
+            input: market_rx,
+            reads: None,
+            resume_max_ts: None,
+        },
+        social: SourceReader {
+            input: social_rx,
+            reads: None,
+            resume_max_ts: None,
+        },
     };
     let job = Job::start(JobSpec {
         config,
         topology: &Topology::single(),
         reader,
         bounded: true,
-        resume_from: TimestampMs::MIN,
+        resume_from: [TimestampMs::MIN; 2],
         output,
         durable: durable_tx,
     })?;
+    let mut senders = [Some(market_tx), Some(social_tx)];
 
     let bar = spec.progress_bar.then(|| {
         let bar = indicatif::ProgressBar::new(total);
@@ -409,15 +496,19 @@ pub async fn replay(
     let mut report = ReplayReport::default();
     while let Some(message) = fwd_rx.recv().await {
         report.messages += 1;
-        report.events += message.events.len() as u64;
+        report.events += message.body.len() as u64;
         if let Some(bar) = &bar {
             bar.inc(1);
         }
-        if input_tx.send(message).await.is_err() {
+        let Some(tx) = &senders[message.source.index()] else {
+            continue;
+        };
+        if tx.send(message).await.is_err() {
             break;
         }
     }
-    drop(input_tx);
+    senders = [None, None];
+    drop(senders);
     stop_pull.cancel();
     for pull in pulls {
         pull.await

@@ -1,24 +1,35 @@
-//! JetStream input: durable pull consumers on MARKET and SOCIAL, decoding,
-//! validation and dead-lettering.
+//! JetStream input: one durable pull consumer per input stream, read in
+//! stream order; decoding, validation, the clock-skew bound, dead letters,
+//! and the clock ticks of an idle stream.
 //!
-//! Every message is either handed on as an [`InputMessage`] (events plus the
-//! handle to acknowledge it later, once its results are durable) or, when it
-//! cannot be used, published to `insite.dlq.pipeline` with the reason in its
-//! headers and only then acknowledged: bad input is never lost and never
-//! stops the pipeline.
+//! Every message of a stream reaches the dataflow as an [`InputMessage`],
+//! in sequence order and exactly once: the events it carries, a clock tick,
+//! or nothing (a message that was dead-lettered still takes its place in
+//! the order, so that the stream's checkpoint can pass it). What cannot be
+//! used is published to `insite.dlq.pipeline` with the reason in its
+//! headers first: bad input is never lost and never stops the pipeline.
+//!
+//! The consumer acknowledges nothing (`AckPolicy::None`): the pipeline's
+//! acknowledgement is the checkpoint it records in ClickHouse once the
+//! results are durable (see `crate::progress`), and a restart recreates the
+//! consumer at the checkpoint. So there is no redelivery after `ack_wait`
+//! and no `max_ack_pending` ceiling. Should delivery ever skip (the
+//! consumer's own sequence jumps), the consumer is recreated at the next
+//! expected stream sequence; a sequence already read is dropped.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use async_nats::jetstream;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
-use async_nats::jetstream::{self, AckKind};
 use async_nats::HeaderMap;
 use futures::StreamExt;
+use insite_operators::watermark::check_skew;
 use insite_schemas::config::StreamsConfig;
 use insite_schemas::subjects::{self, Subject};
-use insite_schemas::wire::{self, decode_inbound};
-use insite_schemas::{DecodeError, Inbound, InvalidValue};
+use insite_schemas::wire::{self, decode_inbound, Batch, SchemaKind, WireType};
+use insite_schemas::{
+    ClockTick, DecodeError, Inbound, InvalidValue, Post, Quote, SourceName, TimestampMs, Trade,
+};
 use insite_sinks::retry::Backoff;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -69,14 +80,17 @@ pub struct ConsumerConfig {
     pub market_durable: String,
     /// Durable consumer name on SOCIAL.
     pub social_durable: String,
-    /// How long JetStream waits for an ack before redelivering, in seconds.
-    /// Messages are held until the longest window they touch closes and is
-    /// durable, so this must exceed the longest window plus the lateness.
-    pub ack_wait_s: u64,
-    /// Most unacknowledged messages per consumer.
-    pub max_ack_pending: i64,
     /// Messages requested per pull.
     pub pull_batch: usize,
+    /// An event stamped more than this after the time JetStream stored its
+    /// message is dead-lettered (reason `clock_skew`) and never moves a
+    /// watermark, ms.
+    pub max_clock_skew_ms: i64,
+    /// How often an idle stream gets a clock tick, ms.
+    pub idle_tick_ms: u64,
+    /// Event-time milliseconds an idle stream's clock advances per
+    /// wall-clock millisecond (1.0: at wall-clock rate).
+    pub idle_speed: f64,
 }
 
 impl Default for ConsumerConfig {
@@ -84,36 +98,52 @@ impl Default for ConsumerConfig {
         Self {
             market_durable: "insite-pipeline-market".into(),
             social_durable: "insite-pipeline-social".into(),
-            ack_wait_s: 30 * 60,
-            max_ack_pending: 1_000_000,
             pull_batch: 1_000,
+            max_clock_skew_ms: 10_000,
+            idle_tick_ms: 1_000,
+            idle_speed: 1.0,
         }
     }
 }
 
-/// A decoded input message and the handle to acknowledge it.
+/// What one stream message brings the dataflow.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputBody {
+    /// Events (one, or a batch), those within the clock-skew bound.
+    Events(Inbound),
+    /// A clock tick: the stream's event time has reached this.
+    Clock(TimestampMs),
+    /// Nothing: the message was dead-lettered whole.
+    Rejected,
+}
+
+impl InputBody {
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Events(events) => events.len(),
+            Self::Clock(_) | Self::Rejected => 0,
+        }
+    }
+
+    /// Whether it carries no events.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One message of an input stream, in stream order.
+#[derive(Debug, Clone, PartialEq)]
 pub struct InputMessage {
     /// The stream it came from.
     pub source: InputSource,
     /// Its stream sequence.
     pub stream_seq: u64,
-    /// Its events (one, or a batch).
-    pub events: Inbound,
+    /// What it brings.
+    pub body: InputBody,
     /// Messages still pending for the consumer after this one (0: the
     /// consumer has caught up with the stream).
     pub pending: u64,
-    /// Acknowledges it; call only once its results are durable.
-    pub acker: jetstream::message::Acker,
-}
-
-impl std::fmt::Debug for InputMessage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InputMessage")
-            .field("source", &self.source)
-            .field("stream_seq", &self.stream_seq)
-            .field("events", &self.events.len())
-            .finish()
-    }
 }
 
 /// Input errors.
@@ -129,22 +159,12 @@ pub enum SourceError {
         #[source]
         source: async_nats::Error,
     },
-}
-
-/// How a process binds to its durable consumer at start-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConsumerStart {
-    /// Recreate the durable consumer so that delivery restarts just above
-    /// its ack floor: every message not yet acknowledged by an earlier run
-    /// (which may have crashed) is delivered again at once, rather than
-    /// after `ack_wait`. Messages above the floor that were acknowledged are
-    /// delivered again too; their results are already durable, and the
-    /// pipeline recognises them as such (see `crate::resume`). Used by the
-    /// first process of a pipeline, before the others start.
-    Resume,
-    /// Bind to the consumer as it is (creating it if missing): the other
-    /// processes of a cluster, which share the first one's consumer.
-    Join,
+    /// A value could not be encoded (a bug).
+    #[error("encoding: {0}")]
+    Encode(String),
+    /// JetStream did not answer in time (retryable).
+    #[error("JetStream {0}: timed out")]
+    Timeout(&'static str),
 }
 
 impl ConsumerConfig {
@@ -168,51 +188,44 @@ where
     }
 }
 
-/// Creates, resumes or joins the durable pull consumer of `source`.
+/// (Re)creates the durable pull consumer of `source` so that it delivers
+/// from stream sequence `from_seq` (1: from the start), acknowledging
+/// nothing.
 pub async fn consumer(
     js: &jetstream::Context,
     streams: &StreamsConfig,
     config: &ConsumerConfig,
     source: InputSource,
-    start: ConsumerStart,
+    from_seq: u64,
 ) -> Result<jetstream::consumer::PullConsumer, SourceError> {
     let durable = config.durable(source);
     let stream = js
         .get_stream(source.stream(streams))
         .await
         .map_err(js_error("get stream"))?;
-    let mut deliver_policy = DeliverPolicy::All;
-    if let Ok(mut existing) = stream.get_consumer::<pull::Config>(durable).await {
-        match start {
-            ConsumerStart::Join => return Ok(existing),
-            ConsumerStart::Resume => {
-                let info = existing.info().await.map_err(js_error("consumer info"))?;
-                let floor = info.ack_floor.stream_sequence;
-                tracing::info!(
-                    source = source.name(),
-                    durable,
-                    ack_floor = floor,
-                    unacknowledged = info.num_ack_pending,
-                    "resuming the durable consumer above its ack floor"
-                );
-                stream
-                    .delete_consumer(durable)
-                    .await
-                    .map_err(js_error("delete consumer"))?;
-                if floor > 0 {
-                    deliver_policy = DeliverPolicy::ByStartSequence {
-                        start_sequence: floor + 1,
-                    };
-                }
-            }
-        }
+    if stream.get_consumer::<pull::Config>(durable).await.is_ok() {
+        stream
+            .delete_consumer(durable)
+            .await
+            .map_err(js_error("delete consumer"))?;
     }
+    tracing::info!(
+        source = source.name(),
+        durable,
+        from_seq,
+        "reading the stream from its checkpoint"
+    );
+    let deliver_policy = if from_seq <= 1 {
+        DeliverPolicy::All
+    } else {
+        DeliverPolicy::ByStartSequence {
+            start_sequence: from_seq,
+        }
+    };
     stream
         .create_consumer(pull::Config {
             durable_name: Some(durable.to_owned()),
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(config.ack_wait_s),
-            max_ack_pending: config.max_ack_pending,
+            ack_policy: AckPolicy::None,
             deliver_policy,
             ..Default::default()
         })
@@ -309,59 +322,207 @@ fn check_subject(
     }
 }
 
+/// A message decoded and checked against its subject.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    /// Events.
+    Events(Inbound),
+    /// A clock tick.
+    Clock(ClockTick),
+}
+
 /// Decodes a message and checks it against its subject.
 pub fn decode_message(
     streams: &StreamsConfig,
     subject: &str,
     headers: Option<&HeaderMap>,
     payload: &[u8],
-) -> Result<Inbound, DecodeError> {
+) -> Result<Decoded, DecodeError> {
     let schema = headers
         .and_then(|h| h.get(wire::SCHEMA_HEADER))
         .map(|v| v.as_str());
-    let events = decode_inbound(schema, payload)?;
-    check_subject(streams, subject, &events).map_err(|source| DecodeError::Invalid {
+    let invalid = |source| DecodeError::Invalid {
         schema: schema.unwrap_or_default().to_owned(),
         source,
-    })?;
-    Ok(events)
+    };
+    let bare = streams.strip_prefix(subject);
+    if let Some(Ok(Subject::MarketClock(origin) | Subject::SocialClock(origin))) =
+        bare.map(subjects::parse)
+    {
+        let tick = wire::decode_clock(schema, payload)?;
+        if tick.origin != origin {
+            return Err(invalid(InvalidValue::new(
+                "subject",
+                format!("{subject:?} does not carry {}'s clock", tick.origin),
+            )));
+        }
+        return Ok(Decoded::Clock(tick));
+    }
+    let events = decode_inbound(schema, payload)?;
+    check_subject(streams, subject, &events).map_err(invalid)?;
+    Ok(Decoded::Events(events))
 }
 
-/// Publishes a rejected message to the dead-letter subject, awaiting the
-/// JetStream ack, with the reason and origin in headers and the original
-/// headers and payload kept.
-pub async fn dead_letter(
+/// Splits off the events stamped more than `max_skew_ms` after `stored_ms`
+/// (the time JetStream stored their message): returns the events within the
+/// bound, and the others with the first one's reason.
+pub fn split_skewed(
+    events: Inbound,
+    stored_ms: TimestampMs,
+    max_skew_ms: i64,
+) -> (Inbound, Option<(Inbound, String)>) {
+    fn split<T>(
+        events: Vec<T>,
+        ts: impl Fn(&T) -> TimestampMs,
+        stored_ms: TimestampMs,
+        max_skew_ms: i64,
+    ) -> (Vec<T>, Vec<T>, Option<String>) {
+        let mut reason = None;
+        let (ok, skewed): (Vec<T>, Vec<T>) =
+            events.into_iter().partition(|event| {
+                match check_skew(ts(event), stored_ms, max_skew_ms) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        reason.get_or_insert_with(|| e.to_string());
+                        false
+                    }
+                }
+            });
+        (ok, skewed, reason)
+    }
+    let (ok, skewed, reason) = match events {
+        Inbound::Trades(v) => {
+            let (ok, bad, why) = split(v, |t: &Trade| t.ts, stored_ms, max_skew_ms);
+            (Inbound::Trades(ok), Inbound::Trades(bad), why)
+        }
+        Inbound::Quotes(v) => {
+            let (ok, bad, why) = split(v, |q: &Quote| q.ts, stored_ms, max_skew_ms);
+            (Inbound::Quotes(ok), Inbound::Quotes(bad), why)
+        }
+        Inbound::Posts(v) => {
+            let (ok, bad, why) = split(v, |p: &Post| p.ts, stored_ms, max_skew_ms);
+            (Inbound::Posts(ok), Inbound::Posts(bad), why)
+        }
+    };
+    (ok, reason.map(|why| (skewed, why)))
+}
+
+/// Why a message, or some of its events, went to the dead-letter subject.
+#[derive(Debug, Clone, Copy)]
+enum Rejection<'a> {
+    /// It could not be decoded or did not belong on its subject.
+    Decode(&'a DecodeError),
+    /// These events were stamped too far ahead of the message's storage.
+    ClockSkew(&'a str),
+}
+
+impl Rejection<'_> {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Decode(e) => e.code(),
+            Self::ClockSkew(_) => "clock_skew",
+        }
+    }
+
+    fn reason(&self) -> String {
+        match self {
+            Self::Decode(e) => e.reason().into_owned(),
+            Self::ClockSkew(why) => (*why).to_owned(),
+        }
+    }
+}
+
+/// The payload and schema header of `events` as a batch.
+fn encode_batch(events: &Inbound) -> Result<(Vec<u8>, String), insite_schemas::EncodeError> {
+    fn batch<T: serde::Serialize + Clone>(
+        events: &[T],
+        kind: SchemaKind,
+    ) -> Result<(Vec<u8>, String), insite_schemas::EncodeError> {
+        let payload = wire::encode(&Batch {
+            events: events.to_vec(),
+        })?;
+        Ok((payload, wire::SchemaId::current(kind).to_string()))
+    }
+    match events {
+        Inbound::Trades(v) => batch(v, <Batch<Trade> as WireType>::KIND),
+        Inbound::Quotes(v) => batch(v, <Batch<Quote> as WireType>::KIND),
+        Inbound::Posts(v) => batch(v, <Batch<Post> as WireType>::KIND),
+    }
+}
+
+/// Publishes a rejected message (or `payload`, the part of it that was
+/// rejected, with its own schema header) to the dead-letter subject,
+/// awaiting the JetStream ack, with the reason and origin in headers and
+/// the original headers kept.
+async fn dead_letter(
     js: &jetstream::Context,
     streams: &StreamsConfig,
     message: &async_nats::Message,
-    error: &DecodeError,
+    rejection: Rejection<'_>,
+    part: Option<(&[u8], &str)>,
 ) -> Result<(), SourceError> {
     let mut headers = message.headers.clone().unwrap_or_default();
-    headers.insert(wire::DLQ_REASON_HEADER, error.reason().as_ref());
-    headers.insert(wire::DLQ_KIND_HEADER, error.code());
+    headers.insert(wire::DLQ_REASON_HEADER, rejection.reason().as_str());
+    headers.insert(wire::DLQ_KIND_HEADER, rejection.code());
     headers.insert(wire::DLQ_SUBJECT_HEADER, message.subject.as_str());
     headers.insert(wire::DLQ_STAGE_HEADER, STAGE);
+    let payload = match part {
+        Some((payload, schema)) => {
+            headers.insert(wire::SCHEMA_HEADER, schema);
+            bytes::Bytes::copy_from_slice(payload)
+        }
+        None => message.payload.clone(),
+    };
     // The original id stays unique in the DLQ stream's duplicate window.
     let msg_id = headers
         .get(wire::MSG_ID_HEADER)
-        .map(|id| format!("dlq:{STAGE}:{}", id.as_str()))
+        .map(|id| format!("dlq:{STAGE}:{}:{}", rejection.code(), id.as_str()))
         .unwrap_or_else(|| {
             format!(
-                "dlq:{STAGE}:{:032x}",
-                xxhash_rust::xxh3::xxh3_128(&message.payload)
+                "dlq:{STAGE}:{}:{:032x}",
+                rejection.code(),
+                xxhash_rust::xxh3::xxh3_128(&payload)
             )
         });
     headers.insert(wire::MSG_ID_HEADER, msg_id.as_str());
-    js.publish_with_headers(
-        streams.subject(&subjects::dlq(STAGE)),
-        headers,
-        message.payload.clone(),
-    )
-    .await
-    .map_err(js_error("publish to the DLQ"))?
-    .await
-    .map_err(js_error("DLQ publish ack"))?;
+    js.publish_with_headers(streams.subject(&subjects::dlq(STAGE)), headers, payload)
+        .await
+        .map_err(js_error("publish to the DLQ"))?
+        .await
+        .map_err(js_error("DLQ publish ack"))?;
     Ok(())
+}
+
+/// Dead-letters until it lands: going on without it would lose the input.
+async fn dead_letter_until_stored(
+    js: &jetstream::Context,
+    streams: &StreamsConfig,
+    message: &async_nats::Message,
+    rejection: Rejection<'_>,
+    part: Option<(&[u8], &str)>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) {
+    let mut backoff = Backoff::standard();
+    while let Err(e) = dead_letter(js, streams, message, rejection, part).await {
+        tracing::warn!(error = %e, "DLQ publish failed; retrying");
+        if shutdown.is_cancelled() {
+            return;
+        }
+        backoff.wait().await;
+    }
+}
+
+/// Clock ticks for an idle stream (the live pipeline only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdleTicks {
+    /// Who writes them: the pipeline's name, as a subject token.
+    pub origin: SourceName,
+    /// Quiet this long (and read to the end) before the first tick.
+    pub idle_timeout: Duration,
+    /// Then one tick this often.
+    pub every: Duration,
+    /// Event-time ms per wall-clock ms.
+    pub speed: f64,
 }
 
 /// How [`run_consumer`] treats what it pulls.
@@ -375,36 +536,175 @@ pub struct PullOptions {
     pub end_seq: Option<u64>,
     /// Stop at the first message published after this time, ms (replay).
     pub end_time_ms: Option<i64>,
-    /// Where to keep the consumer's backlog (messages not yet delivered to
-    /// any client of the consumer): from each message's metadata, and from
-    /// the consumer's info while no message comes. The input operator never
-    /// calls a source with a backlog idle.
-    pub backlog: Option<Arc<AtomicU64>>,
+    /// The clock-skew bound, ms (`None`: no bound).
+    pub max_clock_skew_ms: Option<i64>,
+    /// Write clock ticks while the stream is idle.
+    pub idle_ticks: Option<IdleTicks>,
+    /// The stream's largest event time before the first message read (the
+    /// checkpoint's clock), for the first tick.
+    pub resume_max_ts: Option<TimestampMs>,
+    /// Recreate the consumer with these settings if delivery skips (the
+    /// live pipeline's durable consumer).
+    pub recreate: Option<ConsumerConfig>,
 }
 
 impl PullOptions {
-    /// The live pipeline: dead-letter, never stop by itself.
-    pub fn live() -> Self {
+    /// The live pipeline's options: dead letters, the skew bound and idle
+    /// ticks from `config`, ticks written as `origin` once the stream has
+    /// been quiet for `idle_timeout_ms`.
+    pub fn live(
+        config: &ConsumerConfig,
+        idle_timeout_ms: i64,
+        origin: SourceName,
+        resume_max_ts: Option<TimestampMs>,
+    ) -> Self {
         Self {
             dead_letter: true,
-            ..Self::default()
+            end_seq: None,
+            end_time_ms: None,
+            max_clock_skew_ms: Some(config.max_clock_skew_ms.max(0)),
+            idle_ticks: Some(IdleTicks {
+                origin,
+                idle_timeout: Duration::from_millis(idle_timeout_ms.max(0) as u64),
+                every: Duration::from_millis(config.idle_tick_ms.max(1)),
+                speed: if config.idle_speed.is_finite() && config.idle_speed > 0.0 {
+                    config.idle_speed
+                } else {
+                    1.0
+                },
+            }),
+            resume_max_ts,
+            recreate: Some(config.clone()),
         }
-    }
-
-    /// These options, keeping the backlog in `backlog`.
-    pub fn with_backlog(mut self, backlog: Arc<AtomicU64>) -> Self {
-        self.backlog = Some(backlog);
-        self
     }
 }
 
-/// How often a quiet consumer's backlog is looked up.
-const BACKLOG_POLL: Duration = Duration::from_millis(250);
+/// How often a quiet consumer looks at its backlog and the idle clock.
+const QUIET_POLL: Duration = Duration::from_millis(100);
 
-/// Pulls `source`'s consumer until `shutdown` is cancelled (or, with an end in
-/// `options`, until the end is reached), sending decoded messages into `out`
-/// (a bounded channel: a full channel stops the pull, which is the
-/// back-pressure from the dataflow and sinks) and dead-lettering the rest.
+/// What the consumer task knows of its stream's time, for idle ticks.
+#[derive(Debug)]
+struct StreamActivity {
+    /// The largest event or tick time read (or resumed).
+    max_ts: Option<TimestampMs>,
+    /// The stream clock when the last message with events was read, and
+    /// when that was.
+    anchor: Option<(TimestampMs, Instant)>,
+    /// When the last message of any kind was read.
+    last_read: Instant,
+    /// The largest tick written so far.
+    last_tick: TimestampMs,
+    /// When the last tick was written.
+    last_tick_at: Option<Instant>,
+    /// Whether the consumer had nothing pending after the last message.
+    caught_up: bool,
+}
+
+impl StreamActivity {
+    fn new(resume_max_ts: Option<TimestampMs>) -> Self {
+        let now = Instant::now();
+        Self {
+            max_ts: resume_max_ts,
+            anchor: resume_max_ts.map(|ts| (ts, now)),
+            last_read: now,
+            last_tick: TimestampMs::MIN,
+            last_tick_at: None,
+            caught_up: false,
+        }
+    }
+
+    fn read(&mut self, body: &InputBody, pending: u64) {
+        let now = Instant::now();
+        let times: Vec<TimestampMs> = match body {
+            InputBody::Events(Inbound::Trades(v)) => v.iter().map(|t| t.ts).collect(),
+            InputBody::Events(Inbound::Quotes(v)) => v.iter().map(|q| q.ts).collect(),
+            InputBody::Events(Inbound::Posts(v)) => v.iter().map(|p| p.ts).collect(),
+            InputBody::Clock(ts) => vec![*ts],
+            InputBody::Rejected => Vec::new(),
+        };
+        if let Some(&most) = times.iter().max() {
+            self.max_ts = Some(self.max_ts.map_or(most, |m| m.max(most)));
+        }
+        if matches!(body, InputBody::Events(events) if !events.is_empty()) {
+            if let Some(max_ts) = self.max_ts {
+                self.anchor = Some((max_ts, now));
+            }
+        }
+        self.last_read = now;
+        self.caught_up = pending == 0;
+    }
+
+    /// The tick to write now, if the stream is idle and one is due.
+    fn due_tick(&self, ticks: &IdleTicks, now: Instant) -> Option<TimestampMs> {
+        let (anchor_ts, anchor_at) = self.anchor?;
+        if !self.caught_up
+            || now.duration_since(self.last_read) < ticks.idle_timeout.min(ticks.every)
+        {
+            return None;
+        }
+        let quiet = now.duration_since(anchor_at);
+        if quiet < ticks.idle_timeout {
+            return None;
+        }
+        if self
+            .last_tick_at
+            .is_some_and(|at| now.duration_since(at) < ticks.every)
+        {
+            return None;
+        }
+        let advance = (quiet.as_millis() as f64 * ticks.speed) as i64;
+        // Never ahead of the wall clock: a tick says time has passed, not
+        // that events from the future have.
+        let tick = anchor_ts
+            .saturating_add(advance)
+            .min(insite_schemas::time::now_ms());
+        (tick > self.max_ts.unwrap_or(TimestampMs::MIN) && tick > self.last_tick).then_some(tick)
+    }
+}
+
+/// Writes one clock tick into `source`'s stream.
+async fn write_tick(
+    js: &jetstream::Context,
+    streams: &StreamsConfig,
+    source: InputSource,
+    origin: &SourceName,
+    ts: TimestampMs,
+) -> Result<(), SourceError> {
+    let tick = ClockTick {
+        ts,
+        origin: origin.clone(),
+    };
+    let subject = match source {
+        InputSource::Market => subjects::market_clock(origin),
+        InputSource::Social => subjects::social_clock(origin),
+    };
+    let payload = wire::encode(&tick).map_err(|e| SourceError::Encode(e.to_string()))?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        wire::SCHEMA_HEADER,
+        wire::schema_of::<ClockTick>().to_string().as_str(),
+    );
+    headers.insert(
+        wire::MSG_ID_HEADER,
+        format!("clock:{origin}:{}:{ts}", source.name()).as_str(),
+    );
+    let ack = js
+        .publish_with_headers(streams.subject(&subject), headers, payload.into())
+        .await
+        .map_err(js_error("publish a clock tick"))?;
+    tokio::time::timeout(Duration::from_secs(5), ack)
+        .await
+        .map_err(|_| SourceError::Timeout("clock tick ack"))?
+        .map_err(js_error("clock tick ack"))?;
+    Ok(())
+}
+
+/// Pulls `source`'s consumer until `shutdown` is cancelled (or, with an end
+/// in `options`, until the end is reached), sending every message, in
+/// stream order and once, into `out` (a bounded channel: a full channel
+/// stops the pull, which is the back-pressure from the dataflow and sinks),
+/// dead-lettering what cannot be used, and writing clock ticks while the
+/// stream is idle.
 pub async fn run_consumer(
     js: jetstream::Context,
     streams: StreamsConfig,
@@ -417,101 +717,188 @@ pub async fn run_consumer(
     if options.end_seq == Some(0) {
         return Ok(());
     }
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(js_error("pull messages"))?;
-    let mut backlog_tick = tokio::time::interval(BACKLOG_POLL);
-    let mut quiet_ticks = 0u32;
-    loop {
-        let next = tokio::select! {
-            () = shutdown.cancelled() => break,
-            next = messages.next() => next,
-            _ = backlog_tick.tick(), if options.backlog.is_some() => {
-                // No message for a whole tick: ask the consumer (in a
-                // cluster another process may have taken the last ones).
-                quiet_ticks += 1;
-                if quiet_ticks >= 2 {
-                    if let (Some(backlog), Ok(info)) = (&options.backlog, consumer.info().await) {
-                        backlog.store(info.num_pending, Ordering::Relaxed);
+    let mut activity = StreamActivity::new(options.resume_max_ts);
+    let mut last_stream_seq: Option<u64> = None;
+    let mut last_consumer_seq: Option<u64> = None;
+    'consume: loop {
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(js_error("pull messages"))?;
+        let mut quiet = tokio::time::interval(QUIET_POLL);
+        quiet.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let next = tokio::select! {
+                () = shutdown.cancelled() => break 'consume,
+                next = messages.next() => next,
+                _ = quiet.tick() => {
+                    if let Some(ticks) = &options.idle_ticks {
+                        if !activity.caught_up {
+                            if let Ok(info) = consumer.info().await {
+                                activity.caught_up = info.num_pending == 0;
+                            }
+                        }
+                        let now = Instant::now();
+                        if let Some(ts) = activity.due_tick(ticks, now) {
+                            match write_tick(&js, &streams, source, &ticks.origin, ts).await {
+                                Ok(()) => {
+                                    activity.last_tick = ts;
+                                    activity.last_tick_at = Some(now);
+                                    metrics::counter!("insite_pipeline_clock_ticks_total", "source" => source.name()).increment(1);
+                                }
+                                Err(e) => tracing::warn!(source = source.name(), error = %e, "writing a clock tick failed; retrying"),
+                            }
+                        }
                     }
+                    continue;
                 }
-                continue;
-            }
-        };
-        quiet_ticks = 0;
-        let Some(next) = next else { break };
-        let message = match next {
-            Ok(message) => message,
-            Err(e) => {
-                tracing::warn!(source = source.name(), error = %e, "pull failed; continuing");
-                metrics::counter!("insite_pipeline_pull_errors_total", "source" => source.name())
+            };
+            let Some(next) = next else { break 'consume };
+            let message = match next {
+                Ok(message) => message,
+                Err(e) => {
+                    tracing::warn!(source = source.name(), error = %e, "pull failed; continuing");
+                    metrics::counter!("insite_pipeline_pull_errors_total", "source" => source.name())
+                        .increment(1);
+                    continue;
+                }
+            };
+            let (stream_seq, consumer_seq, pending, stored_ms) = match message.info() {
+                Ok(info) => (
+                    info.stream_sequence,
+                    info.consumer_sequence,
+                    info.pending,
+                    i64::try_from(info.published.unix_timestamp_nanos() / 1_000_000)
+                        .unwrap_or(TimestampMs::MAX),
+                ),
+                Err(e) => {
+                    tracing::warn!(source = source.name(), error = %e, "message without JetStream metadata; skipped");
+                    continue;
+                }
+            };
+            if last_stream_seq.is_some_and(|last| stream_seq <= last) {
+                // Read already (a delivery repeated): never counted twice.
+                metrics::counter!("insite_pipeline_duplicates_dropped_total", "source" => source.name())
                     .increment(1);
                 continue;
             }
-        };
-        let (stream_seq, pending, published_ms) = match message.info() {
-            Ok(info) => (
-                info.stream_sequence,
-                info.pending,
-                (info.published.unix_timestamp_nanos() / 1_000_000) as i64,
-            ),
-            Err(e) => {
-                tracing::warn!(source = source.name(), error = %e, "message without JetStream metadata; skipped");
-                continue;
-            }
-        };
-        if options.end_time_ms.is_some_and(|end| published_ms > end) {
-            break;
-        }
-        metrics::gauge!("insite_pipeline_consumer_pending", "source" => source.name())
-            .set(pending as f64);
-        if let Some(backlog) = &options.backlog {
-            backlog.store(pending, Ordering::Relaxed);
-        }
-        let at_end = options.end_seq.is_some_and(|end| stream_seq >= end);
-        let (message, acker) = message.split();
-        metrics::counter!("insite_pipeline_messages_in_total", "source" => source.name())
-            .increment(1);
-        match decode_message(
-            &streams,
-            message.subject.as_str(),
-            message.headers.as_ref(),
-            &message.payload,
-        ) {
-            Ok(events) => {
-                metrics::counter!("insite_pipeline_events_in_total", "source" => source.name())
-                    .increment(events.len() as u64);
-                let input = InputMessage {
-                    source,
-                    stream_seq,
-                    events,
-                    pending,
-                    acker,
-                };
-                if out.send(input).await.is_err() {
-                    break;
+            if let (Some(last), Some(config)) = (last_consumer_seq, &options.recreate) {
+                if consumer_seq != last + 1 {
+                    // Delivered messages never reached us: read again from
+                    // the next expected stream sequence.
+                    let from = last_stream_seq.map_or(1, |s| s + 1);
+                    tracing::warn!(
+                        source = source.name(),
+                        expected = last + 1,
+                        got = consumer_seq,
+                        from,
+                        "delivery skipped; recreating the consumer"
+                    );
+                    consumer = self::consumer(&js, &streams, config, source, from).await?;
+                    last_consumer_seq = None;
+                    continue 'consume;
                 }
             }
-            Err(error) => {
-                tracing::debug!(source = source.name(), stream_seq, subject = %message.subject, %error, "rejected");
-                metrics::counter!("insite_pipeline_dlq_total", "source" => source.name(), "kind" => error.code()).increment(1);
-                if options.dead_letter {
-                    // Retry the DLQ publish until it lands: acking without
-                    // it would lose the message.
-                    let mut backoff = Backoff::standard();
-                    while let Err(e) = dead_letter(&js, &streams, &message, &error).await {
-                        tracing::warn!(error = %e, "DLQ publish failed; retrying");
-                        backoff.wait().await;
-                    }
-                    if let Err(e) = acker.ack_with(AckKind::Ack).await {
-                        tracing::warn!(error = %e, stream_seq, "ack of a dead-lettered message failed; it will be redelivered and dead-lettered again (deduplicated)");
-                    }
-                }
+            if options.end_time_ms.is_some_and(|end| stored_ms > end) {
+                break 'consume;
             }
-        }
-        if at_end {
-            break;
+            last_stream_seq = Some(stream_seq);
+            last_consumer_seq = Some(consumer_seq);
+            metrics::gauge!("insite_pipeline_consumer_pending", "source" => source.name())
+                .set(pending as f64);
+            let at_end = options.end_seq.is_some_and(|end| stream_seq >= end);
+            let (message, _acker) = message.split();
+            metrics::counter!("insite_pipeline_messages_in_total", "source" => source.name())
+                .increment(1);
+            let body = match decode_message(
+                &streams,
+                message.subject.as_str(),
+                message.headers.as_ref(),
+                &message.payload,
+            ) {
+                Ok(Decoded::Events(events)) => {
+                    let (events, skewed) = match options.max_clock_skew_ms {
+                        Some(bound) => split_skewed(events, stored_ms, bound),
+                        None => (events, None),
+                    };
+                    if let Some((skewed, why)) = skewed {
+                        metrics::counter!("insite_pipeline_dlq_total", "source" => source.name(), "kind" => "clock_skew").increment(1);
+                        tracing::debug!(source = source.name(), stream_seq, subject = %message.subject, reason = %why, "events beyond the clock-skew bound dead-lettered");
+                        if options.dead_letter {
+                            match encode_batch(&skewed) {
+                                Ok((payload, schema)) => {
+                                    dead_letter_until_stored(
+                                        &js,
+                                        &streams,
+                                        &message,
+                                        Rejection::ClockSkew(&why),
+                                        Some((&payload, &schema)),
+                                        &shutdown,
+                                    )
+                                    .await;
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, "re-encoding skewed events failed; dead-lettering the whole message")
+                                }
+                            }
+                        }
+                    }
+                    metrics::counter!("insite_pipeline_events_in_total", "source" => source.name())
+                        .increment(events.len() as u64);
+                    InputBody::Events(events)
+                }
+                Ok(Decoded::Clock(tick)) => match options
+                    .max_clock_skew_ms
+                    .map(|bound| check_skew(tick.ts, stored_ms, bound))
+                {
+                    Some(Err(e)) => {
+                        metrics::counter!("insite_pipeline_dlq_total", "source" => source.name(), "kind" => "clock_skew").increment(1);
+                        if options.dead_letter {
+                            let why = e.to_string();
+                            dead_letter_until_stored(
+                                &js,
+                                &streams,
+                                &message,
+                                Rejection::ClockSkew(&why),
+                                None,
+                                &shutdown,
+                            )
+                            .await;
+                        }
+                        InputBody::Rejected
+                    }
+                    _ => InputBody::Clock(tick.ts),
+                },
+                Err(error) => {
+                    tracing::debug!(source = source.name(), stream_seq, subject = %message.subject, %error, "rejected");
+                    metrics::counter!("insite_pipeline_dlq_total", "source" => source.name(), "kind" => error.code()).increment(1);
+                    if options.dead_letter {
+                        dead_letter_until_stored(
+                            &js,
+                            &streams,
+                            &message,
+                            Rejection::Decode(&error),
+                            None,
+                            &shutdown,
+                        )
+                        .await;
+                    }
+                    InputBody::Rejected
+                }
+            };
+            activity.read(&body, pending);
+            let input = InputMessage {
+                source,
+                stream_seq,
+                body,
+                pending,
+            };
+            if out.send(input).await.is_err() {
+                break 'consume;
+            }
+            if at_end {
+                break 'consume;
+            }
         }
     }
     Ok(())

@@ -133,3 +133,24 @@ pub(crate) fn check_price(field: &'static str, value: f64) -> Result<(), Invalid
         ))
     }
 }
+
+/// A clock tick: "this stream's event time has reached `ts`", written into
+/// an input stream by the pipeline while the stream is idle (on
+/// `md.clock.<origin>` or `social.clock.<origin>`), so that an idle
+/// stream's watermark advances *through the stream itself*: a replay or a
+/// restart reads the same ticks at the same stream positions and so closes
+/// the same windows at the same points. It carries no data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockTick {
+    /// The event time the stream has reached, ms since the epoch.
+    pub ts: TimestampMs,
+    /// Who wrote it (a pipeline's name), as in its subject.
+    pub origin: SourceName,
+}
+
+impl ClockTick {
+    /// Checks the rules a tick must follow.
+    pub fn validate(&self) -> Result<(), InvalidValue> {
+        check_event_time("ts", self.ts)
+    }
+}

@@ -7,7 +7,8 @@
 //! - [`symbol`]: validated [`Symbol`]s and [`SourceName`]s.
 //! - [`time`]: event time ([`TimestampMs`], milliseconds since the epoch) and
 //!   window [`Interval`]s.
-//! - [`events`]: raw input, [`Trade`], [`Quote`], [`Post`].
+//! - [`events`]: raw input, [`Trade`], [`Quote`], [`Post`], and the
+//!   [`ClockTick`] an idle input stream's watermark advances by.
 //! - [`results`]: derived output, [`Bar`], [`SentimentWindow`],
 //!   [`Trending`], [`Alert`], [`LateEvent`].
 //! - [`wire`]: MessagePack with field names, the `Insite-Schema` header and
@@ -39,7 +40,7 @@ pub mod time;
 pub mod wire;
 
 pub use error::{DecodeError, EncodeError, InvalidValue};
-pub use events::{Post, Quote, Trade};
+pub use events::{ClockTick, Post, Quote, Trade};
 pub use results::{
     Alert, AlertKind, Bar, EventKind, Finality, LateEvent, SentimentWindow, Trending, TrendingEntry,
 };

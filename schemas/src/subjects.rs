@@ -5,6 +5,7 @@
 //! | `md.trades.<SYM>` | trades |
 //! | `md.quotes.<SYM>` | quotes |
 //! | `social.posts.<source>` | posts |
+//! | `md.clock.<origin>`, `social.clock.<origin>` | clock ticks of an idle stream ([`crate::events::ClockTick`]) |
 //! | `insite.bars.<interval>.<SYM>` | bars |
 //! | `insite.sentiment.<interval>.<SYM>` | sentiment windows |
 //! | `insite.trending.<interval>` | trending lists |
@@ -32,6 +33,16 @@ pub fn quotes(symbol: &Symbol) -> String {
 /// Subject of a source's posts.
 pub fn posts(source: &SourceName) -> String {
     format!("social.posts.{source}")
+}
+
+/// Subject of the clock ticks that `origin` writes into the market stream.
+pub fn market_clock(origin: &SourceName) -> String {
+    format!("md.clock.{origin}")
+}
+
+/// Subject of the clock ticks that `origin` writes into the social stream.
+pub fn social_clock(origin: &SourceName) -> String {
+    format!("social.clock.{origin}")
 }
 
 /// Subject of a symbol's bars of one interval.
@@ -68,6 +79,10 @@ pub enum Subject {
     Quotes(Symbol),
     /// `social.posts.<source>`
     Posts(SourceName),
+    /// `md.clock.<origin>`
+    MarketClock(SourceName),
+    /// `social.clock.<origin>`
+    SocialClock(SourceName),
     /// `insite.bars.<interval>.<SYM>`
     Bars(Interval, Symbol),
     /// `insite.sentiment.<interval>.<SYM>`
@@ -94,6 +109,8 @@ pub fn parse(subject: &str) -> Result<Subject, InvalidValue> {
         ["md", "trades", sym] => Subject::Trades(Symbol::from_subject_token(sym)?),
         ["md", "quotes", sym] => Subject::Quotes(Symbol::from_subject_token(sym)?),
         ["social", "posts", source] => Subject::Posts(SourceName::new(source)?),
+        ["md", "clock", origin] => Subject::MarketClock(SourceName::new(origin)?),
+        ["social", "clock", origin] => Subject::SocialClock(SourceName::new(origin)?),
         ["insite", "bars", interval, sym] => {
             Subject::Bars(interval.parse()?, Symbol::from_subject_token(sym)?)
         }
@@ -128,6 +145,8 @@ mod tests {
             (trades(&sym), Subject::Trades(sym.clone())),
             (quotes(&sym), Subject::Quotes(sym.clone())),
             (posts(&src), Subject::Posts(src.clone())),
+            (market_clock(&src), Subject::MarketClock(src.clone())),
+            (social_clock(&src), Subject::SocialClock(src.clone())),
             (bars(m, &sym), Subject::Bars(m, sym.clone())),
             (sentiment(m, &sym), Subject::Sentiment(m, sym.clone())),
             (trending(m), Subject::Trending(m)),

@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DecodeError, EncodeError, InvalidValue};
-use crate::events::{Post, Quote, Trade};
+use crate::events::{ClockTick, Post, Quote, Trade};
 use crate::results::{Alert, Bar, LateEvent, SentimentWindow, Trending};
 
 /// Header naming a message's schema, as `<type>.v<N>`.
@@ -67,10 +67,12 @@ pub enum SchemaKind {
     Alert,
     /// A [`LateEvent`].
     LateEvent,
+    /// A [`ClockTick`].
+    Clock,
 }
 
 impl SchemaKind {
-    const ALL: [SchemaKind; 11] = [
+    const ALL: [SchemaKind; 12] = [
         Self::Trade,
         Self::TradeBatch,
         Self::Quote,
@@ -82,6 +84,7 @@ impl SchemaKind {
         Self::Trending,
         Self::Alert,
         Self::LateEvent,
+        Self::Clock,
     ];
 
     /// The type's name in the header.
@@ -98,6 +101,7 @@ impl SchemaKind {
             Self::Trending => "trending",
             Self::Alert => "alert",
             Self::LateEvent => "late_event",
+            Self::Clock => "clock",
         }
     }
 
@@ -190,6 +194,7 @@ wire_type! {
     Trending => Trending,
     Alert => Alert,
     LateEvent => LateEvent,
+    ClockTick => Clock,
 }
 
 /// The schema id (current version) of a wire type.
@@ -282,6 +287,17 @@ pub fn decode_inbound(schema_header: Option<&str>, payload: &[u8]) -> Result<Inb
         Inbound::Posts(v) => v.iter().try_for_each(Post::validate).map_err(invalid)?,
     }
     Ok(inbound)
+}
+
+/// Decodes and validates a [`ClockTick`] from its `Insite-Schema` header
+/// and payload.
+pub fn decode_clock(schema_header: Option<&str>, payload: &[u8]) -> Result<ClockTick, DecodeError> {
+    let tick: ClockTick = decode_result(schema_header, payload)?;
+    tick.validate().map_err(|source| DecodeError::Invalid {
+        schema: SchemaId::current(SchemaKind::Clock).to_string(),
+        source,
+    })?;
+    Ok(tick)
 }
 
 /// Decodes a derived result of type `T`, checking the header names `T`.

@@ -102,3 +102,41 @@ pub fn decode_events(messages: &[Stored]) -> Vec<Event> {
     }
     events
 }
+
+/// Publishes each of `trades` as a message of its own on its symbol's
+/// subject, in order, awaiting every ack (with its stable message id, as
+/// ingest does).
+///
+/// # Panics
+/// If a publish fails.
+pub async fn publish_trades(
+    js: &jetstream::Context,
+    streams: &insite_schemas::config::StreamsConfig,
+    trades: &[insite_schemas::Trade],
+) {
+    let schema = wire::schema_of::<insite_schemas::Trade>().to_string();
+    let mut acks = Vec::new();
+    for trade in trades {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(wire::SCHEMA_HEADER, schema.as_str());
+        headers.insert(
+            wire::MSG_ID_HEADER,
+            insite_schemas::msgid::trade_msg_id(trade).as_str(),
+        );
+        let subject = streams.subject(&insite_schemas::subjects::trades(&trade.symbol));
+        let payload = wire::encode(trade).expect("encoding a trade");
+        acks.push(
+            js.publish_with_headers(subject, headers, payload.into())
+                .await
+                .expect("publishing a trade"),
+        );
+        if acks.len() >= 256 {
+            for ack in acks.drain(..) {
+                ack.await.expect("a publish ack");
+            }
+        }
+    }
+    for ack in acks {
+        ack.await.expect("a publish ack");
+    }
+}

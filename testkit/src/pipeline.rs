@@ -23,6 +23,11 @@ pub fn config(name: &str) -> PipelineConfig {
     config.consumer.market_durable = format!("{name}-market");
     config.consumer.social_durable = format!("{name}-social");
     config.operators.idle_timeout_ms = 1_000;
+    // An idle stream's clock runs 1,000 times faster than the wall clock,
+    // so that the last 5-minute windows of a test's input close in well
+    // under a second of quiet (live, it runs at wall-clock rate).
+    config.consumer.idle_speed = 1_000.0;
+    config.consumer.idle_tick_ms = 100;
     config.clickhouse_writer.max_age_ms = 100;
     config
 }

@@ -8,22 +8,23 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use insite_pipeline::resume::ProgressStore;
+use insite_pipeline::source::InputSource;
 use insite_schemas::config::ClickHouseConfig;
 use serde::Deserialize;
 
 use crate::wait::eventually;
 
 /// The recorded durable frontier of `pipeline`, if any: the least over its
-/// processes.
+/// two input streams of the row a restart resumes from.
 pub async fn durable_frontier(clickhouse: &ClickHouseConfig, pipeline: &str) -> Option<i64> {
     let client = insite_sinks::clickhouse::connect(clickhouse);
-    // Where a restart of `pipeline` would resume: the least over its
-    // processes' records (the process index is not used by `load`).
+    // Where a restart of `pipeline` would resume (the process index is not
+    // used by `load`).
     ProgressStore::new(client, pipeline, 0, 1)
         .load()
         .await
         .ok()
-        .flatten()
+        .and_then(|resume| resume.durable())
 }
 
 /// Waits (up to two minutes) until `pipeline`'s durable frontier passes
@@ -42,6 +43,47 @@ pub async fn wait_durable(clickhouse: &ClickHouseConfig, pipeline: &str, through
         panic!(
             "pipeline {pipeline} not durable through {through} in time (at {:?}): {e}",
             durable_frontier(clickhouse, pipeline).await
+        );
+    }
+}
+
+/// The recorded durable frontier of one input stream of `pipeline`, if any.
+pub async fn stream_durable_frontier(
+    clickhouse: &ClickHouseConfig,
+    pipeline: &str,
+    source: InputSource,
+) -> Option<i64> {
+    let client = insite_sinks::clickhouse::connect(clickhouse);
+    ProgressStore::new(client, pipeline, 0, 1)
+        .load()
+        .await
+        .ok()
+        .and_then(|resume| resume.of(source).durable_ms)
+}
+
+/// Waits (up to two minutes) until the durable frontier of `pipeline`'s
+/// `source` stream passes `through` (for a test whose input is on one
+/// stream only: the other's frontier never moves).
+///
+/// # Panics
+/// If it does not in time.
+pub async fn wait_stream_durable(
+    clickhouse: &ClickHouseConfig,
+    pipeline: &str,
+    source: InputSource,
+    through: i64,
+) {
+    let durable = eventually(Duration::from_secs(120), async || {
+        stream_durable_frontier(clickhouse, pipeline, source)
+            .await
+            .is_some_and(|d| d > through)
+    })
+    .await;
+    if let Err(e) = durable {
+        panic!(
+            "{} of pipeline {pipeline} not durable through {through} in time (at {:?}): {e}",
+            source.name(),
+            stream_durable_frontier(clickhouse, pipeline, source).await
         );
     }
 }
@@ -193,5 +235,22 @@ pub async fn record_frontier(
         .bind(version)
         .execute()
         .await
-        .unwrap();
+        .expect("recording a durable frontier");
+}
+
+/// A late event as the `late_events` table holds it: (kind, symbol, event
+/// time ms, watermark ms, event id).
+pub type LateRow = (String, String, u64, u64, String);
+
+/// The `late_events` table, read with `FINAL`, in a canonical order (the
+/// time it was recorded left out: it is processing time).
+pub async fn read_late(clickhouse: &ClickHouseConfig) -> Vec<LateRow> {
+    insite_sinks::clickhouse::connect(clickhouse)
+        .query(
+            "SELECT kind, symbol, ts_ms, watermark_ms, event_id FROM late_events FINAL \
+             ORDER BY kind, symbol, ts_ms, watermark_ms, event_id",
+        )
+        .fetch_all::<LateRow>()
+        .await
+        .expect("reading late_events")
 }

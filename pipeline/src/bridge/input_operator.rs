@@ -1,34 +1,31 @@
-//! The input operator: the reading worker of each process takes decoded
-//! messages from the consumers' channel without blocking, stamps their
-//! events with the read-time watermark, sends raw trades and quotes to the
-//! output task and hands each message's acknowledgement handle, with its
-//! deadline, to the ack task.
+//! The input operator of one stream's dataflow: the reading worker takes
+//! that stream's messages from the consumer's channel without blocking, in
+//! stream order, stamps every event of each message with the stream's
+//! watermark before the message ([`StreamClock`]), sends raw trades and
+//! quotes to the output task, and tells the checkpoint task where each
+//! message stands (its sequence, its deadline, the clock after it).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use insite_operators::WatermarkTracker;
+use insite_operators::StreamClock;
 use insite_schemas::time::now_ms;
 use insite_schemas::{Inbound, Post, TimestampMs, Trade};
-use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::generic::operator::source;
-use timely::dataflow::operators::OkErr;
 use timely::dataflow::{Scope, StreamVec};
 use tokio::sync::mpsc::{self, error::TryRecvError};
 
-use super::{send_out, Hold, Reader};
+use super::{send_out, SourceReader};
 use crate::output::WorkerOutput;
-use crate::progress::WindowSpans;
+use crate::progress::{Read, WindowSpans};
+use crate::source::{InputBody, InputSource};
 
-/// How the input operator behaves.
+/// How the input operators behave.
 #[derive(Debug, Clone)]
 pub struct InputSettings {
     /// Allowed lateness, ms.
     pub allowed_lateness_ms: i64,
-    /// A source silent (and caught up) this long stops holding the
-    /// watermark back, ms.
-    pub idle_timeout_ms: i64,
     /// Windows a trade contributes to.
     pub market_spans: WindowSpans,
     /// Windows a post contributes to.
@@ -43,130 +40,168 @@ pub struct InputSettings {
     pub poll: Duration,
 }
 
-/// An input event on its way into the dataflow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-enum InputEvent {
-    Trade(Trade),
-    Post(Post),
+impl InputSettings {
+    fn spans(&self, source: InputSource) -> &WindowSpans {
+        match source {
+            InputSource::Market => &self.market_spans,
+            InputSource::Social => &self.social_spans,
+        }
+    }
 }
 
-/// The input operator: trades and posts for the dataflow, stamped with the
-/// read-time watermark. `reader` is `Some` on the one reading worker of the
-/// process.
-pub fn input<'s>(
+/// What a stream's events are to its dataflow.
+pub trait StreamEvent: Clone + Send + 'static + Sized {
+    /// The stream these events come from.
+    const SOURCE: InputSource;
+
+    /// Splits a message's events into those for the dataflow, and the raw
+    /// rows for the output task (if any), calling `time` with every event
+    /// time.
+    fn take(
+        events: Inbound,
+        time: &mut dyn FnMut(TimestampMs),
+    ) -> (Vec<Self>, Option<WorkerOutput>);
+}
+
+impl StreamEvent for Trade {
+    const SOURCE: InputSource = InputSource::Market;
+
+    fn take(
+        events: Inbound,
+        time: &mut dyn FnMut(TimestampMs),
+    ) -> (Vec<Self>, Option<WorkerOutput>) {
+        match events {
+            Inbound::Trades(trades) => {
+                trades.iter().for_each(|t| time(t.ts));
+                (trades.clone(), Some(WorkerOutput::Trades(trades)))
+            }
+            Inbound::Quotes(quotes) => {
+                // Quotes feed no window, but they are market events: their
+                // time moves the market clock.
+                quotes.iter().for_each(|q| time(q.ts));
+                (Vec::new(), Some(WorkerOutput::Quotes(quotes)))
+            }
+            Inbound::Posts(_) => (Vec::new(), None),
+        }
+    }
+}
+
+impl StreamEvent for Post {
+    const SOURCE: InputSource = InputSource::Social;
+
+    fn take(
+        events: Inbound,
+        time: &mut dyn FnMut(TimestampMs),
+    ) -> (Vec<Self>, Option<WorkerOutput>) {
+        match events {
+            Inbound::Posts(posts) => {
+                posts.iter().for_each(|p| time(p.ts));
+                (posts, None)
+            }
+            Inbound::Trades(_) | Inbound::Quotes(_) => (Vec::new(), None),
+        }
+    }
+}
+
+/// The input operator of `D`'s stream: its events, each stamped with the
+/// stream's watermark before its message. `reader` is `Some` on the one
+/// reading worker of the pipeline (the first worker of process 0); every
+/// other worker drops its capability at once.
+pub fn input<'s, D: StreamEvent>(
     scope: Scope<'s, TimestampMs>,
-    reader: Option<Reader>,
+    reader: Option<SourceReader>,
     settings: InputSettings,
     output: mpsc::Sender<WorkerOutput>,
     stop: Arc<AtomicBool>,
-) -> (
-    StreamVec<'s, TimestampMs, Trade>,
-    StreamVec<'s, TimestampMs, Post>,
-) {
-    let events: StreamVec<'s, TimestampMs, InputEvent> =
-        source(scope, "JetStreamInput", move |capability, info| {
-            let activator = scope.activator_for(info.address);
-            let mut reader = reader;
-            let mut capability = reader.as_ref().map(|_| capability);
-            let mut tracker =
-                WatermarkTracker::new(2, settings.allowed_lateness_ms, settings.idle_timeout_ms);
-            // Per source: the largest event time seen.
-            let mut max_ts: [Option<TimestampMs>; 2] = [None, None];
-            move |out| {
-                let (Some(reader), Some(cap)) = (reader.as_mut(), capability.as_mut()) else {
-                    return;
+) -> StreamVec<'s, TimestampMs, D> {
+    let name = match D::SOURCE {
+        InputSource::Market => "MarketInput",
+        InputSource::Social => "SocialInput",
+    };
+    source(scope, name, move |capability, info| {
+        let activator = scope.activator_for(info.address);
+        let mut reader = reader;
+        let mut clock = StreamClock::new(settings.allowed_lateness_ms);
+        let mut capability = reader.as_mut().map(|reader| {
+            clock = clock.resume(reader.resume_max_ts);
+            capability
+        });
+        let spans = settings.spans(D::SOURCE).clone();
+        move |out| {
+            let (Some(reader), Some(cap)) = (reader.as_mut(), capability.as_mut()) else {
+                return;
+            };
+            let mut ended = false;
+            let mut taken = 0;
+            while taken < settings.max_messages_per_activation {
+                let message = match reader.input.try_recv() {
+                    Ok(message) => message,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        ended = true;
+                        break;
+                    }
                 };
-                let now = now_ms();
-                let time = *cap.time();
-                let mut ended = false;
-                let mut taken = 0;
-                while taken < settings.max_messages_per_activation {
-                    let message = match reader.input.try_recv() {
-                        Ok(message) => message,
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Disconnected) => {
-                            ended = true;
-                            break;
+                taken += 1;
+                // The stream's watermark before this message: its events'
+                // timely time, and what decides whether they are late.
+                let stamp = clock.watermark();
+                if stamp > *cap.time() {
+                    cap.downgrade(&stamp);
+                }
+                let stamp = *cap.time();
+                let mut deadline = stamp;
+                let mut times = Vec::new();
+                match message.body {
+                    InputBody::Events(events) => {
+                        let (events, raw) = D::take(events, &mut |ts| times.push(ts));
+                        if !events.is_empty() {
+                            out.session(&*cap).give_iterator(events.into_iter());
                         }
+                        if let Some(raw) = raw {
+                            send_out(&output, &stop, raw);
+                        }
+                        for ts in &times {
+                            deadline = deadline.max(spans.deadline(*ts));
+                        }
+                    }
+                    InputBody::Clock(ts) => times.push(ts),
+                    InputBody::Rejected => {}
+                }
+                for ts in times {
+                    clock.advance(ts);
+                }
+                if let Some(reads) = &reader.reads {
+                    let read = Read {
+                        seq: message.stream_seq,
+                        deadline: deadline.saturating_add(1),
+                        max_ts: clock.max_ts(),
                     };
-                    taken += 1;
-                    let src = message.source.index();
-                    let mut deadline = time;
-                    let mut observe = |ts: TimestampMs| {
-                        tracker.observe(src, ts, now);
-                        max_ts[src] = Some(max_ts[src].map_or(ts, |m| m.max(ts)));
-                    };
-                    match message.events {
-                        Inbound::Trades(trades) => {
-                            let mut session = out.session(&*cap);
-                            for trade in &trades {
-                                observe(trade.ts);
-                                deadline = deadline.max(settings.market_spans.deadline(trade.ts));
-                                session.give(InputEvent::Trade(trade.clone()));
-                            }
-                            drop(session);
-                            send_out(&output, &stop, WorkerOutput::Trades(trades));
-                        }
-                        Inbound::Quotes(quotes) => {
-                            for quote in &quotes {
-                                observe(quote.ts);
-                            }
-                            send_out(&output, &stop, WorkerOutput::Quotes(quotes));
-                        }
-                        Inbound::Posts(posts) => {
-                            let mut session = out.session(&*cap);
-                            for post in posts {
-                                observe(post.ts);
-                                deadline = deadline.max(settings.social_spans.deadline(post.ts));
-                                session.give(InputEvent::Post(post));
-                            }
-                        }
+                    if reads.send(read).is_err() {
+                        stop.store(true, Ordering::SeqCst);
                     }
-                    if let Some(holds) = &reader.holds {
-                        let hold = Hold {
-                            deadline: deadline.saturating_add(1),
-                            acker: message.acker,
-                        };
-                        if holds.send(hold).is_err() {
-                            stop.store(true, Ordering::SeqCst);
-                        }
-                    }
-                }
-                if ended {
-                    if settings.bounded {
-                        // The replay's input is complete: every window closes.
-                        capability = None;
-                    }
-                    return;
-                }
-                // A source with a backlog is busy, not idle, however long
-                // the dataflow took to come back to it.
-                for (src, backlog) in reader.backlog.iter().enumerate() {
-                    if let (true, Some(ts)) = (backlog.load(Ordering::Relaxed) > 0, max_ts[src]) {
-                        tracker.observe(src, ts, now);
-                    }
-                }
-                let watermark = tracker.watermark(now);
-                if watermark > time {
-                    cap.downgrade(&watermark);
-                }
-                if watermark > TimestampMs::MIN {
-                    metrics::gauge!("insite_pipeline_watermark_lag_seconds")
-                        .set((now - watermark) as f64 / 1_000.0);
-                }
-                if taken == settings.max_messages_per_activation {
-                    activator.activate();
-                } else {
-                    activator.activate_after(settings.poll);
                 }
             }
-        });
-    // The split moves each event once; its `Err` side is a post, not an
-    // error, so the size of the variant is no concern.
-    #[allow(clippy::result_large_err)]
-    let split = events.ok_err(|event| match event {
-        InputEvent::Trade(trade) => Ok(trade),
-        InputEvent::Post(post) => Err(post),
-    });
-    split
+            if ended {
+                if settings.bounded {
+                    // The replay's input is complete: every window closes.
+                    capability = None;
+                }
+                return;
+            }
+            let watermark = clock.watermark();
+            if watermark > *cap.time() {
+                cap.downgrade(&watermark);
+            }
+            if watermark > TimestampMs::MIN {
+                metrics::gauge!("insite_pipeline_watermark_lag_seconds", "source" => D::SOURCE.name())
+                    .set((now_ms() - watermark) as f64 / 1_000.0);
+            }
+            if taken == settings.max_messages_per_activation {
+                activator.activate();
+            } else {
+                activator.activate_after(settings.poll);
+            }
+        }
+    })
 }

@@ -5,7 +5,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use insite_operators::Outputs;
+use insite_operators::{MarketOutputs, SocialOutputs};
 use insite_schemas::{
     Alert, Bar, Finality, LateEvent, Post, SentimentWindow, TimestampMs, Trending,
 };
@@ -13,21 +13,48 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concatenate, Operator};
-use timely::dataflow::Scope;
+use timely::dataflow::{Scope, StreamVec};
 use tokio::sync::mpsc;
 
 use super::send_out;
 use crate::output::WorkerOutput;
+use crate::source::InputSource;
 
 /// A result on its way out of the dataflow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-enum Out {
+pub enum Out {
+    /// A bar, provisional or final.
     Bar(Bar),
+    /// A sentiment window, provisional or final.
     Sentiment(SentimentWindow),
+    /// A post with its score.
     ScoredPost((Post, f64)),
+    /// A trending list.
     Trending(Trending),
+    /// An alert.
     Alert(Alert),
+    /// A late event.
     Late(LateEvent),
+}
+
+/// The market dataflow's results, as one kind of stream.
+pub fn market_results<'s>(outputs: MarketOutputs<'s>) -> Vec<StreamVec<'s, TimestampMs, Out>> {
+    vec![
+        outputs.bars.map(Out::Bar),
+        outputs.alerts.map(Out::Alert),
+        outputs.late.map(Out::Late),
+    ]
+}
+
+/// The social dataflow's results, as one kind of stream.
+pub fn social_results<'s>(outputs: SocialOutputs<'s>) -> Vec<StreamVec<'s, TimestampMs, Out>> {
+    vec![
+        outputs.sentiment.map(Out::Sentiment),
+        outputs.scored_posts.map(Out::ScoredPost),
+        outputs.trending.map(Out::Trending),
+        outputs.alerts.map(Out::Alert),
+        outputs.late.map(Out::Late),
+    ]
 }
 
 /// Batches of one output activation, by kind.
@@ -65,31 +92,25 @@ impl OutBatches {
     }
 }
 
-/// The output operator: sends every result to the output task, then the
-/// worker's output frontier whenever it moves.
+/// The output operator of `source`'s dataflow: sends every result to the
+/// output task, then the worker's output frontier whenever it moves.
 ///
-/// Windowed results stamped before `resume_from` (the durable frontier of
-/// an earlier run) are already in ClickHouse: a restarted pipeline sees
-/// again the messages that earlier run had not acknowledged, and would
-/// otherwise recompute those windows from only part of their input. They are
-/// dropped here; raw events, scored posts and late events are idempotent and
-/// pass.
+/// Windowed results stamped before `resume_from` (the stream's durable
+/// frontier of an earlier run) are already in ClickHouse: a restarted
+/// pipeline reads again the messages after the stream's checkpoint, and
+/// would otherwise recompute those windows from only part of their input.
+/// They are dropped here; raw events, scored posts and late events are
+/// idempotent and pass.
 pub fn output<'s>(
     scope: Scope<'s, TimestampMs>,
-    outputs: Outputs<'s>,
+    results: Vec<StreamVec<'s, TimestampMs, Out>>,
     tx: mpsc::Sender<WorkerOutput>,
+    source: InputSource,
     worker: usize,
     resume_from: TimestampMs,
     stop: Arc<AtomicBool>,
 ) {
-    let merged = scope.concatenate([
-        outputs.bars.map(Out::Bar),
-        outputs.sentiment.map(Out::Sentiment),
-        outputs.scored_posts.map(Out::ScoredPost),
-        outputs.trending.map(Out::Trending),
-        outputs.alerts.map(Out::Alert),
-        outputs.late.map(Out::Late),
-    ]);
+    let merged = scope.concatenate(results);
     let mut reported = TimestampMs::MIN;
     merged.sink(Pipeline, "ResultsOut", move |(input, frontier)| {
         let mut batches = OutBatches::default();
@@ -124,6 +145,7 @@ pub fn output<'s>(
                 &tx,
                 &stop,
                 WorkerOutput::Progress {
+                    source,
                     worker,
                     frontier: now,
                 },

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use insite_schemas::TimestampMs;
+use insite_schemas::{Post, TimestampMs, Trade};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -14,6 +14,7 @@ use super::Reader;
 use crate::config::PipelineConfig;
 use crate::output::{OutputError, OutputTask};
 use crate::run::{PipelineError, Topology};
+use crate::source::InputSource;
 
 /// Everything a job starts from.
 pub(crate) struct JobSpec<'a> {
@@ -25,13 +26,13 @@ pub(crate) struct JobSpec<'a> {
     pub reader: Reader,
     /// Whether the input ends (a replay: every window closes at its end).
     pub bounded: bool,
-    /// The durable frontier of an earlier run: windowed results stamped
-    /// before it are dropped ([`super::output`]).
-    pub resume_from: TimestampMs,
+    /// Each stream's durable frontier of an earlier run (MARKET, SOCIAL):
+    /// windowed results stamped before it are dropped ([`super::output`]).
+    pub resume_from: [TimestampMs; 2],
     /// The output task the workers send their results to.
     pub output: OutputTask,
-    /// Where the output task reports each new durable frontier.
-    pub durable: watch::Sender<TimestampMs>,
+    /// Where the output task reports each new durable frontier, per stream.
+    pub durable: watch::Sender<[TimestampMs; 2]>,
 }
 
 /// A running job: the output task and the timely workers.
@@ -69,18 +70,47 @@ impl Job {
             timely_config(topology, workers_per_process),
             move |worker| {
                 let local = worker.index() % workers_per_process;
-                let reader = if local == 0 {
+                // The one reader of the pipeline: the first worker of process 0.
+                let reader = if worker.index() == 0 {
                     reader.lock().ok().and_then(|mut r| r.take())
                 } else {
                     None
                 };
+                let (market_reader, social_reader) = match reader {
+                    Some(Reader { market, social }) => (Some(market), Some(social)),
+                    None => (None, None),
+                };
+                {
+                    let (settings, operators) = (settings.clone(), operators.clone());
+                    let (tx, stop) = (output_tx.clone(), Arc::clone(&worker_stop));
+                    worker.dataflow::<TimestampMs, _, _>(move |scope| {
+                        let trades = super::input::<Trade>(
+                            scope,
+                            market_reader,
+                            settings,
+                            tx.clone(),
+                            Arc::clone(&stop),
+                        );
+                        let outputs = insite_operators::build_market(trades, &operators);
+                        let results = super::market_results(outputs);
+                        let floor = resume_from[InputSource::Market.index()];
+                        super::output(scope, results, tx, InputSource::Market, local, floor, stop);
+                    });
+                }
                 let (settings, operators) = (settings.clone(), operators.clone());
                 let (tx, stop) = (output_tx.clone(), Arc::clone(&worker_stop));
                 worker.dataflow::<TimestampMs, _, _>(move |scope| {
-                    let (trades, posts) =
-                        super::input(scope, reader, settings, tx.clone(), Arc::clone(&stop));
-                    let outputs = insite_operators::build_dataflow(trades, posts, &operators);
-                    super::output(scope, outputs, tx, local, resume_from, stop);
+                    let posts = super::input::<Post>(
+                        scope,
+                        social_reader,
+                        settings,
+                        tx.clone(),
+                        Arc::clone(&stop),
+                    );
+                    let outputs = insite_operators::build_social(posts, &operators);
+                    let results = super::social_results(outputs);
+                    let floor = resume_from[InputSource::Social.index()];
+                    super::output(scope, results, tx, InputSource::Social, local, floor, stop);
                 });
                 while !worker_stop.load(Ordering::SeqCst)
                     && worker.step_or_park(Some(Duration::from_millis(10)))

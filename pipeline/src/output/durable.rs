@@ -29,7 +29,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::{OutputError, WorkerOutput};
-use crate::resume::ProgressStore;
+use crate::progress::Checkpoints;
+use crate::resume::{ProgressStore, Resume, StreamCheckpoint};
+use crate::source::InputSource;
 
 /// Defines [`Tables`] (one writer per table) and [`Rows`] (a batch for one
 /// of them) from one list of `field: Variant(RowType)`; each writer writes
@@ -111,45 +113,50 @@ impl Tables {
 /// What the ClickHouse task receives, in order.
 #[derive(Debug)]
 pub(super) enum ToClickHouse {
-    /// Rows to write.
+    /// Rows for one table.
     Rows(Rows),
-    /// Every row for times before this was sent before it.
-    Frontier(TimestampMs),
+    /// Everything of this stream's dataflow stamped before this frontier
+    /// has been sent.
+    Frontier(InputSource, TimestampMs),
 }
 
-/// The output task's side of the durable path: rows for ClickHouse, and the
-/// least frontier over the workers.
+/// The output task's side of the durable path: rows for ClickHouse, and
+/// per stream the least frontier over the workers.
 #[derive(Debug)]
 pub(super) struct Intake {
     /// Version stamped on result rows (the `ReplacingMergeTree` version).
     version: u64,
-    /// Latest progress frontier per worker.
-    frontiers: Vec<TimestampMs>,
-    /// The least of `frontiers` last passed on.
-    sent_frontier: TimestampMs,
+    /// Latest progress frontier per stream per worker.
+    frontiers: [Vec<TimestampMs>; 2],
+    /// The least of `frontiers` last passed on, per stream.
+    sent_frontier: [TimestampMs; 2],
 }
 
 impl Intake {
-    /// The intake of `workers` workers (indices 0 to `workers - 1`).
+    /// An intake for `workers` workers.
     pub(super) fn new(workers: usize) -> Self {
         // Rows written by a later run replace those of an earlier one; the
         // values are the same for the same input, so which wins is moot, but
         // a growing version keeps the newest visible before merges.
         let version = millis(now_ms()).max(1);
+        let workers = workers.max(1);
         Self {
             version,
-            frontiers: vec![TimestampMs::MIN; workers.max(1)],
-            sent_frontier: TimestampMs::MIN,
+            frontiers: [
+                vec![TimestampMs::MIN; workers],
+                vec![TimestampMs::MIN; workers],
+            ],
+            sent_frontier: [TimestampMs::MIN; 2],
         }
     }
 
-    /// The latest frontier of every worker.
-    pub(super) fn frontiers(&self) -> &[TimestampMs] {
+    /// The workers' frontiers, per stream.
+    pub(super) fn frontiers(&self) -> &[Vec<TimestampMs>; 2] {
         &self.frontiers
     }
 
-    /// What ClickHouse gets of one output of the dataflow: its rows (final
-    /// results only), or the least frontier over the workers if it moved.
+    /// What `output` means for ClickHouse: rows for a table, a new least
+    /// frontier, or nothing.
     pub(super) fn accept(&mut self, output: &WorkerOutput) -> Option<ToClickHouse> {
         let version = self.version;
         let rows = match output {
@@ -200,71 +207,93 @@ impl Intake {
                         .collect(),
                 )
             }
-            WorkerOutput::Progress { worker, frontier } => {
-                return self.advance(*worker, *frontier).map(ToClickHouse::Frontier);
+            WorkerOutput::Progress {
+                source,
+                worker,
+                frontier,
+            } => {
+                return self
+                    .advance(*source, *worker, *frontier)
+                    .map(|least| ToClickHouse::Frontier(*source, least));
             }
         };
         Some(ToClickHouse::Rows(rows))
     }
 
-    /// Takes `worker`'s new frontier; returns the least over the workers if
-    /// it moved.
-    fn advance(&mut self, worker: usize, frontier: TimestampMs) -> Option<TimestampMs> {
-        if let Some(slot) = self.frontiers.get_mut(worker) {
+    /// Notes a worker's frontier of `source`; the new least over the
+    /// workers, if it moved.
+    fn advance(
+        &mut self,
+        source: InputSource,
+        worker: usize,
+        frontier: TimestampMs,
+    ) -> Option<TimestampMs> {
+        let index = source.index();
+        if let Some(slot) = self.frontiers[index].get_mut(worker) {
             *slot = (*slot).max(frontier);
         }
-        let least = self
-            .frontiers
+        let least = self.frontiers[index]
             .iter()
             .copied()
             .min()
             .unwrap_or(TimestampMs::MIN);
-        (least > self.sent_frontier).then(|| {
-            self.sent_frontier = least;
+        (least > self.sent_frontier[index]).then(|| {
+            self.sent_frontier[index] = least;
             least
         })
     }
 }
 
-/// How often the durable frontier is recorded (and, in a cluster, the
-/// least frontier over the processes looked up).
+/// How often the durable frontiers are recorded (and, in a cluster, the
+/// least frontiers over the processes looked up).
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 /// Row batches buffered between the output task and the ClickHouse task.
 const CLICKHOUSE_CHANNEL: usize = 64;
 
-/// Failed attempts to record the durable frontier before the task gives up.
-const PROGRESS_ATTEMPTS: u32 = 50;
+/// Where the durable frontiers are recorded.
+struct Recording {
+    /// The store.
+    store: ProgressStore,
+    /// The pipeline's checkpoints, on process 0 (which records the
+    /// pipeline's rows).
+    checkpoints: Option<watch::Receiver<Checkpoints>>,
+}
 
 /// The ClickHouse task: buffers rows, flushes, records and reports the
-/// durable frontier.
+/// durable frontiers.
 pub(super) struct ClickHouseTask {
-    /// The writers.
+    /// One writer per table.
     tables: Tables,
-    /// Where the durable frontier is recorded (`None`: not recorded).
-    progress: Option<ProgressStore>,
-    /// The durable frontier of an earlier run: nothing reported goes below.
-    floor: TimestampMs,
-    /// The last frontier received.
-    frontier: TimestampMs,
+    /// Where frontiers are recorded (`None`: not recorded, e.g. a replay).
+    recording: Option<Recording>,
+    /// Per stream, the frontier an earlier run recorded: never report less.
+    floor: [TimestampMs; 2],
+    /// Per stream, the latest frontier received from the output task.
+    frontier: [TimestampMs; 2],
 }
 
 impl ClickHouseTask {
-    /// Writers for every table on `client`, recording no frontier.
+    /// A task writing through `client`.
     pub(super) fn new(client: &clickhouse::Client, writer: &WriterConfig) -> Self {
         Self {
             tables: Tables::new(client, writer),
-            progress: None,
-            floor: TimestampMs::MIN,
-            frontier: TimestampMs::MIN,
+            recording: None,
+            floor: [TimestampMs::MIN; 2],
+            frontier: [TimestampMs::MIN; 2],
         }
     }
 
-    /// Records every durable frontier in `progress`, and reports none below
-    /// `floor`.
-    pub(super) fn record_in(&mut self, progress: ProgressStore, floor: TimestampMs) {
-        self.progress = Some(progress);
-        self.floor = floor;
+    /// Records frontiers in `store`, never below `resume`'s; records the
+    /// pipeline's checkpoints from `checkpoints` (process 0).
+    pub(super) fn record_in(
+        &mut self,
+        store: ProgressStore,
+        resume: Resume,
+        checkpoints: Option<watch::Receiver<Checkpoints>>,
+    ) {
+        self.floor = [resume.market.floor(), resume.social.floor()];
+        self.recording = Some(Recording { store, checkpoints });
     }
 
     /// Starts the task: it takes rows and frontiers from the returned
@@ -272,7 +301,7 @@ impl ClickHouseTask {
     /// new durable frontier to `durable`, until the sender is dropped.
     pub(super) fn spawn(
         self,
-        durable: watch::Sender<TimestampMs>,
+        durable: watch::Sender<[TimestampMs; 2]>,
         check_every: Duration,
     ) -> (
         mpsc::Sender<ToClickHouse>,
@@ -282,67 +311,93 @@ impl ClickHouseTask {
         (tx, tokio::spawn(self.run(rx, durable, check_every)))
     }
 
-    /// Records `frontier` (retrying while ClickHouse is unavailable) if
-    /// `record`, then reports the durable frontier (in a cluster, the least
-    /// over all processes).
+    /// Records `frontiers` (this process's) and, on process 0, the
+    /// pipeline's rows, retrying while ClickHouse is unavailable (an outage
+    /// is back-pressure: the task takes no new rows meanwhile), then
+    /// reports the durable frontiers (in a cluster, the least over the
+    /// processes).
     async fn make_durable(
         &self,
-        frontier: TimestampMs,
-        durable: &watch::Sender<TimestampMs>,
-        record: bool,
+        frontiers: [TimestampMs; 2],
+        durable: &watch::Sender<[TimestampMs; 2]>,
     ) -> Result<(), OutputError> {
-        let mut global = Some(frontier);
-        if let Some(progress) = &self.progress {
+        let mut global = frontiers.map(Some);
+        if let Some(recording) = &self.recording {
             let mut backoff = Backoff::standard();
-            let mut attempts = 0u32;
             loop {
-                let saved = if record {
-                    progress.save(frontier).await
-                } else {
-                    Ok(())
-                };
-                let recorded = match saved {
-                    Ok(()) => progress.global(frontier).await,
-                    Err(e) => Err(e),
-                };
-                match recorded {
+                match Self::record(recording, frontiers).await {
                     Ok(least) => {
                         global = least;
                         break;
                     }
                     Err(e) => {
-                        attempts += 1;
-                        if attempts >= PROGRESS_ATTEMPTS {
-                            return Err(e.into());
-                        }
                         tracing::warn!(error = %e, "recording the durable frontier failed; retrying");
                         backoff.wait().await;
                     }
                 }
             }
         }
-        if let Some(global) = global {
-            durable.send_if_modified(|current| {
-                let advanced = global > *current;
-                if advanced {
-                    *current = global;
+        durable.send_if_modified(|current| {
+            let mut advanced = false;
+            for (slot, global) in current.iter_mut().zip(global) {
+                if let Some(global) = global {
+                    if global > *slot {
+                        *slot = global;
+                        advanced = true;
+                    }
                 }
-                advanced
-            });
-        }
+            }
+            advanced
+        });
         Ok(())
+    }
+
+    /// One attempt at recording: this process's rows, the least over the
+    /// processes, and (process 0) the pipeline's rows.
+    async fn record(
+        recording: &Recording,
+        frontiers: [TimestampMs; 2],
+    ) -> Result<[Option<TimestampMs>; 2], crate::resume::ResumeError> {
+        let store = &recording.store;
+        let mut least = [None, None];
+        for source in [InputSource::Market, InputSource::Social] {
+            let own = frontiers[source.index()];
+            store.save_process(source, own).await?;
+            least[source.index()] = store.global(source, own).await?;
+        }
+        if let Some(checkpoints) = &recording.checkpoints {
+            let checkpoints = *checkpoints.borrow();
+            for source in [InputSource::Market, InputSource::Social] {
+                let Some(durable_ms) = least[source.index()] else {
+                    continue;
+                };
+                let (resume_seq, max_ts) = checkpoints[source.index()];
+                store
+                    .save_pipeline(
+                        source,
+                        StreamCheckpoint {
+                            durable_ms: Some(durable_ms),
+                            resume_seq,
+                            max_ts,
+                        },
+                    )
+                    .await?;
+            }
+        }
+        Ok(least)
     }
 
     /// Runs until `input` closes, then flushes what is left.
     async fn run(
         mut self,
         mut input: mpsc::Receiver<ToClickHouse>,
-        durable: watch::Sender<TimestampMs>,
+        durable: watch::Sender<[TimestampMs; 2]>,
         check_every: Duration,
     ) -> Result<(), OutputError> {
         let mut tick = tokio::time::interval(check_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_durable = TimestampMs::MIN;
+        let mut last_recorded = [TimestampMs::MIN; 2];
+        let mut last_checkpoints = None;
         let mut last_progress = Instant::now() - PROGRESS_EVERY;
         let mut open = true;
         while open {
@@ -350,8 +405,9 @@ impl ClickHouseTask {
             tokio::select! {
                 next = input.recv(), if reading => match next {
                     Some(ToClickHouse::Rows(rows)) => self.tables.push(rows),
-                    Some(ToClickHouse::Frontier(frontier)) => {
-                        self.frontier = self.frontier.max(frontier);
+                    Some(ToClickHouse::Frontier(source, frontier)) => {
+                        let slot = &mut self.frontier[source.index()];
+                        *slot = (*slot).max(frontier);
                     }
                     None => open = false,
                 },
@@ -363,21 +419,28 @@ impl ClickHouseTask {
                 continue;
             }
             // Everything received before this flush is durable after it.
-            let frontier = self.frontier.max(self.floor);
+            let frontiers = [
+                self.frontier[0].max(self.floor[0]),
+                self.frontier[1].max(self.floor[1]),
+            ];
             if !empty {
                 self.tables.flush().await?;
             }
-            // The frontier moves with the watermark, every few milliseconds:
-            // it is recorded at most every PROGRESS_EVERY (and at the end);
-            // in a cluster the least frontier over the processes is looked
-            // up again while it lags this one's.
+            // The frontiers move with the watermarks, every few
+            // milliseconds: they are recorded at most every PROGRESS_EVERY
+            // (and at the end), and again while the pipeline's record lags
+            // (a cluster's other processes, or checkpoints that moved).
             if last_progress.elapsed() >= PROGRESS_EVERY || !open {
-                if frontier > last_durable {
-                    last_durable = frontier;
-                    self.make_durable(frontier, &durable, true).await?;
-                    last_progress = Instant::now();
-                } else if *durable.borrow() < last_durable {
-                    self.make_durable(last_durable, &durable, false).await?;
+                let checkpoints = self
+                    .recording
+                    .as_ref()
+                    .and_then(|r| r.checkpoints.as_ref())
+                    .map(|c| *c.borrow());
+                let lagging = *durable.borrow() != frontiers;
+                if frontiers != last_recorded || checkpoints != last_checkpoints || lagging {
+                    last_recorded = frontiers;
+                    last_checkpoints = checkpoints;
+                    self.make_durable(frontiers, &durable).await?;
                     last_progress = Instant::now();
                 }
             }

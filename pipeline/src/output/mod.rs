@@ -40,7 +40,9 @@ use tokio::sync::{mpsc, watch};
 pub use hot::LatencyRecorder;
 
 use crate::config::PipelineConfig;
-use crate::resume::{ProgressStore, ResumeError};
+use crate::progress::Checkpoints;
+use crate::resume::{ProgressStore, Resume, ResumeError};
+use crate::source::InputSource;
 use durable::{ClickHouseTask, Intake};
 use hot::HotPath;
 
@@ -78,8 +80,11 @@ pub enum WorkerOutput {
     Alerts(Vec<Alert>),
     /// Events that arrived after their window closed.
     Late(Vec<LateEvent>),
-    /// Everything for watermarks below `frontier` from `worker` was sent.
+    /// Everything of `source`'s dataflow for watermarks below `frontier`
+    /// from `worker` was sent.
     Progress {
+        /// The input stream whose dataflow it is.
+        source: InputSource,
         /// The worker's index.
         worker: usize,
         /// Its output frontier (event-time watermark, ms).
@@ -161,10 +166,17 @@ impl OutputTask {
     }
 
     /// Records every new durable frontier in `progress` before reporting
-    /// it, and never reports one below `floor` (the frontier an earlier run
-    /// recorded: its windows are complete in ClickHouse).
-    pub fn with_progress(mut self, progress: ProgressStore, floor: TimestampMs) -> Self {
-        self.clickhouse.record_in(progress, floor);
+    /// it, never reports one below the frontiers of `resume` (an earlier
+    /// run's: their windows are complete in ClickHouse), and, on process 0,
+    /// records the pipeline's checkpoints as `checkpoints` last reported
+    /// them.
+    pub fn with_progress(
+        mut self,
+        progress: ProgressStore,
+        resume: Resume,
+        checkpoints: Option<watch::Receiver<Checkpoints>>,
+    ) -> Self {
+        self.clickhouse.record_in(progress, resume, checkpoints);
         self
     }
 
@@ -181,7 +193,7 @@ impl OutputTask {
     pub async fn run(
         self,
         mut input: mpsc::Receiver<WorkerOutput>,
-        durable: watch::Sender<TimestampMs>,
+        durable: watch::Sender<[TimestampMs; 2]>,
     ) -> Result<(), OutputError> {
         let Self {
             mut intake,

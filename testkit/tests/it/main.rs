@@ -15,6 +15,7 @@ mod nats_sink;
 mod pipeline_e2e;
 mod pipeline_output;
 mod pipeline_source;
+mod pipeline_time;
 mod query_browser;
 mod query_http;
 mod query_immutable;

@@ -128,7 +128,7 @@ async fn golden_bars_and_sentiment_match_the_reference_and_a_replay() {
 
     let config = config("golden");
     let report = run_until_durable(&env.connections, &config, done).await;
-    assert_eq!(report.resumed_from, None);
+    assert_eq!(report.resumed_from(), None);
 
     let bars = read_bars(&env.connections.clickhouse).await;
     let want_bars = reference_bars();

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::stream;
 use insite_pipeline::output::{OutputTask, WorkerOutput};
+use insite_pipeline::source::InputSource;
 use insite_schemas::{Finality, Interval};
 use insite_sinks::clickhouse::{migrate, rows::BarRow, WriterConfig};
 use insite_sinks::nats::DerivedPublisher;
@@ -42,7 +43,7 @@ async fn writes_results_and_reports_the_durable_frontier() {
         Duration::from_millis(20),
     );
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let (durable_tx, mut durable_rx) = tokio::sync::watch::channel(i64::MIN);
+    let (durable_tx, mut durable_rx) = tokio::sync::watch::channel([i64::MIN; 2]);
     let handle = tokio::spawn(task.run(rx, durable_tx));
 
     let t0 = 1_700_000_000_000;
@@ -59,6 +60,7 @@ async fn writes_results_and_reports_the_durable_frontier() {
     .await
     .unwrap();
     tx.send(WorkerOutput::Progress {
+        source: InputSource::Market,
         worker: 0,
         frontier: t0 + 2_000,
     })
@@ -66,6 +68,7 @@ async fn writes_results_and_reports_the_durable_frontier() {
     .unwrap();
     // Worker 1 lags: the durable frontier is the least of the two.
     tx.send(WorkerOutput::Progress {
+        source: InputSource::Market,
         worker: 1,
         frontier: t0 + 1_000,
     })
@@ -74,11 +77,11 @@ async fn writes_results_and_reports_the_durable_frontier() {
 
     let durable = tokio::time::timeout(
         Duration::from_secs(10),
-        durable_rx.wait_for(|&frontier| frontier >= t0 + 1_000),
+        durable_rx.wait_for(|frontiers| frontiers[0] >= t0 + 1_000),
     )
     .await
     .unwrap()
-    .map(|frontier| *frontier)
+    .map(|frontiers| frontiers[0])
     .unwrap();
     assert_eq!(durable, t0 + 1_000);
 

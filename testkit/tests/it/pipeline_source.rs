@@ -1,13 +1,15 @@
-//! The pipeline's JetStream input: good messages reach the dataflow with
-//! their acknowledgement handle, bad ones land in the DLQ with their reason.
+//! The pipeline's JetStream input: every message reaches the dataflow once,
+//! in stream order; bad ones (whole, or the events of one beyond the
+//! clock-skew bound) land in the DLQ with their reason first; an idle
+//! stream gets clock ticks.
 
 use std::time::Duration;
 
 use async_nats::jetstream::stream;
 use insite_pipeline::source::{
-    consumer, run_consumer, ConsumerConfig, ConsumerStart, InputSource, PullOptions,
+    consumer, run_consumer, ConsumerConfig, InputBody, InputSource, PullOptions,
 };
-use insite_schemas::{subjects, wire, Inbound};
+use insite_schemas::{subjects, wire, Inbound, SourceName};
 use insite_testkit::fixtures::{symbol, trade};
 use insite_testkit::wait::eventually;
 use insite_testkit::TestEnv;
@@ -78,15 +80,9 @@ async fn decodes_good_messages_and_dead_letters_bad_ones() {
     .await;
 
     let config = ConsumerConfig::default();
-    let pull = consumer(
-        &js,
-        &streams,
-        &config,
-        InputSource::Market,
-        ConsumerStart::Resume,
-    )
-    .await
-    .unwrap();
+    let pull = consumer(&js, &streams, &config, InputSource::Market, 1)
+        .await
+        .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     let stop = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(run_consumer(
@@ -96,23 +92,34 @@ async fn decodes_good_messages_and_dead_letters_bad_ones() {
         InputSource::Market,
         tx,
         stop.clone(),
-        PullOptions::live(),
+        PullOptions::live(&config, 5_000, SourceName::new("test").unwrap(), None),
     ));
 
-    let mut good = Vec::new();
-    for _ in 0..2 {
+    // Every message, in order; the bad ones as Rejected, after their dead
+    // letter was stored.
+    let mut read = Vec::new();
+    for _ in 0..6 {
         let input = tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .unwrap()
             .unwrap();
-        good.push((input.stream_seq, input.events.clone()));
-        input.acker.ack().await.unwrap();
+        read.push((input.stream_seq, input.body.clone()));
     }
     assert_eq!(
-        good,
+        read,
         vec![
-            (1, Inbound::Trades(vec![trade("AAPL", TS, "1")])),
-            (6, Inbound::Trades(vec![trade("AAPL", TS, "5")])),
+            (
+                1,
+                InputBody::Events(Inbound::Trades(vec![trade("AAPL", TS, "1")]))
+            ),
+            (2, InputBody::Rejected),
+            (3, InputBody::Rejected),
+            (4, InputBody::Rejected),
+            (5, InputBody::Rejected),
+            (
+                6,
+                InputBody::Events(Inbound::Trades(vec![trade("AAPL", TS, "5")]))
+            ),
         ]
     );
 
