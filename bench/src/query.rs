@@ -102,9 +102,22 @@ async fn fill(
     symbols: usize,
     clickhouse: &ClickHouseConfig,
     redis: &RedisConfig,
+    pipeline: &str,
 ) -> anyhow::Result<()> {
     insite_sinks::clickhouse::migrate(clickhouse).await?;
     let client = insite_sinks::clickhouse::connect(clickhouse);
+    // The day of history is final and durable, as a pipeline that got past
+    // it records: its ranges are immutable, so the warm phase is cached.
+    insite_pipeline::resume::ProgressStore::new(client.clone(), pipeline, 0, 1)
+        .save_pipeline(
+            insite_pipeline::source::InputSource::Market,
+            insite_pipeline::resume::StreamCheckpoint {
+                durable_ms: Some(DAY + 86_400_000 + 1),
+                resume_seq: 0,
+                max_ts: None,
+            },
+        )
+        .await?;
     let mut writer = TableWriter::<BarRow>::new(client, "bars", WriterConfig::default());
     let mut sink = RedisSink::connect(redis, RedisSinkConfig::default()).await?;
     let now = insite_schemas::time::now_ms();
@@ -367,7 +380,12 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
 
     let runtime = crate::runtime()?;
     let fill_start = Instant::now();
-    runtime.block_on(fill(args.symbols, clickhouse, redis))?;
+    runtime.block_on(fill(
+        args.symbols,
+        clickhouse,
+        redis,
+        &config.query.pipeline,
+    ))?;
     println!(
         "filled {} symbols × 1,440 bars into ClickHouse and their hot state into Redis in {:.1} s",
         args.symbols,

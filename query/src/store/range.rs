@@ -302,19 +302,9 @@ mod tests {
     use super::*;
 
     fn bar(start: i64, finality: Finality) -> Bar {
-        Bar {
-            symbol: Symbol::new("AAPL").unwrap(),
-            interval: Interval::MINUTE,
-            window_start: start,
-            open: 1.0,
-            high: 1.0,
-            low: 1.0,
-            close: 1.0,
-            volume: 1,
-            vwap: 1.0,
-            trades: 1,
-            finality,
-        }
+        insite_schemas::fixtures::bar("AAPL", Interval::MINUTE, start)
+            .finality(finality)
+            .build()
     }
 
     #[test]
