@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use insite_ingest::source::finnhub::{FinnhubConfig, FinnhubSource};
 use insite_ingest::source::rss::{RssConfig, RssSource};
 use insite_ingest::source::SourceStats;
-use insite_ingest::{BatchConfig, IngestReport, PublisherConfig, ReplayConfig, SyntheticConfig};
+use insite_ingest::{BatchConfig, FilesConfig, IngestReport, PublisherConfig, SyntheticConfig};
 use insite_schemas::{SourceName, Symbol};
 
 use crate::config::InsiteConfig;
@@ -105,8 +105,11 @@ enum Feed {
         #[command(flatten)]
         batch: BatchArgs,
     },
-    /// Publish trades/quotes CSV and posts JSONL files.
-    Replay {
+    /// Publish trades/quotes CSV and posts JSONL files (`replay` is an
+    /// older name for it; `insite replay` re-runs the pipeline over a
+    /// stream range, which is something else).
+    #[command(visible_alias = "replay")]
+    Files {
         /// Trades CSV (`symbol,ts,price,size[,trade_id,exchange,conditions]`).
         #[arg(long)]
         trades: Option<PathBuf>,
@@ -241,7 +244,7 @@ async fn run_async(config: &InsiteConfig, args: IngestArgs) -> anyhow::Result<()
             }
             insite_ingest::run_synthetic(&js, streams, synthetic, shutdown).await?
         }
-        Feed::Replay {
+        Feed::Files {
             trades,
             quotes,
             posts,
@@ -249,7 +252,7 @@ async fn run_async(config: &InsiteConfig, args: IngestArgs) -> anyhow::Result<()
             max: _,
             batch,
         } => {
-            let replay = ReplayConfig {
+            let replay = FilesConfig {
                 trades,
                 quotes,
                 posts,
@@ -257,7 +260,7 @@ async fn run_async(config: &InsiteConfig, args: IngestArgs) -> anyhow::Result<()
                 batch: batch.config(),
                 publisher,
             };
-            insite_ingest::run_replay(&js, streams, replay, shutdown).await?
+            insite_ingest::publish_files(&js, streams, replay, shutdown).await?
         }
         Feed::Ws {
             url,

@@ -19,8 +19,8 @@
 //! - [`batch`]: the deterministic [`Batcher`] (count and event-time slices).
 //! - [`synthetic`]: a seeded market and social simulator
 //!   ([`synthetic::Simulator`]) and [`run_synthetic`].
-//! - [`replay`]: trades/quotes CSV and posts JSONL files, paced or as fast
-//!   as possible, bad lines dead-lettered ([`run_replay`]).
+//! - [`files`]: trades/quotes CSV and posts JSONL files, paced or as fast
+//!   as possible, bad lines dead-lettered ([`publish_files`]).
 //! - [`source`]: live connectors behind the [`Source`] trait: a Finnhub-style
 //!   trades WebSocket ([`source::finnhub`]) and an RSS/Atom news poller
 //!   ([`source::rss`]), run by [`run_source`].
@@ -30,18 +30,18 @@
 pub mod batch;
 pub mod error;
 pub mod event;
+pub mod files;
 pub mod metrics;
 mod pacing;
 pub mod publisher;
-pub mod replay;
 pub mod source;
 pub mod synthetic;
 
 pub use batch::{BatchConfig, Batcher};
 pub use error::{ErrorClass, IngestError};
 pub use event::{Event, OutMessage};
+pub use files::{publish_files, FilesConfig};
 pub use publisher::{IngestReport, Publisher, PublisherConfig};
-pub use replay::{run_replay, ReplayConfig};
 pub use source::{run_source, Source};
 pub use synthetic::{run_synthetic, SyntheticConfig};
 

@@ -1,5 +1,5 @@
 //! The ingest metrics, one name each, all labelled with the feed
-//! (`synthetic`, `replay`, `ws`, `rss`, ...).
+//! (`synthetic`, `files`, `ws`, `rss`, ...).
 //!
 //! | metric | type | meaning |
 //! |---|---|---|

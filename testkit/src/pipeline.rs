@@ -3,7 +3,7 @@
 //! for a quick run ([`config`]) and a run in this process until its results
 //! are durable ([`run_until_durable`]).
 
-use insite_ingest::{run_replay, run_synthetic, ReplayConfig, SyntheticConfig};
+use insite_ingest::{publish_files, run_synthetic, FilesConfig, SyntheticConfig};
 use insite_pipeline::{Connections, PipelineConfig, RunReport};
 use insite_schemas::TimestampMs;
 use tokio_util::sync::CancellationToken;
@@ -43,18 +43,18 @@ pub const RECORDED_START_MS: TimestampMs = 1_767_623_400_000;
 pub const RECORDED_DONE_MS: TimestampMs = RECORDED_START_MS + 13 * 60_000;
 
 /// Publishes the recorded trades and posts to the test's streams, as
-/// `insite ingest replay` does, and returns [`RECORDED_DONE_MS`].
+/// `insite ingest files` does, and returns [`RECORDED_DONE_MS`].
 ///
 /// # Panics
 /// If publishing fails or a line is rejected.
 pub async fn publish_recorded(env: &TestEnv) -> TimestampMs {
-    let report = run_replay(
+    let report = publish_files(
         &env.jetstream().await,
         &env.connections.nats.streams,
-        ReplayConfig {
+        FilesConfig {
             trades: Some(fixtures::file(RECORDED_TRADES)),
             posts: Some(fixtures::file(RECORDED_POSTS)),
-            ..ReplayConfig::default()
+            ..FilesConfig::default()
         },
         CancellationToken::new(),
     )

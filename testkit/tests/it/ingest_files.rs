@@ -1,16 +1,16 @@
-//! `insite ingest replay` against a real JetStream: the good lines of the
+//! `insite ingest files` against a real JetStream: the good lines of the
 //! fixture files arrive exactly, each malformed line lands in the DLQ with
 //! its file, line number and reason, and a replayed file is deduplicated.
 
-use insite_ingest::{BatchConfig, Event, ReplayConfig};
+use insite_ingest::{BatchConfig, Event, FilesConfig};
 use insite_schemas::wire;
 use insite_testkit::fixtures;
 use insite_testkit::jetstream::{decode_events, read_all};
 use insite_testkit::TestEnv;
 use tokio_util::sync::CancellationToken;
 
-fn config(batch: usize) -> ReplayConfig {
-    ReplayConfig {
+fn config(batch: usize) -> FilesConfig {
+    FilesConfig {
         trades: Some(fixtures::file("ingest/trades.csv")),
         quotes: Some(fixtures::file("ingest/quotes.csv")),
         posts: Some(fixtures::file("ingest/posts.jsonl")),
@@ -19,7 +19,7 @@ fn config(batch: usize) -> ReplayConfig {
             max_events: batch,
             ..BatchConfig::default()
         },
-        ..ReplayConfig::default()
+        ..FilesConfig::default()
     }
 }
 
@@ -77,7 +77,7 @@ async fn replay_publishes_good_lines_and_dead_letters_bad_ones() {
     let js = env.jetstream().await;
     let streams = &env.connections.nats.streams;
 
-    let report = insite_ingest::run_replay(&js, streams, config(4), CancellationToken::new())
+    let report = insite_ingest::publish_files(&js, streams, config(4), CancellationToken::new())
         .await
         .unwrap();
     let expected = good_rows();
@@ -160,7 +160,7 @@ async fn replay_publishes_good_lines_and_dead_letters_bad_ones() {
         .contains("size"));
 
     // Replaying the same files again adds nothing, dead letters included.
-    let again = insite_ingest::run_replay(&js, streams, config(4), CancellationToken::new())
+    let again = insite_ingest::publish_files(&js, streams, config(4), CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(again.duplicates, again.acked);
@@ -175,10 +175,10 @@ async fn replay_without_batching_sends_one_message_per_event() {
     let env = TestEnv::new("ingest_replay_single");
     let js = env.jetstream().await;
     let streams = &env.connections.nats.streams;
-    let report = insite_ingest::run_replay(
+    let report = insite_ingest::publish_files(
         &js,
         streams,
-        ReplayConfig {
+        FilesConfig {
             speed: Some(1_000.0),
             ..config(1)
         },
@@ -203,12 +203,12 @@ async fn replay_rejects_a_file_without_required_columns() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.csv");
     std::fs::write(&path, "symbol,when,price\nAAPL,1,2\n").unwrap();
-    let err = insite_ingest::run_replay(
+    let err = insite_ingest::publish_files(
         &js,
         &env.connections.nats.streams,
-        ReplayConfig {
+        FilesConfig {
             trades: Some(path),
-            ..ReplayConfig::default()
+            ..FilesConfig::default()
         },
         CancellationToken::new(),
     )

@@ -33,9 +33,9 @@ use crate::pacing::Pacer;
 use crate::publisher::{IngestReport, Publisher, PublisherConfig};
 use crate::synthetic::publish_all;
 
-/// Settings of a replay.
+/// Settings of a file publish.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct ReplayConfig {
+pub struct FilesConfig {
     /// Trades CSV.
     pub trades: Option<PathBuf>,
     /// Quotes CSV.
@@ -63,7 +63,7 @@ pub struct Rejected {
     pub kind: &'static str,
 }
 
-/// The kind of a replay file.
+/// The kind of an input file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
     /// Trades CSV.
@@ -370,7 +370,7 @@ fn parse_post(line: &[u8]) -> Result<Event, String> {
     }))
 }
 
-/// The merged, time-ordered reader over the replay files.
+/// The merged, time-ordered reader over the input files.
 struct Merged {
     /// The open files.
     files: Vec<LineFile>,
@@ -395,10 +395,10 @@ impl Merged {
 
 /// Replays the files of `config` until they end or `shutdown` fires, then
 /// flushes what is in flight.
-pub async fn run_replay(
+pub async fn publish_files(
     js: &jetstream::Context,
     streams: &StreamsConfig,
-    config: ReplayConfig,
+    config: FilesConfig,
     shutdown: CancellationToken,
 ) -> Result<IngestReport, IngestError> {
     let mut files = Vec::new();
@@ -413,7 +413,7 @@ pub async fn run_replay(
     }
     if files.is_empty() {
         return Err(IngestError::Config(
-            "replay needs at least one of trades, quotes or posts".into(),
+            "ingest files needs at least one of trades, quotes or posts".into(),
         ));
     }
     insite_sinks::streams::ensure_streams(js, streams).await?;
@@ -422,7 +422,7 @@ pub async fn run_replay(
         js.clone(),
         streams.clone(),
         config.publisher.clone(),
-        "replay",
+        "files",
     );
     let mut batcher = Batcher::new(config.batch.clone(), streams.clone());
     let mut pacer = Pacer::new(config.speed);
