@@ -24,8 +24,20 @@ step() {
     STAGE_START=$SECONDS
     printf '\n==> %s\n' "$*"
 }
+# Servers the test harness started live under target/insite-test/<pid>/
+# and die with their test process; anything still running from there once
+# the suite ends is a leak: reported, then stopped.
+sweep_servers() {
+    local leftover
+    leftover=$(pgrep -f "$PWD/target/insite-test/" || true)
+    if [ -n "$leftover" ]; then
+        printf '\n==> test servers left running (stopping them): %s\n' "$(echo $leftover)"
+        pkill -f "$PWD/target/insite-test/" || true
+    fi
+}
 summary() {
     local status=$?
+    sweep_servers
     finish_stage
     printf '\n==> stage times\n'
     printf '%s\n' "${TIMES[@]}"

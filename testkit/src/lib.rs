@@ -228,6 +228,19 @@ fn remove_dead_runs(base: &std::path::Path) {
             continue;
         };
         if !PathBuf::from(format!("/proc/{pid}")).exists() {
+            // The test process is gone; should any of its servers have
+            // outlived it (a parent-death signal lost to a server that
+            // re-parents itself), stop them before removing their data.
+            match insite_local::down(&LocalConfig::new(entry.path())) {
+                Ok(stopped) => {
+                    for (kind, outcome) in stopped {
+                        if let insite_local::StopOutcome::Stopped { pid: server } = outcome {
+                            tracing::warn!(%kind, server, run = pid, "stopped a server left by a dead test run");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, run = pid, "sweeping a dead test run"),
+            }
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
