@@ -99,8 +99,8 @@ pipeline = grid([
         ('max by (instance) (insite_pipeline_event_to_redis_seconds{quantile="0.95"})', "p95 {{instance}}"),
         ('max by (instance) (insite_pipeline_event_to_redis_seconds{quantile="0.99"})', "p99 {{instance}}"),
     ], {"unit": "s"}),
-    ("Acknowledged messages (/s) and errors", [
-        ('sum(rate(insite_pipeline_acked_total[1m]))', "acked"),
+    ("Finished messages (/s, behind the checkpoints) and errors", [
+        ('sum(rate(insite_pipeline_finished_messages_total[1m]))', "finished"),
         ('sum(rate(insite_pipeline_pull_errors_total[5m]))', "pull errors"),
         ('sum(rate(insite_pipeline_redis_errors_total[5m]))', "redis errors"),
         ('sum(rate(insite_pipeline_nats_publish_errors_total[5m]))', "nats publish errors"),

@@ -2,20 +2,6 @@
 -- insite on a ClickHouse cluster 'insite' (shards x replicas, Keeper).
 CREATE DATABASE IF NOT EXISTS insite ON CLUSTER insite;
 
-CREATE TABLE IF NOT EXISTS insite.trades_local ON CLUSTER insite (
-    symbol String,
-    ts DateTime,
-    ts_ms UInt64,
-    price Float64,
-    size UInt64,
-    exchange String,
-    trade_id String,
-    conditions Array(String)
-) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/insite/trades_local', '{replica}')
-PARTITION BY toYYYYMMDD(ts) ORDER BY (symbol, ts_ms, exchange, trade_id);
-CREATE TABLE IF NOT EXISTS insite.trades ON CLUSTER insite AS insite.trades_local
-ENGINE = Distributed(insite, insite, trades_local, cityHash64(symbol));
-
 CREATE TABLE IF NOT EXISTS insite.quotes_local ON CLUSTER insite (
     symbol String,
     ts DateTime,
@@ -131,6 +117,33 @@ ORDER BY pipeline;
 CREATE TABLE IF NOT EXISTS insite.pipeline_progress ON CLUSTER insite AS insite.pipeline_progress_local
 ENGINE = Distributed(insite, insite, pipeline_progress_local, cityHash64(pipeline));
 
+CREATE TABLE IF NOT EXISTS insite.trades_local ON CLUSTER insite (
+    symbol String,
+    ts DateTime,
+    ts_ms UInt64,
+    price Float64,
+    size UInt64,
+    exchange String,
+    trade_id String,
+    conditions Array(String)
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/insite/trades_local', '{replica}')
+PARTITION BY toYYYYMMDD(ts) ORDER BY (symbol, ts_ms, exchange, trade_id, price, size);
+CREATE TABLE IF NOT EXISTS insite.trades ON CLUSTER insite AS insite.trades_local
+ENGINE = Distributed(insite, insite, trades_local, cityHash64(symbol));
+
+CREATE TABLE IF NOT EXISTS insite.pipeline_checkpoints_local ON CLUSTER insite (
+    pipeline String,
+    source String,
+    durable_ms Int64,
+    resume_seq UInt64,
+    max_ts_ms Int64,
+    updated_at DateTime,
+    version UInt64
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/insite/pipeline_checkpoints_local', '{replica}', version)
+ORDER BY (pipeline, source);
+CREATE TABLE IF NOT EXISTS insite.pipeline_checkpoints ON CLUSTER insite AS insite.pipeline_checkpoints_local
+ENGINE = Distributed(insite, insite, pipeline_checkpoints_local, cityHash64(pipeline));
+
 CREATE TABLE IF NOT EXISTS insite.schema_migrations_local ON CLUSTER insite (
     version UInt32, name String, applied_at DateTime
 ) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/insite/schema_migrations_local', '{replica}')
@@ -138,4 +151,4 @@ ORDER BY version;
 CREATE TABLE IF NOT EXISTS insite.schema_migrations ON CLUSTER insite AS insite.schema_migrations_local
 ENGINE = Distributed(insite, insite, schema_migrations_local, cityHash64(version));
 
-INSERT INTO insite.schema_migrations (version, name, applied_at) VALUES (1, 'initial', now()), (2, 'pipeline_progress', now());
+INSERT INTO insite.schema_migrations (version, name, applied_at) VALUES (1, 'initial', now()), (2, 'pipeline_progress', now()), (3, 'trades_key', now()), (4, 'pipeline_checkpoints', now());

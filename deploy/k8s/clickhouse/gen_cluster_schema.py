@@ -32,6 +32,7 @@ SHARD_KEYS = {
     "alerts": "symbol",
     "late_events": "symbol",
     "pipeline_progress": "pipeline",
+    "pipeline_checkpoints": "pipeline",
     "schema_migrations": "version",
 }
 CREATE = re.compile(
@@ -41,13 +42,33 @@ CREATE = re.compile(
 
 
 def tables():
+    """The tables as they stand after every migration, in creation order:
+    a table rebuilt by a copy-and-swap (CREATE x_vN, RENAME x TO ..., x_vN
+    TO x, DROP ...) appears once, with its new definition."""
     files = sorted((ROOT / "schemas" / "migrations").glob("*.sql"))
     versions = []
+    defined = {}
     for f in files:
         versions.append((int(f.name.split("_")[0]), f.stem.split("_", 1)[1]))
         text = re.sub(r"--[^\n]*", "", f.read_text())
-        for m in CREATE.finditer(text):
-            yield m.groups()
+        for statement in text.split(";"):
+            statement = statement.strip()
+            m = CREATE.match(statement + ";")
+            if m:
+                defined.setdefault(m.group(1), m.groups())
+                continue
+            rename = re.match(r"RENAME TABLE (.*)", statement, re.S)
+            if rename:
+                for pair in rename.group(1).split(","):
+                    old, new = [w.strip() for w in pair.split(" TO ")]
+                    definition = defined.pop(old, None)
+                    if definition is not None:
+                        defined[new] = (new,) + definition[1:]
+                continue
+            drop = re.match(r"DROP TABLE IF EXISTS (\w+)", statement)
+            if drop:
+                defined.pop(drop.group(1), None)
+    yield from defined.values()
     # schema_migrations, as schemas/src/migrations.rs creates it
     yield ("schema_migrations", "version UInt32, name String, applied_at DateTime",
            "ReplacingMergeTree", "", " ORDER BY version")
