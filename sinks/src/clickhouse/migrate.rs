@@ -5,8 +5,12 @@
 //! overloaded it is retried forever with capped backoff, so a pipeline
 //! started before its ClickHouse waits for it (logging every attempt)
 //! instead of exiting; a refused statement ends the migration with its
-//! error. Retrying is safe: each statement is `IF NOT EXISTS`, and a version
-//! recorded twice is read back once.
+//! error. Retrying a statement is safe: most are `IF [NOT] EXISTS`, a
+//! version recorded twice is read back once, and a statement whose lost
+//! answer hid that it took effect (migration 3's `RENAME`) fails again with
+//! a non-retryable error, which ends this run; each migration is safe to
+//! run again after such a failure or a crash, so the next start completes
+//! it.
 
 use std::future::Future;
 
@@ -88,9 +92,13 @@ pub async fn server_version(
 }
 
 /// Creates the database if missing and applies every migration not yet
-/// recorded in `schema_migrations`. Safe to run at every start-up and from
-/// several processes at once (each statement is `IF NOT EXISTS`). Waits,
+/// recorded in `schema_migrations`. Safe to run at every start-up. Waits,
 /// retrying, while ClickHouse is unavailable (see the module docs).
+///
+/// Two runs at once on one database (the processes of a cluster starting
+/// together) are not safe while a migration that has not been applied yet
+/// moves tables (migration 3, `trades_key`): one of them may fail with
+/// `TABLE_ALREADY_EXISTS` or `UNKNOWN_TABLE`.
 pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, MigrateError> {
     let db = &config.database;
     if db.is_empty() || !db.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {

@@ -59,7 +59,6 @@ where
 {
     let mut http = HttpConnector::new();
     http.set_keepalive(Some(TCP_KEEPALIVE));
-    http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
     let connector = TimeoutConnector {
         http,
