@@ -113,6 +113,14 @@ pub struct ClickHouseConfig {
     pub user: String,
     /// Password (empty: none).
     pub password: String,
+    /// The longest wait for a TCP connection to the server (DNS lookup
+    /// included), in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// The longest a request waits on the server without receiving a byte
+    /// (or without it taking one), in milliseconds: the bound on one
+    /// statement, since ClickHouse answers an `INSERT` only once it has
+    /// written it. Long enough for the largest batch on a slow machine.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for ClickHouseConfig {
@@ -122,6 +130,8 @@ impl Default for ClickHouseConfig {
             database: "insite".into(),
             user: "default".into(),
             password: String::new(),
+            connect_timeout_ms: 2_000,
+            request_timeout_ms: 30_000,
         }
     }
 }
@@ -218,5 +228,22 @@ mod tests {
         assert_eq!(s.subject("md.trades.A"), "t42.md.trades.A");
         assert_eq!(s.strip_prefix("t42.md.trades.A"), Some("md.trades.A"));
         assert_eq!(s.strip_prefix("md.trades.A"), None);
+    }
+
+    #[test]
+    fn clickhouse_timeouts_default_when_absent() {
+        let config: ClickHouseConfig =
+            serde_json::from_str(r#"{"url": "http://ch:8123"}"#).unwrap();
+        assert_eq!(config.url, "http://ch:8123");
+        assert_eq!(config.connect_timeout_ms, 2_000);
+        assert_eq!(config.request_timeout_ms, 30_000);
+        let config: ClickHouseConfig =
+            serde_json::from_str(r#"{"connect_timeout_ms": 50, "request_timeout_ms": 900}"#)
+                .unwrap();
+        assert_eq!(
+            (config.connect_timeout_ms, config.request_timeout_ms),
+            (50, 900)
+        );
+        assert!(serde_json::from_str::<ClickHouseConfig>(r#"{"timeout_ms": 1}"#).is_err());
     }
 }

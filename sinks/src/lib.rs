@@ -4,7 +4,9 @@
 //! NATS for subscribers.
 //!
 //! ## Layout
-//! - [`clickhouse`]: connecting ([`clickhouse::connect`]), applying the
+//! - [`clickhouse`]: connecting with connect and read timeouts
+//!   ([`clickhouse::connect`]), what a failure means
+//!   ([`clickhouse::classify`]: retryable, bad data, internal), applying the
 //!   versioned migrations ([`clickhouse::migrate`]), the row types of every
 //!   table with their table names and the table list
 //!   ([`clickhouse::rows::Table`], [`clickhouse::rows::TABLES`]), one-shot
@@ -16,8 +18,10 @@
 //!   final ones de-duplicated by a `Nats-Msg-Id` of their identity.
 //! - [`streams`]: the JetStream streams, created or checked from config
 //!   ([`streams::ensure_streams`]).
-//! - [`retry`]: the capped exponential [`retry::Backoff`] every writer
-//!   retries with.
+//! - [`retry`]: the one retry policy of the ClickHouse writers
+//!   ([`retry::retry_forever`]: retryable errors forever with the capped
+//!   exponential [`retry::Backoff`], back-pressure meanwhile; the others at
+//!   once).
 
 pub mod clickhouse;
 pub mod nats;

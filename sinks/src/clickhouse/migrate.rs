@@ -1,10 +1,39 @@
 //! Applies the versioned migrations of `insite_schemas::migrations`.
+//!
+//! Every step (reaching the server, each statement, recording a version)
+//! follows [`crate::retry`]'s policy: while ClickHouse is down or
+//! overloaded it is retried forever with capped backoff, so a pipeline
+//! started before its ClickHouse waits for it (logging every attempt)
+//! instead of exiting; a refused statement ends the migration with its
+//! error. Retrying a statement is safe: most are `IF [NOT] EXISTS`, a
+//! version recorded twice is read back once, and a statement whose lost
+//! answer hid that it took effect (migration 3's `RENAME`) fails again with
+//! a non-retryable error, which ends this run; each migration is safe to
+//! run again after such a failure or a crash, so the next start completes
+//! it.
+
+use std::future::Future;
 
 use insite_schemas::config::ClickHouseConfig;
 use insite_schemas::migrations::{Migration, MIGRATIONS, MIGRATIONS_TABLE, MIGRATIONS_TABLE_DDL};
 use insite_schemas::time::now_ms;
 
 use super::rows::{datetime_secs, Table};
+use crate::retry::{retry_forever, Backoff};
+
+/// The `op` of migrations in retry logs and `insite_clickhouse_retries_total`.
+const OP: &str = "migrate";
+
+/// Runs one migration step, retrying while ClickHouse is unavailable.
+async fn step<T, F, Fut>(attempt: F) -> Result<T, clickhouse::error::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, clickhouse::error::Error>>,
+{
+    retry_forever(OP, Backoff::standard(), super::is_retryable, attempt)
+        .await
+        .map(|done| done.value)
+}
 
 /// Why migrating failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +55,8 @@ pub enum MigrateError {
         #[source]
         source: clickhouse::error::Error,
     },
-    /// The server could not be reached or answered an error.
+    /// The server answered an error retrying cannot fix (it is retried
+    /// while unreachable or overloaded).
     #[error("ClickHouse: {0}")]
     Server(#[from] clickhouse::error::Error),
 }
@@ -62,25 +92,26 @@ pub async fn server_version(
 }
 
 /// Creates the database if missing and applies every migration not yet
-/// recorded in `schema_migrations`. Safe to run at every start-up and from
-/// several processes at once (each statement is `IF NOT EXISTS`).
+/// recorded in `schema_migrations`. Safe to run at every start-up. Waits,
+/// retrying, while ClickHouse is unavailable (see the module docs).
+///
+/// Two runs at once on one database (the processes of a cluster starting
+/// together) are not safe while a migration that has not been applied yet
+/// moves tables (migration 3, `trades_key`): one of them may fail with
+/// `TABLE_ALREADY_EXISTS` or `UNKNOWN_TABLE`.
 pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, MigrateError> {
     let db = &config.database;
     if db.is_empty() || !db.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(MigrateError::InvalidDatabase(db.clone()));
     }
     let admin = super::client_without_database(config);
-    let server_version = server_version(&admin).await?;
-    admin
-        .query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
-        .execute()
-        .await?;
+    let server_version = step(|| server_version(&admin)).await?;
+    let create = format!("CREATE DATABASE IF NOT EXISTS {db}");
+    step(|| admin.query(&create).execute()).await?;
     let client = super::connect(config);
-    client.query(MIGRATIONS_TABLE_DDL).execute().await?;
-    let done: Vec<u32> = client
-        .query(&format!("SELECT DISTINCT version FROM {MIGRATIONS_TABLE}"))
-        .fetch_all::<u32>()
-        .await?;
+    step(|| client.query(MIGRATIONS_TABLE_DDL).execute()).await?;
+    let applied = format!("SELECT DISTINCT version FROM {MIGRATIONS_TABLE}");
+    let done: Vec<u32> = step(|| client.query(&applied).fetch_all::<u32>()).await?;
     let mut report = MigrationReport {
         server_version,
         applied: Vec::new(),
@@ -100,9 +131,7 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, Migra
 
 async fn apply(client: &clickhouse::Client, migration: &Migration) -> Result<(), MigrateError> {
     for statement in migration.statements() {
-        client
-            .query(&statement)
-            .execute()
+        step(|| client.query(&statement).execute())
             .await
             .map_err(|source| MigrateError::Statement {
                 version: migration.version,
@@ -116,7 +145,8 @@ async fn apply(client: &clickhouse::Client, migration: &Migration) -> Result<(),
         name: migration.name.to_owned(),
         applied_at: datetime_secs(now_ms()),
     };
-    super::insert(client, AppliedRow::TABLE, &[applied]).await?;
+    let applied = [applied];
+    step(|| super::insert(client, AppliedRow::TABLE, &applied)).await?;
     tracing::info!(
         version = migration.version,
         name = migration.name,

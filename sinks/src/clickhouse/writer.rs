@@ -4,10 +4,14 @@
 //! buffer, flushed as one RowBinary `INSERT` when the buffer reaches a size
 //! or an age, and a flush is confirmed only once ClickHouse has accepted the
 //! whole batch. A failed flush keeps the batch and retries with capped
-//! exponential backoff while the error is retryable (network, timeouts,
-//! server overload), so nothing is lost while ClickHouse is down; meanwhile
-//! the buffer is full and [`TableWriter::is_full`] tells the caller to stop
-//! pulling input (back-pressure instead of unbounded memory).
+//! exponential backoff, forever, while the error is retryable (network,
+//! timeouts, server overload: [`super::classify`]), so nothing is lost
+//! while ClickHouse is down; meanwhile the caller awaits the flush and takes
+//! no input, and [`TableWriter::is_full`] keeps it from taking more than the
+//! buffer holds (back-pressure instead of unbounded memory). A
+//! non-retryable error ends the flush with [`WriteError::Rejected`], the
+//! batch still buffered. This is [`crate::retry`]'s policy, the one every
+//! ClickHouse writer follows.
 //!
 //! Tables are `ReplacingMergeTree`s keyed on the result's identity, so a
 //! batch retried after an ambiguous failure (the server got it, the answer
@@ -19,7 +23,11 @@ use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 
 use super::rows::Table;
-use crate::retry::Backoff;
+use crate::retry::{retry_forever, Backoff};
+
+/// Whether retrying `error` may succeed (kept here for existing callers;
+/// see [`super::classify`]).
+pub use super::classify::is_retryable;
 
 /// When a writer flushes and how it retries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,10 +41,9 @@ pub struct WriterConfig {
     pub capacity_rows: usize,
     /// First retry delay, in milliseconds.
     pub retry_initial_ms: u64,
-    /// Longest retry delay, in milliseconds.
+    /// Longest retry delay, in milliseconds. A flush retries retryable
+    /// errors forever (see [`crate::retry`]).
     pub retry_max_ms: u64,
-    /// Give up after this many failed attempts of one flush (0: never).
-    pub max_attempts: u32,
 }
 
 impl Default for WriterConfig {
@@ -47,7 +54,6 @@ impl Default for WriterConfig {
             capacity_rows: 200_000,
             retry_initial_ms: 100,
             retry_max_ms: 5_000,
-            max_attempts: 0,
         }
     }
 }
@@ -56,8 +62,10 @@ impl Default for WriterConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WriteError {
-    /// The server rejected the batch for a reason retrying cannot fix (a
-    /// schema mismatch, a syntax error): a bug or a wrong migration.
+    /// The batch failed for a reason retrying cannot fix: the server refused
+    /// it (a schema mismatch, a syntax error: a bug or a wrong migration) or
+    /// the client failed ([`super::classify`] is not `Retryable`). The rows
+    /// stay buffered.
     #[error("ClickHouse rejected {rows} rows for table {table}: {source}")]
     Rejected {
         /// The table.
@@ -68,45 +76,6 @@ pub enum WriteError {
         #[source]
         source: clickhouse::error::Error,
     },
-    /// A retryable error persisted through every allowed attempt.
-    #[error("ClickHouse unavailable for table {table} after {attempts} attempts: {source}")]
-    Unavailable {
-        /// The table.
-        table: &'static str,
-        /// Attempts made.
-        attempts: u32,
-        /// The last error.
-        #[source]
-        source: clickhouse::error::Error,
-    },
-}
-
-/// Whether retrying `error` may succeed.
-pub fn is_retryable(error: &clickhouse::error::Error) -> bool {
-    use clickhouse::error::Error;
-    match error {
-        Error::Network(_) | Error::TimedOut => true,
-        // Server-side conditions that pass: overload, too many parts, memory
-        // limits, a replica or ZooKeeper hiccup, a restart in progress.
-        Error::BadResponse(text) => {
-            const TRANSIENT: [&str; 10] = [
-                "Code: 252", // TOO_MANY_PARTS
-                "Code: 202", // TOO_MANY_SIMULTANEOUS_QUERIES
-                "Code: 241", // MEMORY_LIMIT_EXCEEDED
-                "Code: 159", // TIMEOUT_EXCEEDED
-                "Code: 209", // SOCKET_TIMEOUT
-                "Code: 210", // NETWORK_ERROR
-                "Code: 242", // TABLE_IS_READ_ONLY
-                "Code: 999", // KEEPER_EXCEPTION
-                "Code: 319", // UNKNOWN_STATUS_OF_INSERT
-                "Code: 425", // SYSTEM_ERROR
-            ];
-            TRANSIENT.iter().any(|code| text.contains(code))
-                || text.contains("503")
-                || text.contains("Service Unavailable")
-        }
-        _ => false,
-    }
 }
 
 /// What a confirmed flush wrote.
@@ -211,48 +180,32 @@ where
                 elapsed: Duration::ZERO,
             });
         }
-        let mut backoff = Backoff::new(
+        let backoff = Backoff::new(
             Duration::from_millis(self.config.retry_initial_ms),
             Duration::from_millis(self.config.retry_max_ms),
         );
-        let mut attempts = 0u32;
-        loop {
-            attempts += 1;
-            match self.insert_all().await {
-                Ok(()) => {
-                    let rows = self.buffer.len();
-                    self.buffer.clear();
-                    self.oldest = None;
-                    return Ok(FlushReport {
-                        rows,
-                        retries: attempts - 1,
-                        elapsed: started.elapsed(),
-                    });
-                }
-                Err(source) if !is_retryable(&source) => {
-                    return Err(WriteError::Rejected {
-                        table: self.table,
-                        rows: self.buffer.len(),
-                        source,
-                    })
-                }
-                Err(source) => {
-                    if self.config.max_attempts != 0 && attempts >= self.config.max_attempts {
-                        return Err(WriteError::Unavailable {
-                            table: self.table,
-                            attempts,
-                            source,
-                        });
-                    }
-                    tracing::warn!(table = self.table, attempts, rows = self.buffer.len(), error = %source, retry_in_ms = backoff.delay().as_millis() as u64, "ClickHouse insert failed; retrying");
-                    backoff.wait().await;
-                }
+        let (client, table, rows) = (&self.client, self.table, &self.buffer);
+        let written = retry_forever(table, backoff, is_retryable, || {
+            super::insert(client, table, rows)
+        })
+        .await;
+        match written {
+            Ok(done) => {
+                let rows = self.buffer.len();
+                self.buffer.clear();
+                self.oldest = None;
+                Ok(FlushReport {
+                    rows,
+                    retries: done.retries,
+                    elapsed: started.elapsed(),
+                })
             }
+            Err(source) => Err(WriteError::Rejected {
+                table: self.table,
+                rows: self.buffer.len(),
+                source,
+            }),
         }
-    }
-
-    async fn insert_all(&self) -> Result<(), clickhouse::error::Error> {
-        super::insert(&self.client, self.table, &self.buffer).await
     }
 }
 
@@ -271,5 +224,21 @@ mod tests {
             "Code: 62, Syntax error".into()
         )));
         assert!(!is_retryable(&Error::NotEnoughData));
+    }
+
+    #[test]
+    fn classifies_by_code_and_status_not_by_substrings() {
+        use clickhouse::error::Error;
+        // A syntax error whose text happens to hold "503".
+        assert!(!is_retryable(&Error::BadResponse(
+            "Code: 62, e.displayText() = DB::Exception: Syntax error: failed at position 503"
+                .into()
+        )));
+        // An unknown table named like a status.
+        assert!(!is_retryable(&Error::BadResponse(
+            "Code: 60. DB::Exception: Table insite.t503 doesn't exist. (UNKNOWN_TABLE)".into()
+        )));
+        // A proxy's empty 502 answer (the client reports the status line).
+        assert!(is_retryable(&Error::BadResponse("502 Bad Gateway".into())));
     }
 }

@@ -5,10 +5,13 @@ use std::time::{Duration, Instant};
 use insite_schemas::config::ClickHouseConfig;
 use insite_schemas::Interval;
 use insite_sinks::clickhouse::{
-    connect, migrate, rows::BarRow, TableWriter, WriteError, WriterConfig,
+    classify, client_without_database, connect, migrate, rows::BarRow, ErrorClass, TableWriter,
+    WriteError, WriterConfig,
 };
 use insite_testkit::fixtures::bar;
 use insite_testkit::TestEnv;
+
+use crate::clickhouse_outage::{free_port, proxy};
 
 /// The row of result `i` (each its own window), as a run of `version`
 /// writes it.
@@ -62,16 +65,17 @@ async fn flushes_by_size_and_age_and_retries_replace_rather_than_double() {
 }
 
 #[tokio::test]
-async fn keeps_the_batch_when_clickhouse_is_unreachable() {
-    let port = insite_local::free_ports(1).unwrap()[0];
+async fn retries_until_clickhouse_is_back_and_keeps_the_batch_meanwhile() {
+    let env = TestEnv::new("ch_writer_down");
+    migrate(&env.connections.clickhouse).await.unwrap();
+    let port = free_port();
     let down = ClickHouseConfig {
         url: format!("http://127.0.0.1:{port}"),
-        ..ClickHouseConfig::default()
+        ..env.connections.clickhouse.clone()
     };
     let config = WriterConfig {
         retry_initial_ms: 10,
-        retry_max_ms: 20,
-        max_attempts: 3,
+        retry_max_ms: 50,
         capacity_rows: 5,
         ..WriterConfig::default()
     };
@@ -83,10 +87,57 @@ async fn keeps_the_batch_when_clickhouse_is_unreachable() {
         writer.is_full(),
         "a full buffer asks the caller to stop reading"
     );
-    let err = writer.flush().await.unwrap_err();
-    assert!(
-        matches!(err, WriteError::Unavailable { attempts: 3, .. }),
-        "{err}"
-    );
+    // While ClickHouse is down the flush neither returns nor gives up.
+    let waited = tokio::time::timeout(Duration::from_millis(700), writer.flush()).await;
+    assert!(waited.is_err(), "the flush gave up: {waited:?}");
     assert_eq!(writer.pending(), 5, "nothing is dropped");
+    // It comes back while a flush retries: the same batch goes in.
+    let upstream = env.connections.clickhouse.url.clone();
+    let _proxy = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Runs until the test ends.
+        let _forwarding = proxy(port, &upstream).await;
+        std::future::pending::<()>().await;
+    });
+    let report = tokio::time::timeout(Duration::from_secs(60), writer.flush())
+        .await
+        .expect("the flush succeeds once ClickHouse is back")
+        .unwrap();
+    assert_eq!(report.rows, 5);
+    assert!(report.retries > 0, "{report:?}");
+    assert_eq!(writer.pending(), 0);
+    let count: u64 = env
+        .clickhouse()
+        .query("SELECT count() FROM bars FINAL")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(count, 5);
+}
+
+#[tokio::test]
+async fn a_rejected_batch_stops_the_flush_at_once_and_stays_buffered() {
+    let env = TestEnv::new("ch_writer_rejected");
+    // No migrations: the table does not exist (UNKNOWN_TABLE, not retried).
+    let admin = client_without_database(&env.connections.clickhouse);
+    admin
+        .query(&format!(
+            "CREATE DATABASE IF NOT EXISTS {}",
+            env.connections.clickhouse.database
+        ))
+        .execute()
+        .await
+        .unwrap();
+    let mut writer = TableWriter::<BarRow>::new(env.clickhouse(), "bars", WriterConfig::default());
+    writer.push(row(1, 1));
+    let err = tokio::time::timeout(Duration::from_secs(30), writer.flush())
+        .await
+        .expect("a refused batch is not retried")
+        .unwrap_err();
+    let WriteError::Rejected { source, rows, .. } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(*rows, 1);
+    assert_eq!(classify(source), ErrorClass::BadData, "{source}");
+    assert_eq!(writer.pending(), 1);
 }

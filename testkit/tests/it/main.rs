@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
 
 mod clickhouse_migrations;
+mod clickhouse_outage;
 mod clickhouse_writer;
 mod harness;
 mod ingest_connectors;
