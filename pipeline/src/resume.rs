@@ -37,6 +37,16 @@ pub enum ResumeError {
     },
 }
 
+impl ResumeError {
+    /// Whether trying again may succeed (ClickHouse unavailable, by its
+    /// error code or status), rather than a bad statement or a bug.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::ClickHouse { source, .. } => ch::is_retryable(source),
+        }
+    }
+}
+
 /// Where one input stream stands, as a restart reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StreamCheckpoint {

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 
 use super::{OutputError, WorkerOutput};
 use crate::progress::Checkpoints;
-use crate::resume::{ProgressStore, Resume, StreamCheckpoint};
+use crate::resume::{ProgressStore, Resume, ResumeError, StreamCheckpoint};
 use crate::source::InputSource;
 
 /// Defines [`Tables`] (one writer per table) and [`Rows`] (a batch for one
@@ -323,19 +323,17 @@ impl ClickHouseTask {
     ) -> Result<(), OutputError> {
         let mut global = frontiers.map(Some);
         if let Some(recording) = &self.recording {
-            let mut backoff = Backoff::standard();
-            loop {
-                match Self::record(recording, frontiers).await {
-                    Ok(least) => {
-                        global = least;
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "recording the durable frontier failed; retrying");
-                        backoff.wait().await;
-                    }
-                }
-            }
+            // The one ClickHouse policy: retryable errors (an outage) are
+            // retried forever, which is back-pressure; anything else stops
+            // the task with the error.
+            let recorded = insite_sinks::retry::retry_forever(
+                "progress",
+                Backoff::standard(),
+                ResumeError::is_retryable,
+                || Self::record(recording, frontiers),
+            )
+            .await?;
+            global = recorded.value;
         }
         durable.send_if_modified(|current| {
             let mut advanced = false;
@@ -357,7 +355,7 @@ impl ClickHouseTask {
     async fn record(
         recording: &Recording,
         frontiers: [TimestampMs; 2],
-    ) -> Result<[Option<TimestampMs>; 2], crate::resume::ResumeError> {
+    ) -> Result<[Option<TimestampMs>; 2], ResumeError> {
         let store = &recording.store;
         let mut least = [None, None];
         for source in [InputSource::Market, InputSource::Social] {
