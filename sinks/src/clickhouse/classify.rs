@@ -106,7 +106,8 @@ pub const BAD_DATA_CODES: &[(u32, &str)] = &[
     (516, "AUTHENTICATION_FAILED"),
 ];
 
-/// What retrying `error` can achieve (see the [module docs](self)).
+/// What retrying `error` can achieve (see the classification table in
+/// this module's docs).
 pub fn classify(error: &Error) -> ErrorClass {
     match error {
         Error::Network(_) | Error::TimedOut => ErrorClass::Retryable,
