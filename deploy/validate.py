@@ -9,13 +9,17 @@
 - the PrometheusRule carries exactly the groups of prometheus/alerts.yml;
 - the copies shared by Compose and Kubernetes are identical;
 - cluster-schema.sql matches the migrations;
-- files named by kustomization.yaml and bind-mounted by Compose exist.
+- files named by kustomization.yaml and bind-mounted by Compose exist;
+- every stream has explicit age and byte limits in both insite.toml files,
+  and their sum fits that deployment's NATS max_file_store (JetStream
+  reserves every stream's max_bytes up front), which fits the k8s volume.
 """
 import json
 import pathlib
 import re
 import subprocess
 import sys
+import tomllib
 
 import yaml
 
@@ -168,6 +172,63 @@ for p, ds in docs.items():
             if "livenessProbe" not in c:
                 fail(f"{p.name}: {d['metadata']['name']}/{c['name']} has no liveness probe")
 ok("every workload has requests and a liveness probe")
+
+# 8. Stream limits fit JetStream's storage (it reserves every max_bytes).
+def nats_size(text):
+    """A NATS config size in bytes: k/m/g/t are powers of 1000, kb/mb/gb/tb
+    (and ki/kib, ...) powers of 1024, as nats-server reads them."""
+    m = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", text)
+    if not m:
+        raise ValueError(f"not a size: {text!r}")
+    n, unit = int(m.group(1)), m.group(2).lower()
+    powers = {"": (1, 0), "k": (1000, 1), "m": (1000, 2), "g": (1000, 3), "t": (1000, 4)}
+    for base, p in (("kb", 1), ("mb", 2), ("gb", 3), ("tb", 4)):
+        powers[base] = powers[base[0] + "i"] = powers[base[0] + "ib"] = (1024, p)
+    if unit not in powers:
+        raise ValueError(f"unknown size unit in {text!r}")
+    base, p = powers[unit]
+    return n * base**p
+
+
+def k8s_storage(text):
+    m = re.fullmatch(r"(\d+)(Ki|Mi|Gi|Ti|K|M|G|T)?", text)
+    base, p = {None: (1, 0), "K": (1000, 1), "M": (1000, 2), "G": (1000, 3), "T": (1000, 4),
+               "Ki": (1024, 1), "Mi": (1024, 2), "Gi": (1024, 3), "Ti": (1024, 4)}[m.group(2)]
+    return int(m.group(1)) * base**p
+
+
+LIMITS = ("raw_max_bytes", "raw_max_age_s", "derived_max_bytes", "derived_max_age_s",
+          "dlq_max_bytes", "dlq_max_age_s")
+HEADROOM = 0.9  # the streams may reserve at most 90 % of max_file_store
+for where in ("compose", "k8s"):
+    toml_path = DEPLOY / where / "insite.toml"
+    streams = tomllib.loads(toml_path.read_text()).get("nats", {}).get("streams", {})
+    missing = [k for k in LIMITS if k not in streams]
+    if missing:
+        fail(f"deploy/{where}/insite.toml: [nats.streams] sets no {', '.join(missing)} (set every limit explicitly)")
+        continue
+    bad = [k for k in LIMITS if streams[k] <= 0]
+    if bad:
+        fail(f"deploy/{where}/insite.toml: {', '.join(bad)} must be positive (a bounded stream)")
+        continue
+    reserved = 2 * streams["raw_max_bytes"] + streams["derived_max_bytes"] + streams["dlq_max_bytes"]
+    conf = (DEPLOY / where / "nats" / "nats.conf").read_text()
+    m = re.search(r"^\s*max_file_store:\s*(\S+)", conf, re.M)
+    if not m:
+        fail(f"deploy/{where}/nats/nats.conf sets no max_file_store")
+        continue
+    store = nats_size(m.group(1))
+    if reserved > HEADROOM * store:
+        fail(f"deploy/{where}: the streams reserve {reserved / 2**30:.1f} GiB, more than "
+             f"{HEADROOM:.0%} of max_file_store {m.group(1)} ({store / 2**30:.1f} GiB)")
+        continue
+    if where == "k8s":
+        sts = next(d for d in docs[DEPLOY / "k8s" / "nats" / "nats.yaml"] if d.get("kind") == "StatefulSet")
+        volume = k8s_storage(sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"])
+        if store > HEADROOM * volume:
+            fail(f"deploy/k8s: max_file_store {m.group(1)} leaves under 10 % of the NATS volume ({volume / 2**30:.0f} GiB)")
+            continue
+    ok(f"deploy/{where}: streams reserve {reserved / 2**30:.1f} GiB of max_file_store {m.group(1)}")
 
 if errors:
     print("\n".join(f"FAIL {e}" for e in errors), file=sys.stderr)

@@ -3,7 +3,13 @@
 //! One core NATS subscription per instance (`insite.>` and, when enabled,
 //! `md.quotes.>`, under the configured subject prefix) feeds a [`Hub`],
 //! which encodes each result to JSON once and fans it out to the clients
-//! subscribed to its topic. Every client has a bounded queue; a client whose
+//! subscribed to its topic. `insite.>` takes in both subject trees of the
+//! results: the final ones (`insite.bars.1m.AAPL`, stored in DERIVED) and
+//! the live ones carrying provisional results (`insite.live.bars.1m.AAPL`,
+//! core NATS only, never stored). A live result goes to the topic of its
+//! final subject, so a client subscribed to `bars.1m` for `AAPL` sees the
+//! current candle move and then its final version, each with its
+//! `finality`. Every client has a bounded queue; a client whose
 //! queue is full is dropped at once with close code 1008 and a reason, so a
 //! slow reader never stalls the feed or the other clients.
 //!
@@ -378,7 +384,8 @@ impl Hub {
         serde_json::to_string(&reply).unwrap_or_default()
     }
 
-    /// Decodes one NATS message (subject without prefix) and fans it out.
+    /// Decodes one NATS message (subject without prefix, final or live) and
+    /// fans it out to the topic of its final subject.
     pub fn dispatch(
         &self,
         subject: &str,
@@ -388,7 +395,22 @@ impl Hub {
         let schema = headers
             .and_then(|h| h.get(wire::SCHEMA_HEADER))
             .map(|v| v.as_str());
-        let parsed = subjects::parse(subject)?;
+        // A provisional result on `insite.live.…` goes to its final topic.
+        let live = subjects::live_to_final(subject);
+        let topic = live.as_deref().unwrap_or(subject);
+        let parsed = subjects::parse(topic)?;
+        if live.is_some()
+            && !matches!(
+                parsed,
+                Subject::Bars(..) | Subject::Sentiment(..) | Subject::Trending(..)
+            )
+        {
+            return Err(FeedError::Subject(insite_schemas::InvalidValue::new(
+                "subject",
+                format!("{subject:?} is not a live insite subject"),
+            )));
+        }
+        let subject = topic;
         let reached = match parsed {
             Subject::Bars(..) => {
                 let bar: Bar = wire::decode_result(schema, payload)?;
@@ -449,7 +471,8 @@ fn encode_push<T: Serialize>(kind: &'static str, data: &T) -> Arc<str> {
 }
 
 /// Feeds the hub from NATS until `shutdown`: one subscription to the
-/// prefixed `insite.>` (and `md.quotes.>`), fanned out in memory.
+/// prefixed `insite.>` (final results and, under `insite.live.>`,
+/// provisional ones; and `md.quotes.>`), fanned out in memory.
 /// Undecodable messages are counted and sent to `insite.dlq.query`.
 pub async fn feed(
     hub: Arc<Hub>,
@@ -462,7 +485,9 @@ pub async fn feed(
     if quotes {
         subs.push(client.subscribe(streams.subject("md.quotes.>")).await?);
     }
-    // The server has the subscriptions once it answers a ping.
+    // The subscriptions are sent. (async-nats's `flush` writes the buffer
+    // out without a round trip, so the server may register them a moment
+    // after `feed_ready`; the query user may publish nowhere that answers.)
     if let Err(e) = client.flush().await {
         tracing::warn!(error = %e, "flushing the NATS subscriptions");
     }
@@ -567,6 +592,54 @@ mod tests {
         ] {
             let err = hub.topics_of(&op(json)).unwrap_err();
             assert!(err.contains(needle), "{json}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn live_results_reach_the_final_topic() {
+        let hub = hub();
+        let (tx, mut rx) = mpsc::channel(4);
+        let client = Arc::new(ClientHandle {
+            tx,
+            kill: CancellationToken::new(),
+            reason: Arc::default(),
+        });
+        hub.subscribe("insite.bars.1m.BRK_B", 1, &client);
+        let mut bar = Bar {
+            symbol: Symbol::new("BRK.B").unwrap(),
+            interval: Interval::MINUTE,
+            window_start: 60_000,
+            open: 10.0,
+            high: 11.0,
+            low: 10.0,
+            close: 10.0,
+            volume: 5,
+            vwap: 10.2,
+            trades: 2,
+            finality: insite_schemas::Finality::Provisional,
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            wire::SCHEMA_HEADER,
+            wire::schema_of::<Bar>().to_string().as_str(),
+        );
+        for (subject, close) in [
+            ("insite.live.bars.1m.BRK_B", 10.5),
+            ("insite.bars.1m.BRK_B", 11.0),
+        ] {
+            bar.close = close;
+            let payload = wire::encode(&bar).unwrap();
+            assert_eq!(hub.dispatch(subject, Some(&headers), &payload).unwrap(), 1);
+            let (json, _) = rx.recv().await.unwrap();
+            assert!(json.contains(&format!("\"close\":{close}")), "{json}");
+        }
+        // Alerts and quotes have no live subjects.
+        for bad in [
+            "insite.live.alerts.AAPL",
+            "insite.live.dlq.x",
+            "insite.live.x",
+        ] {
+            assert!(hub.dispatch(bad, Some(&headers), &[]).is_err(), "{bad}");
         }
     }
 

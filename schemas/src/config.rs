@@ -32,7 +32,23 @@ impl Default for NatsConfig {
     }
 }
 
+/// One gibibyte, for byte limits.
+const GIB: i64 = 1 << 30;
+/// One mebibyte, for byte limits.
+const MIB: i64 = 1 << 20;
+
 /// Names, replicas and retention of the JetStream streams.
+///
+/// Every stream has an age and a byte limit, and drops its oldest messages
+/// when either is reached (JetStream's `discard: old`): NATS's disk use is
+/// bounded by the sum of the byte limits. JetStream *reserves* each
+/// stream's `max_bytes` against the server's `max_file_store` when the
+/// stream is created or updated, and refuses a stream that does not fit
+/// ("insufficient storage resources"), so the sum of the limits (times the
+/// streams per server) must stay below it. The defaults (about 2.6 GiB in
+/// all) fit the local servers and the test harness, whose NATS reserves
+/// 75 % of the free disk; the deployments in `deploy/` set larger limits
+/// next to a matching `max_file_store`. See `docs/schema.md`, "Retention".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StreamsConfig {
@@ -40,20 +56,31 @@ pub struct StreamsConfig {
     pub market: String,
     /// Raw posts (`social.>`).
     pub social: String,
-    /// Results (`insite.bars.>`, `insite.sentiment.>`, ...).
+    /// Final results (`insite.bars.>`, `insite.sentiment.>`,
+    /// `insite.trending.>`, `insite.alerts.>`); provisional results go on
+    /// `insite.live.>`, which no stream captures.
     pub derived: String,
     /// Dead letters (`insite.dlq.>`).
     pub dlq: String,
     /// Replicas of every stream: 1 on one server, 3 in a cluster.
     pub replicas: usize,
-    /// Max age of MARKET and SOCIAL, in seconds.
+    /// Max age of MARKET and SOCIAL, in seconds (0: no age limit).
     pub raw_max_age_s: u64,
-    /// Max bytes of MARKET and SOCIAL each (-1: unlimited).
+    /// Max bytes of MARKET and SOCIAL each (-1: unlimited). Bounds how long
+    /// the pipeline may be down or held back by ClickHouse before unread
+    /// input is dropped: 1 GiB is about 50 minutes of the demo's 2,000
+    /// events/s (20 MB a minute).
     pub raw_max_bytes: i64,
-    /// Max age of DERIVED, in seconds.
+    /// Max age of DERIVED, in seconds (0: no age limit).
     pub derived_max_age_s: u64,
-    /// Max age of DLQ, in seconds.
+    /// Max bytes of DERIVED (-1: unlimited). Final results only: about
+    /// 1 MB a minute at the demo's 50 symbols, so 512 MiB is some 10 hours.
+    pub derived_max_bytes: i64,
+    /// Max age of DLQ, in seconds (0: no age limit).
     pub dlq_max_age_s: u64,
+    /// Max bytes of DLQ (-1: unlimited): a flood of bad input cannot fill
+    /// the disk.
+    pub dlq_max_bytes: i64,
     /// JetStream's duplicate window, in seconds.
     pub duplicate_window_s: u64,
     /// A prefix put before every subject (empty in production; tests use it
@@ -70,9 +97,11 @@ impl Default for StreamsConfig {
             dlq: "DLQ".into(),
             replicas: 1,
             raw_max_age_s: 7 * 86_400,
-            raw_max_bytes: -1,
+            raw_max_bytes: GIB,
             derived_max_age_s: 86_400,
+            derived_max_bytes: 512 * MIB,
             dlq_max_age_s: 30 * 86_400,
+            dlq_max_bytes: 128 * MIB,
             duplicate_window_s: 120,
             subject_prefix: String::new(),
         }
@@ -87,6 +116,21 @@ impl StreamsConfig {
         } else {
             format!("{}.{subject}", self.subject_prefix)
         }
+    }
+
+    /// The byte limits of all four streams added up (an unlimited stream
+    /// counts as 0): what JetStream reserves for one set of streams on each
+    /// server that holds a replica of all of them.
+    pub fn reserved_bytes(&self) -> i64 {
+        [
+            self.raw_max_bytes,
+            self.raw_max_bytes,
+            self.derived_max_bytes,
+            self.dlq_max_bytes,
+        ]
+        .iter()
+        .map(|b| (*b).max(0))
+        .sum()
     }
 
     /// `subject` with the configured prefix removed, if it has it.
@@ -218,6 +262,39 @@ mod tests {
         assert_eq!(run.clickhouse.database, "t_7");
         assert_eq!(run.clickhouse.url, base.clickhouse.url);
         assert_eq!(run.redis.key_prefix, "t_7:");
+    }
+
+    #[test]
+    fn every_stream_is_bounded_by_default() {
+        let s = StreamsConfig::default();
+        for (name, bytes) in [
+            ("raw", s.raw_max_bytes),
+            ("derived", s.derived_max_bytes),
+            ("dlq", s.dlq_max_bytes),
+        ] {
+            assert!(bytes > 0, "{name}_max_bytes is unlimited by default");
+        }
+        for age in [s.raw_max_age_s, s.derived_max_age_s, s.dlq_max_age_s] {
+            assert!(age > 0);
+        }
+        // Small enough for the local servers and the test harness: JetStream
+        // reserves every stream's max_bytes up front.
+        assert!(s.reserved_bytes() <= 3 * GIB, "{}", s.reserved_bytes());
+    }
+
+    #[test]
+    fn limits_come_from_config() {
+        let s: StreamsConfig = serde_json::from_str(
+            r#"{"raw_max_bytes": 10, "derived_max_bytes": -1, "dlq_max_bytes": 30, "derived_max_age_s": 60}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (s.raw_max_bytes, s.derived_max_bytes, s.dlq_max_bytes),
+            (10, -1, 30)
+        );
+        assert_eq!(s.derived_max_age_s, 60);
+        assert_eq!(s.raw_max_age_s, StreamsConfig::default().raw_max_age_s);
+        assert_eq!(s.reserved_bytes(), 50);
     }
 
     #[test]

@@ -11,7 +11,16 @@
 //! | `insite.trending.<interval>` | trending lists |
 //! | `insite.alerts.<SYM>` | alerts |
 //! | `insite.dlq.<stage>` | rejected input |
+//! | `insite.live.bars.<interval>.<SYM>` | provisional bars |
+//! | `insite.live.sentiment.<interval>.<SYM>` | provisional sentiment windows |
+//! | `insite.live.trending.<interval>` | provisional trending lists |
 //!
+//! Final results go on `insite.bars.…`, `insite.sentiment.…` and so on, which
+//! the DERIVED stream stores; provisional ones (the in-progress window,
+//! updated every 100 ms) go on the parallel `insite.live.…` tree, which no
+//! stream captures: they reach only the subscribers connected at the time.
+//! [`live_to_final`] maps a live subject to the final one of the same
+//! window, the topic readers subscribe to.
 //! A symbol's `.` is written `_` in a subject token (see
 //! [`Symbol::subject_token`]); every other token is validated, so a subject
 //! never carries a wildcard or an empty token.
@@ -63,6 +72,49 @@ pub fn trending(interval: Interval) -> String {
 /// Subject of a symbol's alerts.
 pub fn alerts(symbol: &Symbol) -> String {
     format!("insite.alerts.{}", symbol.subject_token())
+}
+
+/// The token after `insite.` that starts the live (provisional, not stored)
+/// subject tree: `insite.live.>`.
+pub const LIVE_TOKEN: &str = "live";
+
+/// Subject of a symbol's provisional bars of one interval (not stored).
+pub fn live_bars(interval: Interval, symbol: &Symbol) -> String {
+    format!(
+        "insite.{LIVE_TOKEN}.bars.{interval}.{}",
+        symbol.subject_token()
+    )
+}
+
+/// Subject of a symbol's provisional sentiment windows of one interval (not
+/// stored).
+pub fn live_sentiment(interval: Interval, symbol: &Symbol) -> String {
+    format!(
+        "insite.{LIVE_TOKEN}.sentiment.{interval}.{}",
+        symbol.subject_token()
+    )
+}
+
+/// Subject of the provisional trending lists of one interval (not stored).
+pub fn live_trending(interval: Interval) -> String {
+    format!("insite.{LIVE_TOKEN}.trending.{interval}")
+}
+
+/// The final subject of a live one (`insite.live.bars.1m.AAPL` →
+/// `insite.bars.1m.AAPL`), or `None` if `subject` is not under
+/// `insite.live.`. The result is not validated: [`parse`] it.
+///
+/// ```
+/// use insite_schemas::subjects::live_to_final;
+/// assert_eq!(live_to_final("insite.live.bars.1m.AAPL").as_deref(), Some("insite.bars.1m.AAPL"));
+/// assert_eq!(live_to_final("insite.bars.1m.AAPL"), None);
+/// ```
+pub fn live_to_final(subject: &str) -> Option<String> {
+    subject
+        .strip_prefix("insite.")
+        .and_then(|rest| rest.strip_prefix(LIVE_TOKEN))
+        .and_then(|rest| rest.strip_prefix('.'))
+        .map(|rest| format!("insite.{rest}"))
 }
 
 /// Dead-letter subject of a stage (`ingest`, `pipeline`, ...).
@@ -157,6 +209,25 @@ mod tests {
             assert_eq!(parse(&subject).unwrap(), expected, "{subject}");
         }
         assert_eq!(bars(m, &sym), "insite.bars.1m.BRK_B");
+    }
+
+    #[test]
+    fn live_subjects_mirror_the_final_ones() {
+        let sym = Symbol::new("BRK.B").unwrap();
+        let m = Interval::MINUTE;
+        assert_eq!(live_bars(m, &sym), "insite.live.bars.1m.BRK_B");
+        for (live, fin) in [
+            (live_bars(m, &sym), bars(m, &sym)),
+            (live_sentiment(m, &sym), sentiment(m, &sym)),
+            (live_trending(m), trending(m)),
+        ] {
+            assert!(live.starts_with("insite.live."), "{live}");
+            assert_eq!(live_to_final(&live), Some(fin));
+            // Not a final subject: the DERIVED stream's filters never match it.
+            assert!(parse(&live).is_err(), "{live}");
+        }
+        assert_eq!(live_to_final("insite.livestock.x"), None);
+        assert_eq!(live_to_final("md.trades.A"), None);
     }
 
     #[test]

@@ -14,10 +14,12 @@
 //!   [`clickhouse::TableWriter`] (flush by size or age, confirm, back-pressure).
 //! - [`redis`]: the hot-state key layout ([`redis::RedisKeys`]) and the
 //!   coalescing, pipelined [`redis::RedisSink`].
-//! - [`nats`]: results on the DERIVED stream ([`nats::DerivedPublisher`]),
-//!   final ones de-duplicated by a `Nats-Msg-Id` of their identity.
-//! - [`streams`]: the JetStream streams, created or checked from config
-//!   ([`streams::ensure_streams`]).
+//! - [`nats`]: final results on the DERIVED stream, de-duplicated by a
+//!   `Nats-Msg-Id` of their identity, and provisional ones on the
+//!   `insite.live.>` core NATS subjects, not stored
+//!   ([`nats::DerivedPublisher`]).
+//! - [`streams`]: the JetStream streams with their age and byte limits,
+//!   created or updated from config ([`streams::ensure_streams`]).
 //! - [`retry`]: the one retry policy of the ClickHouse writers
 //!   ([`retry::retry_forever`]: retryable errors forever with the capped
 //!   exponential [`retry::Backoff`], back-pressure meanwhile; the others at

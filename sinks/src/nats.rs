@@ -1,18 +1,23 @@
-//! NATS: results on the DERIVED stream for subscribing services and replay.
+//! NATS: final results on the DERIVED stream for subscribing services and
+//! replay, provisional ones on core NATS subjects that no stream stores.
 //!
-//! | result | subject |
-//! |---|---|
-//! | bar | `insite.bars.<interval>.<SYM>` |
-//! | sentiment window | `insite.sentiment.<interval>.<SYM>` |
-//! | trending list | `insite.trending.<interval>` |
-//! | alert | `insite.alerts.<SYM>` |
+//! | result | final (DERIVED) | provisional (not stored) |
+//! |---|---|---|
+//! | bar | `insite.bars.<interval>.<SYM>` | `insite.live.bars.<interval>.<SYM>` |
+//! | sentiment window | `insite.sentiment.<interval>.<SYM>` | `insite.live.sentiment.<interval>.<SYM>` |
+//! | trending list | `insite.trending.<interval>` | `insite.live.trending.<interval>` |
+//! | alert | `insite.alerts.<SYM>` | (alerts are always final) |
 //!
 //! Every message is MessagePack with its `Insite-Schema` header. Final
-//! results carry a `Nats-Msg-Id` derived from their identity (`bar:1m:AAPL:
-//! <window_start>:final`), so a result re-published after a restart is
-//! dropped by JetStream's duplicate window; provisional ones carry none.
-//! Publishes are pipelined: up to `max_in_flight` acks are awaited together
-//! and [`DerivedPublisher::flush`] confirms them all.
+//! results are JetStream publishes with a `Nats-Msg-Id` derived from their
+//! identity (`bar:1m:AAPL:<window_start>:final`), so a result re-published
+//! after a restart is dropped by JetStream's duplicate window; their acks
+//! are pipelined: up to `max_in_flight` are awaited together and
+//! [`DerivedPublisher::flush`] confirms them all. Provisional results (one
+//! per open window every 100 ms, most of the volume) are core NATS
+//! publishes, fire and forget: no ack, no id, nothing kept, so they cost the
+//! DERIVED stream neither bytes nor acks. Both go out on one connection, so
+//! a subscriber of `insite.>` sees them in publish order.
 
 use std::collections::VecDeque;
 
@@ -98,13 +103,40 @@ pub enum Derived {
 }
 
 impl Derived {
-    /// The subject (without the configured prefix).
+    /// The subject it is published on (without the configured prefix): the
+    /// final subject for a final result, the `insite.live.` one for a
+    /// provisional result.
     pub fn subject(&self) -> String {
+        let live = !self.is_final();
         match self {
+            Self::Bar(b) if live => subjects::live_bars(b.interval, &b.symbol),
             Self::Bar(b) => subjects::bars(b.interval, &b.symbol),
+            Self::Sentiment(s) if live => subjects::live_sentiment(s.interval, &s.symbol),
             Self::Sentiment(s) => subjects::sentiment(s.interval, &s.symbol),
+            Self::Trending(t) if live => subjects::live_trending(t.interval),
             Self::Trending(t) => subjects::trending(t.interval),
             Self::Alert(a) => subjects::alerts(&a.symbol),
+        }
+    }
+
+    /// Whether it is final (stored in DERIVED); alerts always are.
+    pub fn is_final(&self) -> bool {
+        match self {
+            Self::Bar(b) => b.finality == Finality::Final,
+            Self::Sentiment(s) => s.finality == Finality::Final,
+            Self::Trending(t) => t.finality == Finality::Final,
+            Self::Alert(_) => true,
+        }
+    }
+
+    /// Its kind, as metric labels name it: `bar`, `sentiment`, `trending`
+    /// or `alert`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Bar(_) => "bar",
+            Self::Sentiment(_) => "sentiment",
+            Self::Trending(_) => "trending",
+            Self::Alert(_) => "alert",
         }
     }
 
@@ -144,10 +176,13 @@ impl Derived {
     }
 }
 
-/// Publishes derived results with pipelined acks.
+/// Publishes derived results: finals to DERIVED with pipelined acks,
+/// provisional ones on core NATS.
 pub struct DerivedPublisher {
-    /// The JetStream context.
+    /// The JetStream context (finals).
     js: jetstream::Context,
+    /// Its core client (provisional results).
+    client: async_nats::Client,
     /// Stream settings (subject prefix).
     streams: StreamsConfig,
     /// Acks not yet confirmed, oldest first.
@@ -166,9 +201,11 @@ impl std::fmt::Debug for DerivedPublisher {
 }
 
 impl DerivedPublisher {
-    /// A publisher on `js` with up to `max_in_flight` unconfirmed publishes.
+    /// A publisher on `js` (and its client) with up to `max_in_flight`
+    /// unconfirmed final publishes.
     pub fn new(js: jetstream::Context, streams: StreamsConfig, max_in_flight: usize) -> Self {
         Self {
+            client: js.client(),
             js,
             streams,
             in_flight: VecDeque::new(),
@@ -176,16 +213,35 @@ impl DerivedPublisher {
         }
     }
 
-    /// Publishes one result; waits for the oldest ack first when
-    /// `max_in_flight` are outstanding.
+    /// Final publishes not yet confirmed.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Publishes one result. A provisional one is a core NATS publish on its
+    /// `insite.live.` subject (handed to the connection, never confirmed). A
+    /// final one is a JetStream publish: this waits for the oldest ack first
+    /// when `max_in_flight` are outstanding, and an error may be that of an
+    /// earlier publish whose ack failed.
     pub async fn publish(&mut self, result: &Derived) -> Result<(), PublishError> {
-        while self.in_flight.len() >= self.max_in_flight {
-            self.confirm_oldest().await?;
-        }
         let subject = self.streams.subject(&result.subject());
         let (schema, payload) = result.encode()?;
         let mut headers = HeaderMap::new();
         headers.insert(wire::SCHEMA_HEADER, schema.as_str());
+        if !result.is_final() {
+            return self
+                .client
+                .publish_with_headers(subject.clone(), headers, payload.into())
+                .await
+                .map_err(|e| PublishError::publish(&subject, e));
+        }
+        // A failed earlier ack is reported, but does not cost this result.
+        let mut earlier = Ok(());
+        while self.in_flight.len() >= self.max_in_flight {
+            if let Err(e) = self.confirm_oldest().await {
+                earlier = earlier.and(Err(e));
+            }
+        }
         if let Some(id) = result.msg_id() {
             headers.insert(wire::MSG_ID_HEADER, id.as_str());
         }
@@ -195,7 +251,7 @@ impl DerivedPublisher {
             .await
             .map_err(|e| PublishError::publish(&subject, e))?;
         self.in_flight.push_back((subject, ack));
-        Ok(())
+        earlier
     }
 
     async fn confirm_oldest(&mut self) -> Result<(), PublishError> {
@@ -211,5 +267,51 @@ impl DerivedPublisher {
             self.confirm_oldest().await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use insite_schemas::{Interval, Symbol, Trending};
+
+    use super::*;
+
+    fn bar(finality: Finality) -> Bar {
+        Bar {
+            symbol: Symbol::new("BRK.B").unwrap(),
+            interval: Interval::MINUTE,
+            window_start: 1_700_000_040_000,
+            open: 1.0,
+            high: 1.0,
+            low: 1.0,
+            close: 1.0,
+            volume: 1,
+            vwap: 1.0,
+            trades: 1,
+            finality,
+        }
+    }
+
+    #[test]
+    fn finals_are_stored_and_provisional_results_are_live() {
+        let fin = Derived::Bar(bar(Finality::Final));
+        assert!(fin.is_final());
+        assert_eq!(fin.subject(), "insite.bars.1m.BRK_B");
+        assert_eq!(
+            fin.msg_id().as_deref(),
+            Some("bar:1m:BRK.B:1700000040000:final")
+        );
+        let live = Derived::Bar(bar(Finality::Provisional));
+        assert!(!live.is_final());
+        assert_eq!(live.subject(), "insite.live.bars.1m.BRK_B");
+        assert_eq!(live.msg_id(), None);
+        assert_eq!(live.kind(), "bar");
+        let trending = Derived::Trending(Trending {
+            interval: Interval::FIVE_MINUTES,
+            window_start: 0,
+            entries: Vec::new(),
+            finality: Finality::Provisional,
+        });
+        assert_eq!(trending.subject(), "insite.live.trending.5m");
     }
 }

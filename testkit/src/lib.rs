@@ -56,7 +56,9 @@ pub mod wait;
 
 use insite_local::server::{self, ServerKind};
 use insite_local::LocalConfig;
-use insite_schemas::config::{ClickHouseConfig, Connections, NatsConfig, RedisConfig};
+use insite_schemas::config::{
+    ClickHouseConfig, Connections, NatsConfig, RedisConfig, StreamsConfig,
+};
 
 /// Where the shared servers are.
 #[derive(Debug, Clone)]
@@ -246,6 +248,19 @@ fn remove_dead_runs(base: &std::path::Path) {
     }
 }
 
+/// Stream settings of a test: the defaults with small byte limits.
+/// JetStream reserves every stream's `max_bytes` on the shared server up
+/// front, and the harness's NATS can reserve only 75 % of the disk that was
+/// free when it started; no test stores more than some MB.
+fn test_streams() -> StreamsConfig {
+    StreamsConfig {
+        raw_max_bytes: 128 << 20,
+        derived_max_bytes: 32 << 20,
+        dlq_max_bytes: 8 << 20,
+        ..StreamsConfig::default()
+    }
+}
+
 /// One test's isolated slice of the shared servers.
 #[derive(Debug)]
 pub struct TestEnv {
@@ -283,6 +298,7 @@ impl TestEnv {
         let base = Connections {
             nats: NatsConfig {
                 url: servers.nats_url.clone(),
+                streams: test_streams(),
                 ..NatsConfig::default()
             },
             clickhouse: ClickHouseConfig {
@@ -320,6 +336,20 @@ impl TestEnv {
         async_nats::connect(&self.connections.nats.url)
             .await
             .expect("connecting to NATS")
+    }
+
+    /// A core NATS subscription to `subject` (give it with this test's
+    /// prefix) that the server has registered. `Client::flush` only empties
+    /// the client's buffer; a request answered on the same connection makes
+    /// sure that what other connections publish from now on reaches it.
+    pub async fn subscribe(&self, subject: String) -> async_nats::Subscriber {
+        let client = self.nats().await;
+        let subscriber = client.subscribe(subject).await.expect("subscribing");
+        async_nats::jetstream::new(client)
+            .query_account()
+            .await
+            .expect("a round trip to NATS");
+        subscriber
     }
 
     /// A JetStream context.

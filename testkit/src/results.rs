@@ -254,3 +254,36 @@ pub async fn read_late(clickhouse: &ClickHouseConfig) -> Vec<LateRow> {
         .await
         .expect("reading late_events")
 }
+
+/// Checks that `pipeline`'s checkpoint of each input stream is past every
+/// data message the stream holds (only the clock ticks written after the
+/// data may be after it): a restart would read none of them again.
+///
+/// # Panics
+/// If a stream's checkpoint is behind its last data message.
+pub async fn assert_checkpoints_past_the_data(env: &crate::TestEnv, pipeline: &str) {
+    let client = env.clickhouse();
+    let resume = ProgressStore::new(client, pipeline, 0, 1)
+        .load()
+        .await
+        .expect("reading the checkpoints");
+    let js = env.jetstream().await;
+    let streams = &env.connections.nats.streams;
+    for (source, stream) in [
+        (InputSource::Market, &streams.market),
+        (InputSource::Social, &streams.social),
+    ] {
+        let stored = crate::jetstream::read_all(&js, stream).await;
+        // Sequences run from 1 in a stream nothing was deleted from.
+        let last_data = stored
+            .iter()
+            .rposition(|m| !m.subject.contains(".clock."))
+            .map_or(0, |i| i as u64 + 1);
+        let checkpoint = resume.of(source).resume_seq;
+        assert!(
+            checkpoint >= last_data,
+            "{}: checkpoint at sequence {checkpoint}, data up to {last_data}",
+            source.name()
+        );
+    }
+}

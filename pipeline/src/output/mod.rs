@@ -9,8 +9,9 @@
 //! Two tasks share the work, so that slow ClickHouse inserts never hold up
 //! the hot path:
 //! - the **output task** ([`OutputTask`], this file) takes every output,
-//!   hands it to the hot side (`hot.rs`: Redis and DERIVED, flushed every
-//!   `hot_interval` whatever the input rate) and passes rows for ClickHouse
+//!   hands it to the hot side (`hot.rs`: Redis, flushed every
+//!   `hot_interval` whatever the input rate, and a bounded queue to the
+//!   DERIVED task, never waited on) and passes rows for ClickHouse
 //!   on to the durable side, followed by the least frontier over all
 //!   workers whenever it moves;
 //! - the **ClickHouse task** (`durable.rs`) buffers rows per table, flushes
@@ -19,8 +20,10 @@
 //!
 //! When ClickHouse is down, back-pressure reaches the output task, and
 //! behind it the workers and the consumers: never unbounded memory. Redis
-//! and NATS carry only what can be rebuilt; a failure there is logged,
-//! counted and retried at the next flush without holding up acknowledgement.
+//! and NATS carry only what can be rebuilt: a Redis failure is logged,
+//! counted and retried at the next flush; a DERIVED result that fails or
+//! finds the queue full is dropped and counted. Neither holds up
+//! acknowledgement.
 
 mod durable;
 mod hot;
@@ -243,7 +246,7 @@ impl OutputTask {
                 last_hot = Instant::now();
             }
         }
-        hot.flush().await;
+        hot.finish().await;
         drop(to_clickhouse);
         let ended = match failed {
             Some(ended) => ended,
