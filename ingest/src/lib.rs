@@ -46,21 +46,16 @@ pub use source::{run_source, Source};
 pub use synthetic::{run_synthetic, SyntheticConfig};
 
 /// Connects to NATS with the configured URL(s) and credentials, as client
-/// `insite-ingest`, and returns a JetStream context whose publishes wait
-/// (rather than fail) when async-nats' own in-flight limit is reached.
+/// `insite-ingest` (through the one connect helper,
+/// [`insite_sinks::nats::connect`]), and returns a JetStream context.
 pub async fn connect(
     nats: &insite_schemas::config::NatsConfig,
 ) -> Result<async_nats::jetstream::Context, IngestError> {
-    let mut options = async_nats::ConnectOptions::new().name("insite-ingest");
-    if let (Some(user), Some(password)) = (&nats.user, &nats.password) {
-        options = options.user_and_password(user.clone(), password.clone());
-    }
-    let client = options
-        .connect(nats.url.as_str())
+    let client = insite_sinks::nats::connect(nats, "insite-ingest")
         .await
         .map_err(|e| IngestError::Connect {
-            url: nats.url.clone(),
-            reason: e.to_string(),
+            url: e.url.clone(),
+            reason: e.source.to_string(),
         })?;
     Ok(async_nats::jetstream::new(client))
 }
