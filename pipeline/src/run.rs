@@ -1,25 +1,28 @@
 //! Running the job: the start-up order and the shutdown of the live
 //! pipeline ([`run`]) and of replays of a stream range ([`replay`]). Both
 //! start one job (`bridge::Job`: the timely workers and the output task);
-//! consumers feed its input channel, the output task writes ClickHouse,
-//! Redis and NATS, and (live only) the ack task acknowledges what is
-//! durable.
+//! consumers feed its input channels, the output task writes ClickHouse,
+//! Redis and NATS, and (live only) the checkpoint task moves each stream's
+//! checkpoint past what is durable.
 //!
 //! ## Start-up order of a live pipeline
-//! 1. Streams are created or checked, migrations applied.
-//! 2. The durable frontier of an earlier run is read ([`crate::resume`]).
-//! 3. The first process recreates the durable consumers above their ack
-//!    floors, so every unacknowledged message comes again at once.
+//! 1. Streams are created or checked; process 0 applies the migrations
+//!    (the others wait for them).
+//! 2. The pipeline's checkpoints are read ([`crate::resume`]), and each
+//!    process starts its own frontier record from them.
+//! 3. Process 0 recreates each stream's durable consumer at its checkpoint's
+//!    sequence + 1, so every message not finished with comes again, in
+//!    order, with the stream's clock as it stood there.
 //! 4. The timely workers start; in a cluster this waits until every process
-//!    is connected, so the other processes join the consumers only after the
-//!    first one has recreated them.
-//! 5. The consumers start pulling.
+//!    is connected.
+//! 5. Process 0's consumers start pulling (and write clock ticks into a
+//!    stream that goes idle).
 //!
 //! ## Shutdown
 //! On the shutdown signal the consumers stop, the workers stop where they
-//! are (open windows are *not* closed: their input is simply not
-//! acknowledged and comes again on restart), the output task writes what it
-//! has, and the ack task acknowledges what that made durable.
+//! are (open windows are *not* closed: their messages stay after the
+//! checkpoint and are read again on restart), the output task writes what
+//! it has and records the frontiers and checkpoints that made durable.
 
 use std::time::{Duration, Instant};
 

@@ -7,9 +7,9 @@
 //! [`ClickHouseTask`], a task of its own so that slow inserts never hold up
 //! the hot path, buffers the rows per table and flushes every table at once
 //! on size or age; after a confirmed flush the last frontier it had received
-//! before the flush is *durable*: it records it ([`crate::resume`]) and
-//! reports it, and messages whose deadline it passes may be acknowledged
-//! ([`crate::progress::AckTracker`]).
+//! before the flush (per stream) is *durable*: it records it ([`crate::resume`]) and
+//! reports it, and the checkpoint task moves each stream's checkpoint past
+//! the messages whose deadline it passes ([`crate::progress::CheckpointTracker`]).
 //!
 //! When ClickHouse is down, the writers keep their batches and retry; the
 //! ClickHouse task stops reading while any writer is full, its bounded
