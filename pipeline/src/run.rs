@@ -166,18 +166,9 @@ async fn wait_migrated(
     clickhouse: &insite_schemas::config::ClickHouseConfig,
 ) -> Result<(), PipelineError> {
     let client = ch::connect(clickhouse);
-    let wanted: Vec<u32> = insite_schemas::migrations::MIGRATIONS
-        .iter()
-        .map(|m| m.version)
-        .collect();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let applied = client
-            .query("SELECT DISTINCT version FROM schema_migrations")
-            .fetch_all::<u32>()
-            .await
-            .unwrap_or_default();
-        if wanted.iter().all(|v| applied.contains(v)) {
+        if ch::is_migrated(&client).await {
             return Ok(());
         }
         if Instant::now() >= deadline {

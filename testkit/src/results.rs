@@ -7,44 +7,26 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use insite_pipeline::resume::ProgressStore;
+use insite_pipeline::resume::{ProgressStore, Resume};
 use insite_pipeline::source::InputSource;
 use insite_schemas::config::ClickHouseConfig;
 use serde::Deserialize;
 
 use crate::wait::eventually;
 
+/// Where a restart of `pipeline` would resume, as recorded (the process
+/// index is not used by `load`).
+async fn recorded(clickhouse: &ClickHouseConfig, pipeline: &str) -> Option<Resume> {
+    let client = insite_sinks::clickhouse::connect(clickhouse);
+    ProgressStore::new(client, pipeline, 0, 1).load().await.ok()
+}
+
 /// The recorded durable frontier of `pipeline`, if any: the least over its
 /// two input streams of the row a restart resumes from.
 pub async fn durable_frontier(clickhouse: &ClickHouseConfig, pipeline: &str) -> Option<i64> {
-    let client = insite_sinks::clickhouse::connect(clickhouse);
-    // Where a restart of `pipeline` would resume (the process index is not
-    // used by `load`).
-    ProgressStore::new(client, pipeline, 0, 1)
-        .load()
+    recorded(clickhouse, pipeline)
         .await
-        .ok()
         .and_then(|resume| resume.durable())
-}
-
-/// Waits (up to two minutes) until `pipeline`'s durable frontier passes
-/// `through`.
-///
-/// # Panics
-/// If it does not in time.
-pub async fn wait_durable(clickhouse: &ClickHouseConfig, pipeline: &str, through: i64) {
-    let durable = eventually(Duration::from_secs(120), async || {
-        durable_frontier(clickhouse, pipeline)
-            .await
-            .is_some_and(|d| d > through)
-    })
-    .await;
-    if let Err(e) = durable {
-        panic!(
-            "pipeline {pipeline} not durable through {through} in time (at {:?}): {e}",
-            durable_frontier(clickhouse, pipeline).await
-        );
-    }
 }
 
 /// The recorded durable frontier of one input stream of `pipeline`, if any.
@@ -53,12 +35,40 @@ pub async fn stream_durable_frontier(
     pipeline: &str,
     source: InputSource,
 ) -> Option<i64> {
-    let client = insite_sinks::clickhouse::connect(clickhouse);
-    ProgressStore::new(client, pipeline, 0, 1)
-        .load()
+    recorded(clickhouse, pipeline)
         .await
-        .ok()
         .and_then(|resume| resume.of(source).durable_ms)
+}
+
+/// Waits (up to two minutes) until `frontier()` passes `through`; panics
+/// naming `what` if it does not.
+async fn wait_past<F, Fut>(what: &str, through: i64, frontier: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<i64>>,
+{
+    let durable = eventually(Duration::from_secs(120), async || {
+        frontier().await.is_some_and(|d| d > through)
+    })
+    .await;
+    if let Err(e) = durable {
+        panic!(
+            "{what} not durable through {through} in time (at {:?}): {e}",
+            frontier().await
+        );
+    }
+}
+
+/// Waits (up to two minutes) until `pipeline`'s durable frontier passes
+/// `through`.
+///
+/// # Panics
+/// If it does not in time.
+pub async fn wait_durable(clickhouse: &ClickHouseConfig, pipeline: &str, through: i64) {
+    wait_past(&format!("pipeline {pipeline}"), through, || {
+        durable_frontier(clickhouse, pipeline)
+    })
+    .await;
 }
 
 /// Waits (up to two minutes) until the durable frontier of `pipeline`'s
@@ -73,19 +83,12 @@ pub async fn wait_stream_durable(
     source: InputSource,
     through: i64,
 ) {
-    let durable = eventually(Duration::from_secs(120), async || {
-        stream_durable_frontier(clickhouse, pipeline, source)
-            .await
-            .is_some_and(|d| d > through)
-    })
+    wait_past(
+        &format!("{} of pipeline {pipeline}", source.name()),
+        through,
+        || stream_durable_frontier(clickhouse, pipeline, source),
+    )
     .await;
-    if let Err(e) = durable {
-        panic!(
-            "{} of pipeline {pipeline} not durable through {through} in time (at {:?}): {e}",
-            source.name(),
-            stream_durable_frontier(clickhouse, pipeline, source).await
-        );
-    }
 }
 
 /// A bar as read back from ClickHouse: (symbol, interval_s, window_start_ms)
@@ -262,9 +265,7 @@ pub async fn read_late(clickhouse: &ClickHouseConfig) -> Vec<LateRow> {
 /// # Panics
 /// If a stream's checkpoint is behind its last data message.
 pub async fn assert_checkpoints_past_the_data(env: &crate::TestEnv, pipeline: &str) {
-    let client = env.clickhouse();
-    let resume = ProgressStore::new(client, pipeline, 0, 1)
-        .load()
+    let resume = recorded(&env.connections.clickhouse, pipeline)
         .await
         .expect("reading the checkpoints");
     let js = env.jetstream().await;

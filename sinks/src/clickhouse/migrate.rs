@@ -91,6 +91,26 @@ pub async fn server_version(
     client.query("SELECT version()").fetch_one::<String>().await
 }
 
+/// The migration versions recorded as applied in `client`'s database (an
+/// error if `schema_migrations` does not exist yet).
+pub async fn applied_versions(
+    client: &clickhouse::Client,
+) -> Result<Vec<u32>, clickhouse::error::Error> {
+    client
+        .query(&format!("SELECT DISTINCT version FROM {MIGRATIONS_TABLE}"))
+        .fetch_all::<u32>()
+        .await
+}
+
+/// Whether every migration of this build is recorded as applied in
+/// `client`'s database (another process may be applying them).
+pub async fn is_migrated(client: &clickhouse::Client) -> bool {
+    match applied_versions(client).await {
+        Ok(applied) => MIGRATIONS.iter().all(|m| applied.contains(&m.version)),
+        Err(_) => false,
+    }
+}
+
 /// Creates the database if missing and applies every migration not yet
 /// recorded in `schema_migrations`. Safe to run at every start-up. Waits,
 /// retrying, while ClickHouse is unavailable (see the module docs).
@@ -98,7 +118,8 @@ pub async fn server_version(
 /// Two runs at once on one database (the processes of a cluster starting
 /// together) are not safe while a migration that has not been applied yet
 /// moves tables (migration 3, `trades_key`): one of them may fail with
-/// `TABLE_ALREADY_EXISTS` or `UNKNOWN_TABLE`.
+/// `TABLE_ALREADY_EXISTS` or `UNKNOWN_TABLE`; the pipeline has process 0
+/// migrate and the others wait for [`is_migrated`].
 pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, MigrateError> {
     let db = &config.database;
     if db.is_empty() || !db.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
@@ -110,8 +131,7 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, Migra
     step(|| admin.query(&create).execute()).await?;
     let client = super::connect(config);
     step(|| client.query(MIGRATIONS_TABLE_DDL).execute()).await?;
-    let applied = format!("SELECT DISTINCT version FROM {MIGRATIONS_TABLE}");
-    let done: Vec<u32> = step(|| client.query(&applied).fetch_all::<u32>()).await?;
+    let done: Vec<u32> = step(|| applied_versions(&client)).await?;
     let mut report = MigrationReport {
         server_version,
         applied: Vec::new(),

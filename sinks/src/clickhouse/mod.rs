@@ -31,7 +31,9 @@ pub use classify::{
     classify, classify_code, classify_status, exception_code, is_retryable, is_timeout, ErrorClass,
     BAD_DATA_CODES, RETRYABLE_CODES,
 };
-pub use migrate::{migrate, server_version, MigrateError, MigrationReport};
+pub use migrate::{
+    applied_versions, is_migrated, migrate, server_version, MigrateError, MigrationReport,
+};
 pub use writer::{FlushReport, TableWriter, WriteError, WriterConfig};
 
 use std::time::Duration;
