@@ -248,6 +248,11 @@ impl Intake {
 /// least frontiers over the processes looked up).
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
+/// How long a stopping task waits for the checkpoints its last frontier
+/// allows (the checkpoint task answers within milliseconds; they may also
+/// not move at all).
+const FINAL_CHECKPOINTS_WAIT: Duration = Duration::from_millis(500);
+
 /// Row batches buffered between the output task and the ClickHouse task.
 const CLICKHOUSE_CHANNEL: usize = 64;
 
@@ -442,6 +447,23 @@ impl ClickHouseTask {
                     last_progress = Instant::now();
                 }
             }
+        }
+        // The checkpoints a frontier allows are worked out (by the
+        // checkpoint task) only once that frontier is reported, so the last
+        // record carries the checkpoints of the one before. Give the task a
+        // moment to catch up with the last frontier and record them too, so
+        // a restart after a clean stop reads nothing again it need not.
+        let Some(checkpoints) = self.recording.as_ref().and_then(|r| r.checkpoints.clone()) else {
+            return Ok(());
+        };
+        let caught_up = tokio::time::timeout(FINAL_CHECKPOINTS_WAIT, async {
+            while Some(*checkpoints.borrow()) == last_checkpoints {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        if caught_up.is_ok() {
+            self.make_durable(last_recorded, &durable).await?;
         }
         Ok(())
     }
