@@ -41,6 +41,21 @@ pub struct BackfillArgs {
     /// plain or gzip.
     #[arg(long)]
     posts: Option<PathBuf>,
+    /// Instead of files: this much synthetic history (e.g. 3h, 90m) from the
+    /// seeded simulator of `insite ingest synthetic`, ending at the start of
+    /// the current 5-minute window, so that a live feed starting now writes
+    /// no window it holds (what the demo opens on).
+    #[arg(long, value_parser = crate::ingest::parse_duration, conflicts_with_all = ["trades", "quotes", "posts"])]
+    synthetic: Option<Duration>,
+    /// Market events per second of the synthetic history.
+    #[arg(long, default_value_t = 100.0)]
+    synthetic_rate: f64,
+    /// Posts per second of the synthetic history.
+    #[arg(long, default_value_t = 5.0)]
+    synthetic_posts_per_s: f64,
+    /// Seed of the synthetic history.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
     /// Write into this ClickHouse database instead of the live one (created
     /// and migrated if missing).
     #[arg(long)]
@@ -105,11 +120,14 @@ pub fn run(config: &InsiteConfig, args: BackfillArgs) -> anyhow::Result<()> {
         slice_ms: args.batch_ms.unwrap_or(defaults.slice_ms),
         ..defaults
     };
-    let files = FileReader::open(
-        args.trades.as_deref(),
-        args.quotes.as_deref(),
-        args.posts.as_deref(),
-    )?;
+    let files = match args.synthetic {
+        Some(span) => History::synthetic(span, &args)?,
+        None => History::Files(FileReader::open(
+            args.trades.as_deref(),
+            args.quotes.as_deref(),
+            args.posts.as_deref(),
+        )?),
+    };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let started = Instant::now();
@@ -119,7 +137,7 @@ pub fn run(config: &InsiteConfig, args: BackfillArgs) -> anyhow::Result<()> {
         let shutdown = crate::signal::shutdown_on_signal();
         let (sender, input) = insite_pipeline::backfill::channels(&pipeline);
         let (rejects_tx, rejects_rx) = mpsc::unbounded_channel();
-        let bar = (!args.quiet).then(|| progress_bar(files.progress().1));
+        let bar = (!args.quiet).then(|| progress_bar(files.progress().1, args.synthetic.is_some()));
         let feeder = {
             let (stop, bar) = (shutdown.clone(), bar.clone());
             tokio::task::spawn_blocking(move || feed(files, batch, sender, rejects_tx, bar, stop))
@@ -173,22 +191,95 @@ pub fn run(config: &InsiteConfig, args: BackfillArgs) -> anyhow::Result<()> {
     })
 }
 
-fn progress_bar(total_bytes: u64) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(total_bytes);
+fn progress_bar(total: u64, counts_events: bool) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    let template = if counts_events {
+        "{elapsed_precise} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta}) {msg}"
+    } else {
+        "{elapsed_precise} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {msg}"
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
     );
     bar
 }
 
-/// Reads the files to their end (or until `stop`), batching like `ingest
+/// Synthetic history ends where the current 5-minute window (the longest
+/// default window) starts.
+fn history_end_ms(now_ms: i64) -> i64 {
+    now_ms - now_ms.rem_euclid(300_000)
+}
+
+/// Where the history comes from.
+enum History {
+    /// Files, merged by event time.
+    Files(FileReader),
+    /// The seeded simulator, over a span of event time ending now.
+    Synthetic {
+        /// The simulator.
+        simulator: insite_ingest::synthetic::Simulator,
+        /// Events generated so far.
+        generated: u64,
+        /// Events it will generate (about).
+        expected: u64,
+    },
+}
+
+impl History {
+    fn synthetic(span: Duration, args: &BackfillArgs) -> anyhow::Result<Self> {
+        let span_ms = i64::try_from(span.as_millis()).context("--synthetic is too long")?;
+        let config = insite_ingest::SyntheticConfig {
+            seed: args.seed,
+            rate: args.synthetic_rate,
+            posts_per_s: args.synthetic_posts_per_s,
+            max_speed: true,
+            start_ms: history_end_ms(insite_schemas::time::now_ms()) - span_ms,
+            duration: Some(span),
+            ..insite_ingest::SyntheticConfig::default()
+        };
+        let expected =
+            (span.as_secs_f64() * (args.synthetic_rate + args.synthetic_posts_per_s)) as u64;
+        Ok(Self::Synthetic {
+            simulator: insite_ingest::synthetic::Simulator::new(config)?,
+            generated: 0,
+            expected: expected.max(1),
+        })
+    }
+
+    /// The next event (bad lines of a file go to `rejects`).
+    fn next_event(&mut self, rejects: &mut Vec<Rejected>) -> anyhow::Result<Option<Event>> {
+        match self {
+            Self::Files(files) => Ok(files.next_event(rejects)?),
+            Self::Synthetic {
+                simulator,
+                generated,
+                ..
+            } => {
+                *generated += 1;
+                Ok(simulator.next())
+            }
+        }
+    }
+
+    /// Progress so far and its total (bytes of files, or events).
+    fn progress(&self) -> (u64, u64) {
+        match self {
+            Self::Files(files) => files.progress(),
+            Self::Synthetic {
+                generated,
+                expected,
+                ..
+            } => ((*generated).min(*expected), *expected),
+        }
+    }
+}
+
+/// Reads the history to its end (or until `stop`), batching like `ingest
 /// files` and sending each batch to the dataflow.
 fn feed(
-    mut files: FileReader,
+    mut files: History,
     batch: BatchConfig,
     mut sender: BackfillSender,
     rejects_tx: mpsc::UnboundedSender<Rejected>,
