@@ -280,10 +280,15 @@ impl LineFile {
                 .iter()
                 .find_map(|alias| names.iter().position(|n| n == alias).map(|at| (alias, at)));
             if found.is_none() && *required {
+                let also = if aliases.len() > 1 {
+                    format!(" (or {})", aliases[1..].join(", "))
+                } else {
+                    String::new()
+                };
                 return Err(bad(format!(
-                    "header {:?} lacks the column {:?} (needs {})",
+                    "header {:?} lacks the column {:?}{also} (needs {})",
                     names.join(","),
-                    aliases.join(" or "),
+                    aliases[0],
                     wanted
                         .iter()
                         .filter(|(_, r)| *r)
