@@ -729,6 +729,41 @@ impl FileReader {
     }
 }
 
+/// How far behind MARKET's clock a file may start before publishing it
+/// warns: the pipeline's default allowed lateness.
+const BEHIND_THE_CLOCK_MS: TimestampMs = 2_000;
+
+/// The event time MARKET's clock has reached, as the stream shows it: the
+/// latest clock tick a live pipeline wrote there, or the newest event of
+/// the last trade or quote message (`None`: nothing there).
+async fn market_clock(js: &jetstream::Context, streams: &StreamsConfig) -> Option<TimestampMs> {
+    let stream = js.get_stream_no_info(&streams.market).await.ok()?;
+    let mut clock = None;
+    for wildcard in ["md.clock.>", "md.trades.>", "md.quotes.>"] {
+        let Ok(message) = stream
+            .get_last_raw_message_by_subject(&streams.subject(wildcard))
+            .await
+        else {
+            continue;
+        };
+        let schema = message
+            .headers
+            .get(insite_schemas::wire::SCHEMA_HEADER)
+            .map(|v| v.as_str());
+        let ts = if wildcard.starts_with("md.clock") {
+            insite_schemas::wire::decode_clock(schema, &message.payload)
+                .ok()
+                .map(|tick| tick.ts)
+        } else {
+            insite_schemas::wire::decode_inbound(schema, &message.payload)
+                .ok()
+                .and_then(|events| events.max_ts())
+        };
+        clock = clock.max(ts);
+    }
+    clock
+}
+
 /// Replays the files of `config` until they end or `shutdown` fires, then
 /// flushes what is in flight.
 pub async fn publish_files(
@@ -753,6 +788,7 @@ pub async fn publish_files(
     let mut pacer = Pacer::new(config.speed);
     let mut out = Vec::with_capacity(64);
     let mut rejects = Vec::new();
+    let mut first_clock = Some(market_clock(js, streams).await);
     let result: Result<(), IngestError> = async {
         loop {
             if shutdown.is_cancelled() {
@@ -772,6 +808,16 @@ pub async fn publish_files(
                     .await?;
             }
             let Some(event) = next else { break };
+            if let Some(clock) = first_clock.take().flatten() {
+                if event.ts() < clock - BEHIND_THE_CLOCK_MS {
+                    tracing::warn!(
+                        first_event_ms = event.ts(),
+                        stream_clock_ms = clock,
+                        "the files start behind the stream's clock: a live pipeline reading it \
+                         counts their events late; to load history, use `insite backfill`"
+                    );
+                }
+            }
             if let Some(due) = pacer.due(event.ts()) {
                 batcher.advance_to(event.ts() - 1, &mut out)?;
                 publish_all(&mut publisher, &mut out).await?;

@@ -250,6 +250,15 @@ impl Inbound {
         }
     }
 
+    /// The latest event time among the events (`None`: no events).
+    pub fn max_ts(&self) -> Option<crate::TimestampMs> {
+        match self {
+            Self::Trades(v) => v.iter().map(|e| e.ts).max(),
+            Self::Quotes(v) => v.iter().map(|e| e.ts).max(),
+            Self::Posts(v) => v.iter().map(|e| e.ts).max(),
+        }
+    }
+
     /// Whether there are no events.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
