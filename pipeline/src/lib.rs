@@ -9,9 +9,11 @@
 //! exactly the tables (late events included) of an uninterrupted run.
 //!
 //! ## Layout
-//! - [`run`](mod@run): [`run::run`] (the live job) and [`run::replay`] (a
-//!   stream range, again): their start-up order and shutdown;
-//!   [`run::Topology`] for timely's multi-process cluster mode.
+//! - [`run`](mod@run): [`run::run`] (the live job): its start-up order and
+//!   shutdown; [`run::Topology`] for timely's multi-process cluster mode.
+//! - [`replay`](mod@replay): [`replay::replay`] (stream ranges, again),
+//!   writing only the windows a range determines exactly
+//!   (`replay/edges.rs`).
 //! - [`config`]: [`config::PipelineConfig`], the `[pipeline]` section.
 //! - [`source`]: JetStream consumers (durable, recreated at the checkpoint;
 //!   or ephemeral over a range), decoding, subject checks, the clock-skew
@@ -38,11 +40,11 @@ pub mod bridge;
 pub mod config;
 pub mod output;
 pub mod progress;
+pub mod replay;
 pub mod resume;
 pub mod run;
 pub mod source;
 
 pub use config::PipelineConfig;
-pub use run::{
-    replay, run, Connections, PipelineError, ReplaySpec, RunConfig, RunReport, Topology,
-};
+pub use replay::{replay, ReplayReport, ReplaySpec};
+pub use run::{run, Connections, PipelineError, RunConfig, RunReport, Topology};
