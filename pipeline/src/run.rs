@@ -1,9 +1,9 @@
 //! Running the job: the start-up order and the shutdown of the live
-//! pipeline ([`run`]; replays of a stream range are in [`crate::replay`]).
-//! Both start one job (`bridge::Job`: the timely workers and the output task);
-//! consumers feed its input channels, the output task writes ClickHouse,
-//! Redis and NATS, and (live only) the checkpoint task moves each stream's
-//! checkpoint past what is durable.
+//! pipeline ([`run`]; replays of a stream range are in
+//! [`replay`](mod@crate::replay)). Both start one job (`bridge::Job`: the
+//! timely workers and the output task); consumers feed its input channels,
+//! the output task writes ClickHouse, Redis and NATS, and (live only) the
+//! checkpoint task moves each stream's checkpoint past what is durable.
 //!
 //! ## Start-up order of a live pipeline
 //! 1. Streams are created or checked; process 0 applies the migrations
