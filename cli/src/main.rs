@@ -56,8 +56,15 @@ enum Command {
     Migrate,
     /// The dataflow job: JetStream in; ClickHouse, Redis and NATS out.
     Pipeline(pipeline::PipelineArgs),
-    /// Re-run the dataflow over a stream range, into the live tables or
-    /// another database.
+    /// Re-run the dataflow over a stream range (by stream sequence, storage
+    /// time or event time), into the live tables or another database,
+    /// writing only the windows the range fully covers.
+    ///
+    /// `--from-seq`/`--to-seq` count JetStream stream sequences;
+    /// `--from-time`/`--to-time` the time JetStream stored each message;
+    /// `--from-event-time`/`--to-event-time` the events' own timestamps.
+    /// Finals of windows cut by the range, or still open at its end, are
+    /// never written, so a live final is never replaced by a partial one.
     Replay(pipeline::ReplayArgs),
     /// Load history from files (trades, quotes, posts; the vendor's flat
     /// files too) through the operators into ClickHouse, safely next to the

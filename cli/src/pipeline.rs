@@ -56,23 +56,42 @@ enum ReplayStreams {
 }
 
 /// `insite replay`
+///
+/// A range is given by stream sequence, by storage time (when JetStream
+/// stored each message), or by event time (the events' own timestamps),
+/// or by several of them at once. Whatever the range, only the finals of
+/// windows it fully covers are written, so a replay into the live database
+/// never replaces a live final with a partial one.
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     /// Which streams to read.
     #[arg(long, value_enum, default_value_t = ReplayStreams::Both)]
     streams: ReplayStreams,
-    /// First stream sequence (inclusive).
+    /// First stream sequence to read (inclusive; a JetStream position, the
+    /// same number in every stream read).
     #[arg(long)]
     from_seq: Option<u64>,
-    /// Last stream sequence (inclusive).
+    /// Last stream sequence to read (inclusive).
     #[arg(long)]
     to_seq: Option<u64>,
-    /// First publish time (RFC 3339, inclusive).
-    #[arg(long, value_parser = parse_time)]
+    /// First storage time to read (RFC 3339, inclusive): when JetStream
+    /// stored the message, not when its events happened. A backlog
+    /// published in one go was stored all at once: use --from-event-time.
+    #[arg(long, visible_alias = "from-stored-time", value_parser = parse_time)]
     from_time: Option<i64>,
-    /// Last publish time (RFC 3339, inclusive).
-    #[arg(long, value_parser = parse_time)]
+    /// Last storage time to read (RFC 3339, inclusive).
+    #[arg(long, visible_alias = "to-stored-time", value_parser = parse_time)]
     to_time: Option<i64>,
+    /// Start of an event-time range (RFC 3339, inclusive): only events, and
+    /// windows, at or after it are written. Reading starts the clock-skew
+    /// bound earlier in storage time.
+    #[arg(long, value_parser = parse_time)]
+    from_event_time: Option<i64>,
+    /// End of an event-time range (RFC 3339, exclusive; a bare date means
+    /// the end of that day): only events before it, and windows ending by
+    /// it, are written. Reading stops once the stream's clock has passed it.
+    #[arg(long, value_parser = parse_time_end)]
+    to_event_time: Option<i64>,
     /// Write into this ClickHouse database instead of the live one (created
     /// and migrated if missing).
     #[arg(long)]
@@ -83,6 +102,19 @@ pub struct ReplayArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+/// An edge for people.
+fn edge_text(ms: i64) -> String {
+    match ms {
+        i64::MIN => "the stream's start".into(),
+        i64::MAX => "the end".into(),
+        ms => format!("{ms} ms since the epoch"),
+    }
+}
+
+fn parse_time_end(text: &str) -> Result<i64, String> {
+    insite_schemas::time::parse_time_end(text).map_err(|e| e.to_string())
 }
 
 fn parse_time(text: &str) -> Result<i64, String> {
@@ -141,11 +173,19 @@ pub fn replay(config: &InsiteConfig, args: ReplayArgs) -> anyhow::Result<()> {
     if let Some(database) = &args.database {
         services.clickhouse.database = database.clone();
     }
+    if let (Some(from), Some(to)) = (args.from_event_time, args.to_event_time) {
+        anyhow::ensure!(
+            from < to,
+            "--from-event-time must be before --to-event-time"
+        );
+    }
     let range = StreamRange {
         from_seq: args.from_seq,
         from_time_ms: args.from_time,
         to_seq: args.to_seq,
         to_time_ms: args.to_time,
+        from_event_ms: args.from_event_time,
+        to_event_ms: args.to_event_time,
     };
     let spec = ReplaySpec {
         market: matches!(args.streams, ReplayStreams::Both | ReplayStreams::Market)
@@ -167,6 +207,20 @@ pub fn replay(config: &InsiteConfig, args: ReplayArgs) -> anyhow::Result<()> {
         services.clickhouse.database,
         seconds,
         report.events as f64 / seconds
+    );
+    for (name, written) in [("MARKET", report.market), ("SOCIAL", report.social)] {
+        if let Some(written) = written {
+            println!(
+                "{name}: finals written for windows from {} to {}",
+                edge_text(written.from),
+                edge_text(written.to)
+            );
+        }
+    }
+    println!(
+        "left out: {} finals of windows the range does not fully cover, {} late events \
+         judged by messages before it",
+        report.withheld_finals, report.withheld_late
     );
     Ok(())
 }

@@ -9,9 +9,11 @@
 //! exactly the tables (late events included) of an uninterrupted run.
 //!
 //! ## Layout
-//! - [`run`](mod@run): [`run::run`] (the live job) and [`run::replay`] (a
-//!   stream range, again): their start-up order and shutdown;
-//!   [`run::Topology`] for timely's multi-process cluster mode.
+//! - [`run`](mod@run): [`run::run`] (the live job): its start-up order and
+//!   shutdown; [`run::Topology`] for timely's multi-process cluster mode.
+//! - [`replay`](mod@replay): [`replay::replay`] (stream ranges, again),
+//!   writing only the windows a range determines exactly
+//!   (`replay/edges.rs`).
 //! - [`backfill`]: [`backfill::backfill`], the operators over a bounded
 //!   input (history from files), staged and checked against the live
 //!   tables before it is copied in.
@@ -42,11 +44,11 @@ pub mod bridge;
 pub mod config;
 pub mod output;
 pub mod progress;
+pub mod replay;
 pub mod resume;
 pub mod run;
 pub mod source;
 
 pub use config::PipelineConfig;
-pub use run::{
-    replay, run, Connections, PipelineError, ReplaySpec, RunConfig, RunReport, Topology,
-};
+pub use replay::{replay, ReplayReport, ReplaySpec};
+pub use run::{run, Connections, PipelineError, RunConfig, RunReport, Topology};

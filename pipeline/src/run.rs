@@ -1,9 +1,9 @@
 //! Running the job: the start-up order and the shutdown of the live
-//! pipeline ([`run`]) and of replays of a stream range ([`replay`]). Both
-//! start one job (`bridge::Job`: the timely workers and the output task);
-//! consumers feed its input channels, the output task writes ClickHouse,
-//! Redis and NATS, and (live only) the checkpoint task moves each stream's
-//! checkpoint past what is durable.
+//! pipeline ([`run`]; replays of a stream range are in
+//! [`replay`](mod@crate::replay)). Both start one job (`bridge::Job`: the
+//! timely workers and the output task); consumers feed its input channels,
+//! the output task writes ClickHouse, Redis and NATS, and (live only) the
+//! checkpoint task moves each stream's checkpoint past what is durable.
 //!
 //! ## Start-up order of a live pipeline
 //! 1. Streams are created or checked; process 0 applies the migrations
@@ -40,7 +40,7 @@ use crate::config::PipelineConfig;
 use crate::output::{LatencyRecorder, OutputError, OutputTask};
 use crate::progress::{run_checkpoints, CheckpointReport, Checkpoints};
 use crate::resume::{ProgressStore, Resume, ResumeError};
-use crate::source::{self, InputMessage, InputSource, PullOptions, SourceError, StreamRange};
+use crate::source::{self, InputMessage, InputSource, PullOptions, SourceError};
 
 /// Everything a live run needs but its shutdown signal.
 #[derive(Debug, Clone)]
@@ -158,7 +158,7 @@ impl RunReport {
 }
 
 /// Connects to NATS as `name` and opens JetStream.
-async fn jetstream(
+pub(crate) async fn jetstream(
     services: &Connections,
     name: &str,
 ) -> Result<jetstream::Context, PipelineError> {
@@ -381,143 +381,4 @@ async fn wait_any<T>(
     }
     let (result, index, _) = futures::future::select_all(tasks.iter_mut()).await;
     (index, result)
-}
-
-/// What to replay.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ReplaySpec {
-    /// The range of MARKET (`None`: skip MARKET).
-    pub market: Option<StreamRange>,
-    /// The range of SOCIAL (`None`: skip SOCIAL).
-    pub social: Option<StreamRange>,
-    /// Also write Redis and publish to DERIVED (off by default: a replay
-    /// rebuilds history, and live readers want live state).
-    pub hot: bool,
-    /// Draw a progress bar on stderr.
-    pub progress_bar: bool,
-}
-
-/// What a replay did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReplayReport {
-    /// Messages read.
-    pub messages: u64,
-    /// Events in them.
-    pub events: u64,
-    /// Wall-clock duration.
-    pub elapsed: Duration,
-}
-
-/// Re-runs the dataflow over stream ranges into `services.clickhouse`'s
-/// database (the live one, or another), then returns. Windows that lie
-/// wholly inside the ranges get exactly the results of the live run.
-pub async fn replay(
-    services: &Connections,
-    config: &PipelineConfig,
-    spec: &ReplaySpec,
-) -> Result<ReplayReport, PipelineError> {
-    let started = Instant::now();
-    let js = jetstream(services, "insite-replay").await?;
-    let streams = &services.nats.streams;
-    ch::migrate(&services.clickhouse).await?;
-
-    let (fwd_tx, mut fwd_rx) = mpsc::channel::<InputMessage>(config.input_buffer.max(1));
-    let stop_pull = CancellationToken::new();
-    let mut pulls = Vec::new();
-    let mut total = 0u64;
-    for (src, range) in [
-        (InputSource::Market, spec.market),
-        (InputSource::Social, spec.social),
-    ] {
-        let Some(range) = range else { continue };
-        let (mut consumer, end) = source::replay_consumer(&js, streams, src, range).await?;
-        let pending = consumer
-            .info()
-            .await
-            .map(|info| info.num_pending)
-            .unwrap_or_default();
-        total += pending;
-        let options = PullOptions {
-            end_seq: Some(if pending == 0 { 0 } else { end }),
-            end_time_ms: range.to_time_ms,
-            max_clock_skew_ms: Some(config.consumer.max_clock_skew_ms.max(0)),
-            ..PullOptions::default()
-        };
-        pulls.push(tokio::spawn(source::run_consumer(
-            js.clone(),
-            streams.clone(),
-            consumer,
-            src,
-            fwd_tx.clone(),
-            stop_pull.clone(),
-            options,
-        )));
-    }
-    drop(fwd_tx);
-
-    let channel = || mpsc::channel::<InputMessage>(config.input_buffer.max(1));
-    let ((market_tx, market_rx), (social_tx, social_rx)) = (channel(), channel());
-    let (durable_tx, _durable_rx) = watch::channel([TimestampMs::MIN; 2]);
-    let output = OutputTask::connect(services, config, &js, spec.hot).await?;
-    let reader = Reader {
-        market: SourceReader {
-            input: market_rx,
-            reads: None,
-            resume_max_ts: None,
-        },
-        social: SourceReader {
-            input: social_rx,
-            reads: None,
-            resume_max_ts: None,
-        },
-    };
-    let job = Job::start(JobSpec {
-        config,
-        topology: &Topology::single(),
-        reader,
-        bounded: true,
-        resume_from: [TimestampMs::MIN; 2],
-        output,
-        durable: durable_tx,
-    })?;
-    let mut senders = [Some(market_tx), Some(social_tx)];
-
-    let bar = spec.progress_bar.then(|| {
-        let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:40}] {pos}/{len} messages ({per_sec}, eta {eta})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar
-    });
-    let mut report = ReplayReport::default();
-    while let Some(message) = fwd_rx.recv().await {
-        report.messages += 1;
-        report.events += message.body.len() as u64;
-        if let Some(bar) = &bar {
-            bar.inc(1);
-        }
-        let Some(tx) = &senders[message.source.index()] else {
-            continue;
-        };
-        if tx.send(message).await.is_err() {
-            break;
-        }
-    }
-    senders = [None, None];
-    drop(senders);
-    stop_pull.cancel();
-    for pull in pulls {
-        pull.await
-            .map_err(|_| PipelineError::Crashed("a replay consumer"))??;
-    }
-    if let Some(bar) = &bar {
-        bar.finish_with_message("read");
-    }
-    job.finish().await?;
-    report.elapsed = started.elapsed();
-    Ok(report)
 }

@@ -233,28 +233,62 @@ pub async fn consumer(
         .map_err(js_error("create consumer"))
 }
 
-/// Where a replay starts and ends in a stream.
+/// Where a replay starts and ends in a stream. Three kinds of bound, which
+/// may be combined:
+/// - **stream sequence** (`from_seq`, `to_seq`): JetStream's position of a
+///   message in the stream;
+/// - **storage time** (`from_time_ms`, `to_time_ms`): when JetStream
+///   *stored* a message (a backlog published in one go is stored within
+///   seconds, whatever its events' times);
+/// - **event time** (`from_event_ms`, `to_event_ms`): the events' own
+///   timestamps. Reading starts `max_clock_skew_ms` of storage time before
+///   `from_event_ms` (no earlier message can hold a later event) and stops
+///   once the stream's clock has passed `to_event_ms`; only events, and
+///   windows, inside `[from_event_ms, to_event_ms)` are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StreamRange {
     /// First stream sequence (inclusive).
     pub from_seq: Option<u64>,
-    /// First publish time, ms since the epoch (inclusive).
+    /// First storage time, ms since the epoch (inclusive).
     pub from_time_ms: Option<i64>,
     /// Last stream sequence (inclusive).
     pub to_seq: Option<u64>,
-    /// Last publish time, ms since the epoch (inclusive).
+    /// Last storage time, ms since the epoch (inclusive).
     pub to_time_ms: Option<i64>,
+    /// First event time, ms since the epoch (inclusive).
+    pub from_event_ms: Option<TimestampMs>,
+    /// End of the event-time range, ms since the epoch (exclusive).
+    pub to_event_ms: Option<TimestampMs>,
 }
 
-/// An ephemeral, unacknowledged consumer over `range` of `source`'s stream,
-/// and the last sequence it will deliver (the stream's last sequence now,
-/// or `range.to_seq` if lower).
+/// A replay's consumer over one stream range, and what is known of the
+/// messages before it.
+#[derive(Debug)]
+pub struct ReplayStart {
+    /// The ephemeral, unacknowledged consumer.
+    pub consumer: jetstream::consumer::PullConsumer,
+    /// The last sequence it will deliver (the stream's last sequence now,
+    /// or `to_seq` if lower).
+    pub end_seq: u64,
+    /// `None` if the range starts at the stream's first message ever
+    /// (sequence 1): nothing precedes it. Otherwise a bound on the event
+    /// time of every event and clock tick in the messages before the range:
+    /// each was at most `max_clock_skew_ms` ahead of its message's storage
+    /// time, and those messages were stored before the range's first.
+    pub before_max_ts: Option<TimestampMs>,
+}
+
+/// An ephemeral, unacknowledged consumer over `range` of `source`'s stream
+/// (`max_clock_skew_ms`: the pipeline's clock-skew bound, for the start of
+/// an event-time range and the bound on what precedes the range).
 pub async fn replay_consumer(
     js: &jetstream::Context,
     streams: &StreamsConfig,
     source: InputSource,
     range: StreamRange,
-) -> Result<(jetstream::consumer::PullConsumer, u64), SourceError> {
+    max_clock_skew_ms: i64,
+) -> Result<ReplayStart, SourceError> {
+    let skew = max_clock_skew_ms.max(0);
     let mut stream = js
         .get_stream(source.stream(streams))
         .await
@@ -265,27 +299,86 @@ pub async fn replay_consumer(
         .map_err(js_error("stream info"))?
         .state
         .last_sequence;
-    let end = range.to_seq.map_or(last, |to| to.min(last));
-    let deliver_policy = match (range.from_seq, range.from_time_ms) {
+    let end_seq = range.to_seq.map_or(last, |to| to.min(last));
+    let start_time = range
+        .from_time_ms
+        .or(range.from_event_ms.map(|ms| ms.saturating_sub(skew)));
+    let at = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    };
+    let deliver_policy = match (range.from_seq, start_time) {
         (Some(seq), _) => DeliverPolicy::ByStartSequence {
             start_sequence: seq.max(1),
         },
-        (None, Some(ms)) => DeliverPolicy::ByStartTime {
-            start_time: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
-        },
+        (None, Some(ms)) => DeliverPolicy::ByStartTime { start_time: at(ms) },
         (None, None) => DeliverPolicy::All,
     };
+    let config = pull::Config {
+        ack_policy: AckPolicy::None,
+        deliver_policy,
+        inactive_threshold: Duration::from_secs(60),
+        ..Default::default()
+    };
+    // The first message the range holds, read by a consumer of its own.
+    let first = first_message(&stream, config.clone()).await?;
+    let from_start = matches!(config.deliver_policy, DeliverPolicy::All);
+    let before_max_ts = match (first, range.from_seq, start_time) {
+        // The stream's first message: nothing precedes it.
+        (Some((1, _)), _, _) => None,
+        (None, _, _) if from_start => None,
+        // Nothing in the range yet: whatever it reads was stored later.
+        (None, _, _) => Some(insite_schemas::time::now_ms().saturating_add(skew)),
+        // Messages before it were stored before `from_time`.
+        (Some(_), None, Some(ms)) => Some(ms.saturating_sub(1).saturating_add(skew)),
+        // Messages before it were stored no later than it was.
+        (Some((_, stored_ms)), _, _) => Some(stored_ms.saturating_add(skew)),
+    };
     let consumer = stream
-        .create_consumer(pull::Config {
-            ack_policy: AckPolicy::None,
-            deliver_policy,
-            inactive_threshold: Duration::from_secs(60),
-            ..Default::default()
-        })
+        .create_consumer(config)
         .await
         .map_err(js_error("create replay consumer"))?;
-    Ok((consumer, end))
+    Ok(ReplayStart {
+        consumer,
+        end_seq,
+        before_max_ts,
+    })
+}
+
+/// The stream sequence and storage time (ms) of the first message a
+/// consumer with `config` delivers, if any.
+async fn first_message(
+    stream: &jetstream::stream::Stream,
+    config: pull::Config,
+) -> Result<Option<(u64, TimestampMs)>, SourceError> {
+    let peek = stream
+        .create_consumer(config)
+        .await
+        .map_err(js_error("create replay consumer"))?;
+    let name = peek.cached_info().name.clone();
+    let mut batch = peek
+        .fetch()
+        .max_messages(1)
+        .messages()
+        .await
+        .map_err(js_error("pull messages"))?;
+    let mut first = None;
+    while let Some(message) = batch.next().await {
+        let message = message.map_err(|source| SourceError::JetStream {
+            what: "pull messages",
+            source,
+        })?;
+        if let Ok(info) = message.info() {
+            let stored_ms = i64::try_from(info.published.unix_timestamp_nanos() / 1_000_000)
+                .unwrap_or(TimestampMs::MAX);
+            first = Some((info.stream_sequence, stored_ms));
+        }
+    }
+    if let Err(e) = stream.delete_consumer(&name).await {
+        // Ephemeral: it goes by itself once inactive.
+        tracing::debug!(error = %e, "deleting the replay's peek consumer");
+    }
+    Ok(first)
 }
 
 /// Why a decoded message does not belong on its subject.

@@ -171,6 +171,44 @@ pub async fn read_sentiment(clickhouse: &ClickHouseConfig) -> SentimentTable {
         .collect()
 }
 
+/// A trending entry: (interval_s, window_start_ms, symbol) → (rank,
+/// mentions, z-score).
+pub type TrendingTable = BTreeMap<(u32, u64, String), (u32, u64, f64)>;
+
+/// The `trending` table, read with `FINAL`.
+pub async fn read_trending(clickhouse: &ClickHouseConfig) -> TrendingTable {
+    insite_sinks::clickhouse::connect(clickhouse)
+        .query(
+            "SELECT interval_s, window_start_ms, symbol, rank, mentions, zscore \
+             FROM trending FINAL",
+        )
+        .fetch_all::<(u32, u64, String, u32, u64, f64)>()
+        .await
+        .expect("reading trending")
+        .into_iter()
+        .map(|(i, w, s, rank, mentions, z)| ((i, w, s), (rank, mentions, z)))
+        .collect()
+}
+
+/// An alert: (symbol, kind, interval_s, window_start_ms) → (value,
+/// threshold, message).
+pub type AlertTable = BTreeMap<(String, String, u32, u64), (f64, f64, String)>;
+
+/// The `alerts` table, read with `FINAL`.
+pub async fn read_alerts(clickhouse: &ClickHouseConfig) -> AlertTable {
+    insite_sinks::clickhouse::connect(clickhouse)
+        .query(
+            "SELECT symbol, kind, interval_s, window_start_ms, value, threshold, message \
+             FROM alerts FINAL",
+        )
+        .fetch_all::<(String, String, u32, u64, f64, f64, String)>()
+        .await
+        .expect("reading alerts")
+        .into_iter()
+        .map(|(s, k, i, w, v, t, m)| ((s, k, i, w), (v, t, m)))
+        .collect()
+}
+
 /// Whether two floats agree to 1e-9, relative (absolute near zero).
 pub fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)

@@ -107,7 +107,14 @@ pub struct OutputTask {
     hot_interval: Duration,
     /// How often the ClickHouse task checks for an aged batch.
     check_every: Duration,
+    /// What passes from the workers to both sides (`None`: everything).
+    filter: Option<OutputFilter>,
 }
+
+/// A filter between the workers and both sides of the output: given one
+/// output, it pushes what passes (possibly outputs held back earlier).
+/// Called once more with `None` when the workers are done.
+pub type OutputFilter = Box<dyn FnMut(Option<WorkerOutput>, &mut Vec<WorkerOutput>) + Send>;
 
 impl std::fmt::Debug for OutputTask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -135,7 +142,15 @@ impl OutputTask {
             hot: HotPath::new(redis, nats),
             hot_interval,
             check_every: Duration::from_millis((writer.max_age_ms / 4).clamp(5, 50)),
+            filter: None,
         }
+    }
+
+    /// Passes every output of the workers through `filter` first (a
+    /// replay's edges, `crate::replay`).
+    pub fn with_filter(mut self, filter: OutputFilter) -> Self {
+        self.filter = Some(filter);
+        self
     }
 
     /// The output task of a job with `config`'s settings: ClickHouse on
@@ -211,6 +226,7 @@ impl OutputTask {
             mut hot,
             hot_interval,
             check_every,
+            mut filter,
         } = self;
         let (to_clickhouse, mut writer) = clickhouse.spawn(durable, check_every);
 
@@ -218,10 +234,18 @@ impl OutputTask {
         hot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_hot = Instant::now();
         let mut failed = None;
-        loop {
+        let mut passed = Vec::new();
+        let mut ended_input = false;
+        while !ended_input {
             tokio::select! {
-                next = input.recv() => match next {
-                    Some(output) => {
+                next = input.recv() => {
+                    ended_input = next.is_none();
+                    match (&mut filter, next) {
+                        (Some(filter), next) => filter(next, &mut passed),
+                        (None, Some(output)) => passed.push(output),
+                        (None, None) => {}
+                    }
+                    for output in passed.drain(..) {
                         let rows = intake.accept(&output);
                         hot.accept(output).await;
                         if let Some(rows) = rows {
@@ -229,23 +253,27 @@ impl OutputTask {
                             tokio::select! {
                                 sent = to_clickhouse.send(rows) => {
                                     if sent.is_err() {
+                                        ended_input = true;
                                         break;
                                     }
                                 }
                                 ended = &mut writer => {
                                     failed = Some(ended);
+                                    ended_input = true;
                                     break;
                                 }
                             }
                         }
                     }
-                    None => break,
                 },
                 _ = hot_tick.tick() => {}
                 ended = &mut writer => {
                     failed = Some(ended);
                     break;
                 }
+            }
+            if failed.is_some() {
+                break;
             }
             // Hot state goes out on time, however busy the input is.
             if last_hot.elapsed() >= hot_interval {

@@ -17,6 +17,7 @@ mod nats_sink;
 mod pipeline_derived;
 mod pipeline_e2e;
 mod pipeline_output;
+mod pipeline_replay;
 mod pipeline_source;
 mod pipeline_time;
 mod query_browser;
