@@ -66,3 +66,6 @@ step "deploy files (after the install, so that no check is skipped)"
 
 step "cargo test (unit, property, integration, end-to-end)"
 cargo test --workspace --locked
+
+step "fuzzing (every target in fuzz/, ${FUZZ_SECONDS:-20} s each)"
+./scripts/fuzz.sh

@@ -17,7 +17,7 @@
 //! `insite.dlq.ingest` with the reason; the rest goes on.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use async_nats::jetstream;
@@ -128,8 +128,8 @@ struct LineFile {
     name: String,
     /// Its path.
     path: PathBuf,
-    /// The reader.
-    reader: BufReader<File>,
+    /// The reader (a file, or any byte source for [`read_records`]).
+    reader: BufReader<Box<dyn Read + Send>>,
     /// The last line number read (1-based).
     line: u64,
     /// CSV column positions (after the header).
@@ -152,11 +152,22 @@ impl LineFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
+        Self::from_reader(kind, name, path.to_owned(), Box::new(file))
+    }
+
+    /// Reads `reader` as a file of `kind` named `name` (at `path`, for
+    /// error messages); CSV files have their header read here.
+    fn from_reader(
+        kind: FileKind,
+        name: String,
+        path: PathBuf,
+        reader: Box<dyn Read + Send>,
+    ) -> Result<Self, IngestError> {
         let mut this = Self {
             kind,
             name,
-            path: path.to_owned(),
-            reader: BufReader::with_capacity(1 << 16, file),
+            reader: BufReader::with_capacity(1 << 16, reader),
+            path,
             line: 0,
             columns: None,
             peeked: None,
@@ -164,7 +175,8 @@ impl LineFile {
             buf: Vec::with_capacity(256),
         };
         if kind != FileKind::Posts {
-            this.read_header(path)?;
+            let path = this.path.clone();
+            this.read_header(&path)?;
         }
         Ok(this)
     }
@@ -370,6 +382,29 @@ fn parse_post(line: &[u8]) -> Result<Event, String> {
     }))
 }
 
+/// Reads a whole input of `kind` (CSV with its header, or JSONL) through
+/// the same parser as [`publish_files`], without publishing: the good
+/// events in file order and the rejected lines. `name` names the input in
+/// each reject's origin. An unreadable input or a bad CSV header is an
+/// error, as it is for a file.
+pub fn read_records(
+    kind: FileKind,
+    name: &str,
+    reader: impl Read + Send + 'static,
+) -> Result<(Vec<Event>, Vec<Rejected>), IngestError> {
+    let mut file = LineFile::from_reader(kind, name.to_owned(), name.into(), Box::new(reader))?;
+    let mut events = Vec::new();
+    let mut rejects = Vec::new();
+    loop {
+        file.fill(&mut rejects)?;
+        match file.peeked.take() {
+            Some(event) => events.push(event),
+            None => break,
+        }
+    }
+    Ok((events, rejects))
+}
+
 /// The merged, time-ordered reader over the input files.
 struct Merged {
     /// The open files.
@@ -506,5 +541,22 @@ mod tests {
         assert_eq!(p.ts, 1_700_000_000_000);
         assert!(parse_post(br#"{"id":"p1","ts":1,"source":"Bad Source","text":""}"#).is_err());
         assert!(parse_post(b"{not json").is_err());
+    }
+
+    #[test]
+    fn records_from_any_reader_keep_good_lines_and_reject_bad_ones() {
+        let csv = "ts,symbol,price,size\n1700000000000,aapl,189.5,10\n\nx,AAPL,1,1\n";
+        let (events, rejects) =
+            read_records(FileKind::Trades, "t.csv", std::io::Cursor::new(csv)).unwrap();
+        assert_eq!(events.len(), 1);
+        let Event::Trade(t) = &events[0] else {
+            panic!("not a trade")
+        };
+        assert_eq!((t.symbol.as_str(), t.size), ("AAPL", 10));
+        assert_eq!(rejects.len(), 1);
+        assert_eq!(rejects[0].origin, "t.csv:4");
+        assert_eq!(rejects[0].kind, "field");
+        let no_header = read_records(FileKind::Quotes, "q.csv", std::io::Cursor::new("a,b\n"));
+        assert!(matches!(no_header, Err(IngestError::BadInput { .. })));
     }
 }
