@@ -19,6 +19,7 @@
 //! `INSITE_CLICKHOUSE__DATABASE`, ...).
 
 mod ingest;
+mod metrics;
 mod migrate;
 mod pipeline;
 mod query;

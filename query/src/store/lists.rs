@@ -8,6 +8,7 @@ use insite_sinks::clickhouse::rows::AlertRow;
 use serde::Deserialize;
 
 use super::stored::{self, decode_json, sql_count};
+use super::timed::timed;
 use super::{Source, Store};
 use crate::error::ApiError;
 
@@ -42,18 +43,17 @@ impl Store {
             mentions: u64,
             zscore: f64,
         }
-        let rows: Vec<Entry> = self
+        let sql = "SELECT window_start_ms, symbol, mentions, zscore FROM trending FINAL \
+                   WHERE interval_s = ? AND window_start_ms = \
+                   (SELECT max(window_start_ms) FROM trending WHERE interval_s = ?) \
+                   ORDER BY rank";
+        let query = self
             .clickhouse
-            .query(
-                "SELECT window_start_ms, symbol, mentions, zscore FROM trending FINAL \
-                 WHERE interval_s = ? AND window_start_ms = \
-                 (SELECT max(window_start_ms) FROM trending WHERE interval_s = ?) \
-                 ORDER BY rank",
-            )
+            .query(sql)
             .bind(interval.seconds())
             .bind(interval.seconds())
-            .fetch_all()
-            .await?;
+            .fetch_all();
+        let rows: Vec<Entry> = timed(self.slow_query, sql, query).await?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };
@@ -106,22 +106,20 @@ impl Store {
         let limit = sql_count(limit);
         let rows: Vec<AlertRow> = match symbol {
             Some(s) => {
-                self.clickhouse
-                    .query(
-                        "SELECT ?fields FROM alerts FINAL WHERE symbol = ? \
-                         ORDER BY window_start_ms DESC LIMIT ?",
-                    )
+                let sql = "SELECT ?fields FROM alerts FINAL WHERE symbol = ? \
+                           ORDER BY window_start_ms DESC LIMIT ?";
+                let query = self
+                    .clickhouse
+                    .query(sql)
                     .bind(s.as_str())
                     .bind(limit)
-                    .fetch_all()
-                    .await?
+                    .fetch_all();
+                timed(self.slow_query, sql, query).await?
             }
             None => {
-                self.clickhouse
-                    .query("SELECT ?fields FROM alerts FINAL ORDER BY window_start_ms DESC LIMIT ?")
-                    .bind(limit)
-                    .fetch_all()
-                    .await?
+                let sql = "SELECT ?fields FROM alerts FINAL ORDER BY window_start_ms DESC LIMIT ?";
+                let query = self.clickhouse.query(sql).bind(limit).fetch_all();
+                timed(self.slow_query, sql, query).await?
             }
         };
         let alerts = rows

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::frontier::{self, Durability, FrontierSource};
 use super::stored::{self, decode_json, sql_count};
+use super::timed::timed;
 use super::{Source, Store};
 use crate::error::ApiError;
 
@@ -246,7 +247,7 @@ impl Store {
              ORDER BY window_start_ms LIMIT ?",
             K::TABLE
         );
-        let rows: Vec<K::Row> = self
+        let query = self
             .clickhouse
             .query(&sql)
             .bind(r.symbol.as_str())
@@ -256,8 +257,8 @@ impl Store {
             .bind(millis(r.from))
             .bind(millis(r.to))
             .bind(sql_count(fetch))
-            .fetch_all()
-            .await?;
+            .fetch_all();
+        let rows: Vec<K::Row> = timed(self.slow_query, &sql, query).await?;
         from_rows::<K>(rows)
     }
 }

@@ -1,0 +1,42 @@
+//! The Prometheus exporter of `insite pipeline run` and `insite ingest`.
+//!
+//! Latencies and sizes are exported as histograms (`_bucket` series with
+//! fixed bounds) rather than summaries: a summary's quantiles are computed
+//! inside one process and cannot be combined, while buckets add up across
+//! every pipeline process and ingest feed, so dashboards and alerts take
+//! `histogram_quantile` over `sum by (le)`. The query service sets its own
+//! buckets (`insite_query::telemetry`).
+
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
+
+/// Bounds (seconds) of the latency histograms: 1 ms to 60 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Bounds of the flush-size histogram (rows).
+const ROW_BUCKETS: &[f64] = &[
+    1.0, 10.0, 100.0, 1_000.0, 5_000.0, 10_000.0, 50_000.0, 100_000.0, 500_000.0,
+];
+
+/// An exporter builder with the bucket bounds of every pipeline and ingest
+/// histogram.
+pub fn exporter() -> Result<PrometheusBuilder, BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("insite_pipeline_clickhouse_flush_seconds".into()),
+            LATENCY_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("insite_pipeline_event_to_redis_seconds".into()),
+            LATENCY_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("insite_ingest_publish_ack_seconds".into()),
+            LATENCY_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("insite_pipeline_clickhouse_flush_rows".into()),
+            ROW_BUCKETS,
+        )
+}
