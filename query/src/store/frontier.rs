@@ -155,8 +155,7 @@ impl Frontiers {
     ) -> Option<TimestampMs> {
         // GROUP BY: no row at all when nothing was recorded (a bare
         // aggregate would answer 0). Exact name: not `<name>/<process>`.
-        let sql = "SELECT argMax(durable_ms, version) FROM pipeline_checkpoints \
-                   WHERE pipeline = ? AND source = ? GROUP BY pipeline, source";
+        let sql = super::statements::FRONTIER;
         let query = clickhouse
             .query(sql)
             .bind(self.pipeline.as_str())

@@ -5,6 +5,7 @@
 use insite_schemas::{Interval, Symbol};
 use insite_sinks::clickhouse::rows::{BarRow, QuoteRow, TradeRow};
 
+use super::statements;
 use super::timed::timed;
 use super::{stored, Source, Store};
 use crate::error::ApiError;
@@ -18,8 +19,7 @@ impl Store {
         interval: Interval,
     ) -> Result<Option<(String, Source)>, ApiError> {
         let newest = async {
-            let sql = "SELECT ?fields FROM bars FINAL WHERE symbol = ? AND interval_s = ? \
-                       ORDER BY window_start_ms DESC LIMIT 1";
+            let sql = statements::LATEST_BAR;
             let query = self
                 .clickhouse
                 .query(sql)
@@ -39,7 +39,7 @@ impl Store {
         symbol: &Symbol,
     ) -> Result<Option<(String, Source)>, ApiError> {
         let newest = async {
-            let sql = "SELECT ?fields FROM quotes WHERE symbol = ? ORDER BY ts_ms DESC LIMIT 1";
+            let sql = statements::LATEST_QUOTE;
             let query = self
                 .clickhouse
                 .query(sql)
@@ -57,7 +57,7 @@ impl Store {
         symbol: &Symbol,
     ) -> Result<Option<(String, Source)>, ApiError> {
         let newest = async {
-            let sql = "SELECT ?fields FROM trades WHERE symbol = ? ORDER BY ts_ms DESC LIMIT 1";
+            let sql = statements::LATEST_TRADE;
             let query = self
                 .clickhouse
                 .query(sql)

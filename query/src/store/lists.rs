@@ -7,6 +7,7 @@ use insite_schemas::{Alert, Finality, Interval, Symbol, Trending, TrendingEntry}
 use insite_sinks::clickhouse::rows::AlertRow;
 use serde::Deserialize;
 
+use super::statements;
 use super::stored::{self, decode_json, sql_count};
 use super::timed::timed;
 use super::{Source, Store};
@@ -43,10 +44,7 @@ impl Store {
             mentions: u64,
             zscore: f64,
         }
-        let sql = "SELECT window_start_ms, symbol, mentions, zscore FROM trending FINAL \
-                   WHERE interval_s = ? AND window_start_ms = \
-                   (SELECT max(window_start_ms) FROM trending WHERE interval_s = ?) \
-                   ORDER BY rank";
+        let sql = statements::TRENDING_LATEST;
         let query = self
             .clickhouse
             .query(sql)
@@ -106,8 +104,7 @@ impl Store {
         let limit = sql_count(limit);
         let rows: Vec<AlertRow> = match symbol {
             Some(s) => {
-                let sql = "SELECT ?fields FROM alerts FINAL WHERE symbol = ? \
-                           ORDER BY window_start_ms DESC LIMIT ?";
+                let sql = statements::ALERTS_OF_SYMBOL;
                 let query = self
                     .clickhouse
                     .query(sql)
@@ -117,7 +114,7 @@ impl Store {
                 timed(self.slow_query, sql, query).await?
             }
             None => {
-                let sql = "SELECT ?fields FROM alerts FINAL ORDER BY window_start_ms DESC LIMIT ?";
+                let sql = statements::ALERTS_ALL;
                 let query = self.clickhouse.query(sql).bind(limit).fetch_all();
                 timed(self.slow_query, sql, query).await?
             }

@@ -20,6 +20,8 @@
 //! - `latest.rs`: the current bar, the latest quote and trade.
 //! - `lists.rs`: the trending list and recent alerts.
 //! - `warm.rs`: warming Redis from ClickHouse at start ([`Store::warm`]).
+//! - `statements.rs`: every SQL statement sent, in one place, and a
+//!   catalog of them with sample values ([`statements::catalog`]).
 //! - `timed.rs`: every ClickHouse query timed by route; slow ones counted
 //!   and logged with their statement's shape ([`timed::timed`]).
 
@@ -28,6 +30,7 @@ mod latest;
 mod lists;
 mod pool;
 mod range;
+pub mod statements;
 mod stored;
 pub mod timed;
 mod warm;
@@ -130,7 +133,7 @@ impl Store {
 
     /// ClickHouse answers `SELECT 1`.
     pub async fn ping_clickhouse(&self) -> Result<(), ApiError> {
-        let sql = "SELECT 1";
+        let sql = statements::PING;
         let _: u8 =
             timed::timed(self.slow_query, sql, self.clickhouse.query(sql).fetch_one()).await?;
         Ok(())

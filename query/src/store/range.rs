@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::frontier::{self, Durability, FrontierSource};
+use super::statements;
 use super::stored::{self, decode_json, sql_count};
 use super::timed::timed;
 use super::{Source, Store};
@@ -240,13 +241,7 @@ impl Store {
         r: &RangeRequest,
         fetch: usize,
     ) -> Result<Vec<K::Item>, ApiError> {
-        let sql = format!(
-            "SELECT ?fields FROM {} FINAL WHERE symbol = ? AND interval_s = ? \
-             AND window_start >= toDateTime(?) AND window_start <= toDateTime(?) \
-             AND window_start_ms >= ? AND window_start_ms < ? \
-             ORDER BY window_start_ms LIMIT ?",
-            K::TABLE
-        );
+        let sql = statements::range(K::TABLE);
         let query = self
             .clickhouse
             .query(&sql)

@@ -6,6 +6,7 @@ use insite_schemas::{Interval, Symbol, TimestampMs};
 use insite_sinks::clickhouse::rows::datetime_secs;
 
 use super::range::{from_rows, Bars, RangeKind, Sentiments};
+use super::statements;
 use super::stored::{self, sql_count};
 use super::timed::timed;
 use super::{Source, Store};
@@ -55,8 +56,7 @@ impl Store {
                 .map(|s| Symbol::new(s).map_err(|e| ApiError::Internal(e.to_string())))
                 .collect();
         }
-        let sql = "SELECT symbol FROM bars WHERE window_start >= toDateTime(?) \
-                   GROUP BY symbol ORDER BY sum(trades) DESC LIMIT ?";
+        let sql = statements::WARM_TOP_SYMBOLS;
         let query = self
             .clickhouse
             .query(sql)
@@ -84,11 +84,7 @@ impl Store {
         if exists > 0 {
             return Ok(0);
         }
-        let sql = format!(
-            "SELECT ?fields FROM {} FINAL WHERE symbol = ? AND interval_s = ? \
-             ORDER BY window_start_ms DESC LIMIT ?",
-            K::TABLE
-        );
+        let sql = statements::warm_history(K::TABLE);
         let query = self
             .clickhouse
             .query(&sql)
