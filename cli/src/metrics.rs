@@ -40,3 +40,31 @@ pub fn exporter() -> Result<PrometheusBuilder, BuildError> {
             ROW_BUCKETS,
         )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipeline_and_ingest_latencies_are_histograms_with_buckets() {
+        let recorder = exporter().unwrap().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            metrics::histogram!("insite_pipeline_clickhouse_flush_seconds").record(0.3);
+            metrics::histogram!("insite_ingest_publish_ack_seconds", "feed" => "files")
+                .record(0.004);
+        });
+        let text = handle.render();
+        assert!(
+            text.contains("insite_pipeline_clickhouse_flush_seconds_bucket{le=\"0.5\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "insite_ingest_publish_ack_seconds_bucket{feed=\"files\",le=\"0.005\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("quantile="), "{text}");
+    }
+}
