@@ -5,14 +5,17 @@
 - every metric named in a dashboard, alert rule, HPA or adapter rule is
   emitted by the code (metrics::counter!/gauge!/histogram! or a metric-name
   constant), and `_bucket` series are used only for histograms that the
-  code gives buckets (the others are exported as summaries);
+  code gives buckets;
 - the PrometheusRule carries exactly the groups of prometheus/alerts.yml;
 - the copies shared by Compose and Kubernetes are identical;
 - cluster-schema.sql matches the migrations;
 - files named by kustomization.yaml and bind-mounted by Compose exist;
 - every stream has explicit age and byte limits in both insite.toml files,
   and their sum fits that deployment's NATS max_file_store (JetStream
-  reserves every stream's max_bytes up front), which fits the k8s volume.
+  reserves every stream's max_bytes up front), which fits the k8s volume;
+- every alert has a promtool test where it fires and one where it does not;
+- the demo's scrape config (prometheus/local.yml) has the deployment's jobs
+  and the repo's rules.
 """
 import json
 import pathlib
@@ -229,6 +232,37 @@ for where in ("compose", "k8s"):
             fail(f"deploy/k8s: max_file_store {m.group(1)} leaves under 10 % of the NATS volume ({volume / 2**30:.0f} GiB)")
             continue
     ok(f"deploy/{where}: streams reserve {reserved / 2**30:.1f} GiB of max_file_store {m.group(1)}")
+
+# 9. Every alert has promtool unit tests: one where it fires, one where it
+# stays silent (promtool itself runs them: validate.sh).
+tests_path = DEPLOY / "prometheus" / "alerts.test.yml"
+tests = docs.get(tests_path, [{}])[0]
+fires, silent = set(), set()
+for t in tests.get("tests", []):
+    for a in t.get("alert_rule_test", []):
+        (fires if a.get("exp_alerts") else silent).add(a["alertname"])
+alert_names = [r["alert"] for g in alerts.get("groups", []) for r in g.get("rules", []) if "alert" in r]
+for name in alert_names:
+    if name not in fires:
+        fail(f"{tests_path.relative_to(ROOT)}: no test where {name} fires")
+    if name not in silent:
+        fail(f"{tests_path.relative_to(ROOT)}: no test where {name} stays silent")
+for name in (fires | silent) - set(alert_names):
+    fail(f"{tests_path.relative_to(ROOT)}: tests an alert that alerts.yml lacks: {name}")
+ok(f"{len(alert_names)} alerts, each with a firing and a silent promtool test")
+
+# 10. The local scrape config (the demo's, on loopback) scrapes the same
+# jobs as the deployment's and loads the same rules.
+local_path = DEPLOY / "prometheus" / "local.yml"
+local = docs.get(local_path, [{}])[0]
+jobs = lambda c: sorted(j["job_name"] for j in c.get("scrape_configs", []))
+deployed = docs.get(DEPLOY / "prometheus" / "prometheus.yml", [{}])[0]
+if jobs(local) != jobs(deployed):
+    fail(f"{local_path.relative_to(ROOT)}: jobs {jobs(local)} differ from prometheus.yml's {jobs(deployed)}")
+elif local.get("rule_files") != ["alerts.yml"]:
+    fail(f"{local_path.relative_to(ROOT)}: rule_files must be [alerts.yml] (the repo's rules)")
+else:
+    ok("local.yml scrapes the deployment's jobs with the repo's rules")
 
 if errors:
     print("\n".join(f"FAIL {e}" for e in errors), file=sys.stderr)

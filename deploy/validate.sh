@@ -3,6 +3,8 @@
 # cross-checks every file (validate.py), checks the Kubernetes manifests
 # against the Kubernetes schemas (kubernetes-validate, strict), the NATS
 # configs with nats-server -t, the Redis ACL against a real redis-server,
+# the alert rules with promtool (check and unit tests), a real Prometheus
+# scraping a running query service with the repo's rules,
 # the insite.toml files with the insite binary's own config loader, and the
 # Compose file with `docker compose config` when a Compose is installed.
 # Tools come from PyPI into a venv under target/. Run from anywhere:
@@ -49,7 +51,16 @@ done
 say "Redis ACL (acl.sh) against a real redis-server on a Unix socket"
 if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
     tmp=$(mktemp -d)
-    trap 'kill "$(cat "$tmp/redis.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+    stop_redis() {
+        local pid
+        pid=$(cat "$tmp/redis.pid" 2>/dev/null || true)
+        if [ -n "$pid" ] && kill "$pid" 2>/dev/null; then
+            # Gone before its directory is: it writes there while it stops.
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        fi
+        rm -rf "$tmp" || true
+    }
+    trap stop_redis EXIT
     REDIS_PIPELINE_PASSWORD=p1 REDIS_QUERY_PASSWORD=p2 REDIS_ANALYST_PASSWORD=p3 \
         REDIS_REPLICATION_PASSWORD=p4 sh "$DEPLOY/compose/redis/acl.sh" "$tmp/users.acl"
     redis-server --port 0 --unixsocket "$tmp/redis.sock" --dir "$tmp" --save "" \
@@ -78,6 +89,12 @@ else
     skip "redis-server not installed (./target/debug/insite services install brings it)"
 fi
 
+say "alert rules: promtool check and unit tests (a firing and a silent case per alert)"
+./deploy/prometheus/run-local.sh install
+promtool check rules "$DEPLOY/prometheus/alerts.yml"
+promtool check config "$DEPLOY/prometheus/local.yml" >/dev/null
+(cd "$DEPLOY/prometheus" && promtool test rules alerts.test.yml)
+
 say "insite.toml files with the insite binary's config loader"
 if command -v cargo >/dev/null; then
     cargo build --locked -q -p insite
@@ -95,6 +112,13 @@ if command -v cargo >/dev/null; then
         fi
         echo "  ok  $conf (with the INSITE_* variables the deployments set)"
     done
+else
+    skip "cargo not found"
+fi
+
+say "a real Prometheus scrapes a running query service with the repo's rules"
+if command -v cargo >/dev/null; then
+    "$PY" "$DEPLOY/prometheus/check_live.py" --insite "$INSITE" --nats "$NATS"
 else
     skip "cargo not found"
 fi

@@ -30,6 +30,7 @@ stop() {
   echo "stopping the feed, the pipeline and the query service..."
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait "${pids[@]}" 2>/dev/null || true
+  ./deploy/prometheus/run-local.sh stop
   echo "stopped. The servers keep running: $insite services down"
 }
 trap stop INT TERM EXIT
@@ -43,6 +44,9 @@ $insite ingest synthetic --rate "$rate" --posts-per-s 20 --metrics-addr 127.0.0.
   >"$logs/ingest.log" 2>&1 &
 pids+=($!)
 
+# Prometheus with the repo's scrape config and alert rules (Debian's
+# package, installed when missing).
+./deploy/prometheus/run-local.sh start || echo "(Prometheus not started; the demo goes on without it)"
 $insite services status
 cat <<TXT
 
@@ -53,10 +57,11 @@ insite is running on this machine (${rate} market events/s of live synthetic dat
   WebSocket      ws://127.0.0.1:8080/v1/stream
   Metrics        http://127.0.0.1:9464/metrics (ingest)  http://127.0.0.1:9465/metrics (pipeline)
                  http://127.0.0.1:8080/metrics (query)
+  Prometheus     http://127.0.0.1:${INSITE_PROMETHEUS_PORT:-19090}/alerts (the repo's scrape config and alert rules)
   ClickHouse     curl 'http://127.0.0.1:18123/?query=SELECT+*+FROM+insite.bars+FINAL+ORDER+BY+window_start_ms+DESC+LIMIT+5'
   Redis          redis-cli -p 16379 --scan --pattern 'insite:*'
   NATS           nats://127.0.0.1:14222 (results on insite.>)
-  Logs           $logs/{ingest,pipeline,query}.log
+  Logs           $logs/{ingest,pipeline,query,prometheus}.log
 Ctrl-C stops the feed, the pipeline and the query service; the servers stay up
 (./target/release/insite services down stops them).
 TXT

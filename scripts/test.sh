@@ -64,5 +64,11 @@ cargo build --locked -p insite
 step "deploy files (after the install, so that no check is skipped)"
 ./deploy/validate.sh
 
+step "current ClickHouse (every migration and statement on chdb-core, ClickHouse 26.x)"
+./scripts/check-clickhouse-current.sh
+
 step "cargo test (unit, property, integration, end-to-end)"
 cargo test --workspace --locked
+
+step "fuzzing (every target in fuzz/, ${FUZZ_SECONDS:-20} s each)"
+./scripts/fuzz.sh

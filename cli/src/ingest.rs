@@ -205,7 +205,8 @@ pub fn run(config: &InsiteConfig, args: IngestArgs) -> anyhow::Result<()> {
 
 async fn run_async(config: &InsiteConfig, args: IngestArgs) -> anyhow::Result<()> {
     if let Some(addr) = args.metrics_addr {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
+        crate::metrics::exporter()
+            .context("metric buckets")?
             .with_http_listener(addr)
             .install()
             .with_context(|| format!("serving metrics on {addr}"))?;

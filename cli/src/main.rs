@@ -21,6 +21,7 @@
 
 mod backfill;
 mod ingest;
+mod metrics;
 mod migrate;
 mod pipeline;
 mod query;

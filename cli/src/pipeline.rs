@@ -145,7 +145,8 @@ pub fn run(config: &InsiteConfig, args: PipelineArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         if !args.no_metrics {
-            metrics_exporter_prometheus::PrometheusBuilder::new()
+            crate::metrics::exporter()
+                .context("metric buckets")?
                 .with_http_listener(args.metrics_addr)
                 .install()
                 .with_context(|| format!("serving metrics on {}", args.metrics_addr))?;

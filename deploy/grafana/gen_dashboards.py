@@ -6,9 +6,9 @@ this file and run it (`python3 deploy/grafana/gen_dashboards.py`) rather
 than editing the JSON. deploy/validate.sh checks that every metric a
 panel queries exists in the code.
 
-Histograms of the query service have buckets (`_bucket`, aggregated with
-histogram_quantile); the pipeline's and ingest's are exported as summaries
-(a `quantile` label per process), so they are shown per instance.
+Every latency and size histogram is exported with buckets (`_bucket`), so
+panels aggregate it across processes with histogram_quantile over
+`sum by (le)`; a summary's per-process quantiles could not be combined.
 """
 import json
 import pathlib
@@ -87,17 +87,18 @@ pipeline = grid([
         ('sum(insite_pipeline_held_messages)', "held (awaiting durability)"),
     ], {}),
     ("ClickHouse flush latency", [
-        ('max by (instance) (insite_pipeline_clickhouse_flush_seconds{quantile="0.5"})', "p50 {{instance}}"),
-        ('max by (instance) (insite_pipeline_clickhouse_flush_seconds{quantile="0.99"})', "p99 {{instance}}"),
+        ('histogram_quantile(0.5, sum by (le) (rate(insite_pipeline_clickhouse_flush_seconds_bucket[5m])))', "p50"),
+        ('histogram_quantile(0.99, sum by (le) (rate(insite_pipeline_clickhouse_flush_seconds_bucket[5m])))', "p99"),
+        ('histogram_quantile(0.99, sum by (le, instance) (rate(insite_pipeline_clickhouse_flush_seconds_bucket[5m])))', "p99 {{instance}}"),
     ], {"unit": "s"}),
     ("ClickHouse flush batch size (rows)", [
-        ('max by (instance) (insite_pipeline_clickhouse_flush_rows{quantile="0.5"})', "p50 {{instance}}"),
+        ('histogram_quantile(0.5, sum by (le) (rate(insite_pipeline_clickhouse_flush_rows_bucket[5m])))', "p50"),
         ('sum(rate(insite_pipeline_clickhouse_flush_rows_sum[5m])) / clamp_min(sum(rate(insite_pipeline_clickhouse_flush_rows_count[5m])), 1e-9)', "mean"),
     ], {}),
     ("End-to-end latency (event time to Redis write)", [
-        ('max by (instance) (insite_pipeline_event_to_redis_seconds{quantile="0.5"})', "p50 {{instance}}"),
-        ('max by (instance) (insite_pipeline_event_to_redis_seconds{quantile="0.95"})', "p95 {{instance}}"),
-        ('max by (instance) (insite_pipeline_event_to_redis_seconds{quantile="0.99"})', "p99 {{instance}}"),
+        ('histogram_quantile(0.5, sum by (le) (rate(insite_pipeline_event_to_redis_seconds_bucket[5m])))', "p50"),
+        ('histogram_quantile(0.95, sum by (le) (rate(insite_pipeline_event_to_redis_seconds_bucket[5m])))', "p95"),
+        ('histogram_quantile(0.99, sum by (le) (rate(insite_pipeline_event_to_redis_seconds_bucket[5m])))', "p99"),
     ], {"unit": "s"}),
     ("Finished messages (/s, behind the checkpoints) and errors", [
         ('sum(rate(insite_pipeline_finished_messages_total[1m]))', "finished"),
@@ -147,8 +148,8 @@ ingest = grid([
         ('sum by (feed) (rate(insite_ingest_rejected_total[5m]))', "rejected {{feed}}"),
     ], {"unit": "ops"}),
     ("Publish ack latency", [
-        ('max by (feed) (insite_ingest_publish_ack_seconds{quantile="0.5"})', "p50 {{feed}}"),
-        ('max by (feed) (insite_ingest_publish_ack_seconds{quantile="0.99"})', "p99 {{feed}}"),
+        ('histogram_quantile(0.5, sum by (le, feed) (rate(insite_ingest_publish_ack_seconds_bucket[5m])))', "p50 {{feed}}"),
+        ('histogram_quantile(0.99, sum by (le, feed) (rate(insite_ingest_publish_ack_seconds_bucket[5m])))', "p99 {{feed}}"),
     ], {"unit": "s"}),
 ])
 

@@ -205,11 +205,12 @@ struct LineFile {
     name: String,
     /// Its path.
     path: PathBuf,
-    /// The reader (through gzip if the file is compressed).
+    /// The reader (a file, through gzip if it is compressed, or any byte
+    /// source for [`read_records`]).
     reader: BufReader<Box<dyn Read + Send>>,
-    /// Bytes read from the file itself (compressed, if it is).
+    /// Bytes read from the source itself (compressed, if it is).
     bytes_read: Arc<AtomicU64>,
-    /// The file's size.
+    /// The source's size (0 when unknown).
     size: u64,
     /// The last line number read (1-based).
     line: u64,
@@ -236,13 +237,27 @@ impl LineFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
+        let mut this = Self::from_reader(kind, name, path.to_owned(), reader)?;
+        this.bytes_read = bytes_read;
+        this.size = size;
+        Ok(this)
+    }
+
+    /// Reads `reader` as a file of `kind` named `name` (at `path`, for
+    /// error messages); CSV files have their header read here.
+    fn from_reader(
+        kind: FileKind,
+        name: String,
+        path: PathBuf,
+        reader: Box<dyn Read + Send>,
+    ) -> Result<Self, IngestError> {
         let mut this = Self {
             kind,
             name,
-            path: path.to_owned(),
             reader: BufReader::with_capacity(1 << 16, reader),
-            bytes_read,
-            size,
+            bytes_read: Arc::new(AtomicU64::new(0)),
+            size: 0,
+            path,
             line: 0,
             columns: None,
             peeked: None,
@@ -250,7 +265,8 @@ impl LineFile {
             buf: Vec::with_capacity(256),
         };
         if kind != FileKind::Posts {
-            this.read_header(path)?;
+            let path = this.path.clone();
+            this.read_header(&path)?;
         }
         Ok(this)
     }
@@ -656,6 +672,29 @@ pub fn read_minute_aggs(path: &Path) -> Result<(Vec<MinuteAgg>, Vec<Rejected>), 
     Ok((rows, rejects))
 }
 
+/// Reads a whole input of `kind` (CSV with its header, or JSONL) through
+/// the same parser as [`publish_files`], without publishing: the good
+/// events in file order and the rejected lines. `name` names the input in
+/// each reject's origin. An unreadable input or a bad CSV header is an
+/// error, as it is for a file.
+pub fn read_records(
+    kind: FileKind,
+    name: &str,
+    reader: impl Read + Send + 'static,
+) -> Result<(Vec<Event>, Vec<Rejected>), IngestError> {
+    let mut file = LineFile::from_reader(kind, name.to_owned(), name.into(), Box::new(reader))?;
+    let mut events = Vec::new();
+    let mut rejects = Vec::new();
+    loop {
+        file.fill(&mut rejects)?;
+        match file.peeked.take() {
+            Some(event) => events.push(event),
+            None => break,
+        }
+    }
+    Ok((events, rejects))
+}
+
 /// The input files merged into one sequence of events by event time (ties:
 /// trades, quotes, posts); see the module docs.
 pub struct FileReader {
@@ -952,5 +991,22 @@ mod tests {
             ]
         );
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn records_from_any_reader_keep_good_lines_and_reject_bad_ones() {
+        let csv = "ts,symbol,price,size\n1700000000000,aapl,189.5,10\n\nx,AAPL,1,1\n";
+        let (events, rejects) =
+            read_records(FileKind::Trades, "t.csv", std::io::Cursor::new(csv)).unwrap();
+        assert_eq!(events.len(), 1);
+        let Event::Trade(t) = &events[0] else {
+            panic!("not a trade")
+        };
+        assert_eq!((t.symbol.as_str(), t.size), ("AAPL", 10));
+        assert_eq!(rejects.len(), 1);
+        assert_eq!(rejects[0].origin, "t.csv:4");
+        assert_eq!(rejects[0].kind, "field");
+        let no_header = read_records(FileKind::Quotes, "q.csv", std::io::Cursor::new("a,b\n"));
+        assert!(matches!(no_header, Err(IngestError::BadInput { .. })));
     }
 }

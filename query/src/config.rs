@@ -26,6 +26,9 @@ pub struct QueryConfig {
     pub redis_connections: usize,
     /// Time allowed to answer one request, in milliseconds.
     pub request_timeout_ms: u64,
+    /// A ClickHouse query taking at least this long, in milliseconds, is
+    /// counted as slow by route and logged with its statement's shape.
+    pub slow_query_ms: u64,
 }
 
 impl Default for QueryConfig {
@@ -40,6 +43,7 @@ impl Default for QueryConfig {
             stream: StreamConfig::default(),
             redis_connections: 4,
             request_timeout_ms: 10_000,
+            slow_query_ms: 250,
         }
     }
 }

@@ -135,6 +135,7 @@ impl AppState {
             redis,
             config.cache.clone(),
             &config.pipeline,
+            Duration::from_millis(config.slow_query_ms),
         );
         let limits = auth::Limits::new(&config.auth)?;
         let hub = Arc::new(stream::Hub::new(config.stream.clone(), intervals.clone()));

@@ -161,6 +161,15 @@ impl Hub {
         self.shutdown.cancel();
     }
 
+    /// Parses one client text frame into its op (`subscribe`,
+    /// `unsubscribe`, or whatever else the client sent) and the topics it
+    /// names, or the error sent back to the client.
+    pub fn parse_op(&self, text: &str) -> Result<(Vec<String>, String), String> {
+        serde_json::from_str::<ClientOp>(text)
+            .map_err(|e| format!("not a valid op: {e}"))
+            .and_then(|op| Ok((self.topics_of(&op)?, op.op)))
+    }
+
     /// Topics named by an op, validated.
     fn topics_of(&self, op: &ClientOp) -> Result<Vec<String>, String> {
         if op.kinds.is_empty() {
@@ -347,10 +356,7 @@ impl Hub {
         handle: &Arc<ClientHandle>,
         mine: &mut HashSet<String>,
     ) -> String {
-        let result = serde_json::from_str::<ClientOp>(text)
-            .map_err(|e| format!("not a valid op: {e}"))
-            .and_then(|op| Ok((self.topics_of(&op)?, op.op)));
-        let reply = match result {
+        let reply = match self.parse_op(text) {
             Ok((topics, op)) if op == "subscribe" => {
                 let new: Vec<_> = topics.into_iter().filter(|t| !mine.contains(t)).collect();
                 if mine.len() + new.len() > self.config.max_subscriptions {

@@ -4,8 +4,10 @@
 //! |---|---|---|
 //! | `insite_query_request_duration_seconds` | histogram | `route`, `status` (class: 2xx, 4xx, ...) |
 //! | `insite_query_requests_total` | counter | `route`, `status` |
-//! | `insite_query_cache_total` | counter | `kind`, `source` (`redis`, `cache`, `clickhouse`) |
+//! | `insite_query_cache_total` | counter | `kind`, `source` (`redis`, `cache`, `clickhouse`), `route` |
 //! | `insite_query_cache_hit_ratio` | gauge | — (answers not from ClickHouse / all answers) |
+//! | `insite_query_clickhouse_seconds` | histogram | `route` (`background` outside a request): every ClickHouse query |
+//! | `insite_query_clickhouse_slow_total` | counter | `route`: queries over `[query] slow_query_ms`, each also logged with its statement's shape |
 //! | `insite_query_refused_total` | counter | `reason` (`unauthorized`, `rate_limited`) |
 //! | `insite_query_ws_clients` | gauge | — |
 //! | `insite_query_ws_dropped_slow_total` | counter | — |
@@ -15,7 +17,7 @@
 //! | `insite_query_feed_errors_total` | counter | — (undecodable messages, sent to `insite.dlq.query`) |
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -40,6 +42,15 @@ pub fn handle() -> PrometheusHandle {
                         1.0, 2.5, 10.0,
                     ],
                 )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("insite_query_clickhouse_seconds".into()),
+                        &[
+                            0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                            10.0,
+                        ],
+                    )
+                })
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Full("insite_query_ws_delivery_seconds".into()),
@@ -73,7 +84,7 @@ pub struct CacheCounters {
 impl CacheCounters {
     /// Counts one answer of `kind` from `source`.
     pub fn record(&self, kind: &'static str, source: Source) {
-        metrics::counter!("insite_query_cache_total", "kind" => kind, "source" => source.as_str())
+        metrics::counter!("insite_query_cache_total", "kind" => kind, "source" => source.as_str(), "route" => current_route())
             .increment(1);
         match source {
             Source::ClickHouse => self.misses.fetch_add(1, Ordering::Relaxed),
@@ -93,6 +104,25 @@ impl CacheCounters {
     }
 }
 
+tokio::task_local! {
+    /// The matched route of the request being served, for metrics recorded
+    /// below the handlers (ClickHouse query times, cache answers).
+    static ROUTE: Arc<str>;
+}
+
+/// The route of the request this task serves (`background` outside one:
+/// warm-up, frontier reads).
+pub fn current_route() -> String {
+    ROUTE
+        .try_with(|r| r.to_string())
+        .unwrap_or_else(|_| "background".to_owned())
+}
+
+/// Runs `fut` as serving `route` (what [`current_route`] answers inside).
+pub async fn with_route<F: std::future::Future>(route: Arc<str>, fut: F) -> F::Output {
+    ROUTE.scope(route, fut).await
+}
+
 /// Middleware: request latency and count by route and status class.
 pub async fn track(request: Request, next: Next) -> Response {
     let route = request
@@ -101,7 +131,7 @@ pub async fn track(request: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let start = Instant::now();
-    let response = next.run(request).await;
+    let response = with_route(route.as_str().into(), next.run(request)).await;
     let status = match response.status().as_u16() {
         100..=199 => "1xx",
         200..=299 => "2xx",

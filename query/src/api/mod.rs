@@ -16,7 +16,7 @@
 
 mod latest;
 mod lists;
-mod params;
+pub mod params;
 mod range;
 mod response;
 

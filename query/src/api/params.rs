@@ -52,18 +52,18 @@ pub struct AlertParams {
 }
 
 /// The query string's parameters, or 400 saying why they do not parse.
-pub(super) fn query_params<T: Default>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub fn query_params<T: Default>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(t)| t)
         .map_err(|e| ApiError::bad("query", e.body_text()))
 }
 
 /// A ticker.
-pub(super) fn parse_symbol(raw: &str) -> Result<Symbol, ApiError> {
+pub fn parse_symbol(raw: &str) -> Result<Symbol, ApiError> {
     Symbol::new(raw).map_err(|e| ApiError::bad("symbol", e.reason.clone()))
 }
 
 /// An interval the service serves (`None`: the parameter is missing).
-pub(super) fn parse_interval(state: &AppState, raw: Option<&str>) -> Result<Interval, ApiError> {
+pub fn parse_interval(state: &AppState, raw: Option<&str>) -> Result<Interval, ApiError> {
     let raw = raw.ok_or_else(|| ApiError::bad("interval", "missing (e.g. interval=1m)"))?;
     let interval: Interval = raw
         .parse()
@@ -88,7 +88,7 @@ pub(super) fn parse_interval(state: &AppState, raw: Option<&str>) -> Result<Inte
 }
 
 /// A count within `1..=max` (`None`: `default`).
-pub(super) fn parse_limit(
+pub fn parse_limit(
     raw: Option<&str>,
     default: usize,
     max: usize,
@@ -107,7 +107,7 @@ pub(super) fn parse_limit(
 /// A range bound: milliseconds since the epoch, or a `YYYY-MM-DD` date
 /// (UTC midnight; with `end_of_day`, the end of that day, i.e. the next
 /// midnight), within the event times insite accepts (2000..2100).
-pub(super) fn parse_bound(
+pub fn parse_bound(
     field: &'static str,
     raw: &str,
     end_of_day: bool,
@@ -134,7 +134,7 @@ pub(super) fn parse_bound(
 /// The range request of `/v1/<kind>/{symbol}/range/{interval}/{from}/{to}?limit=`:
 /// `to` after `from`, the span within `limits.max_range_days`, `from`
 /// rounded up to a window start.
-pub(super) fn range_request(
+pub fn range_request(
     state: &AppState,
     symbol: &str,
     interval: &str,

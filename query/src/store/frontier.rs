@@ -94,6 +94,8 @@ pub struct Frontiers {
     market: Mutex<Option<Reading>>,
     /// The last reading of `social`.
     social: Mutex<Option<Reading>>,
+    /// A read this long or longer is slow (counted, logged).
+    slow_query: Duration,
 }
 
 impl Frontiers {
@@ -104,7 +106,15 @@ impl Frontiers {
             refresh,
             market: Mutex::new(None),
             social: Mutex::new(None),
+            slow_query: Duration::from_millis(250),
         }
+    }
+
+    /// The same, timing its reads against `slow_query`
+    /// ([`super::timed`]).
+    pub fn with_slow_query(mut self, slow_query: Duration) -> Self {
+        self.slow_query = slow_query;
+        self
     }
 
     /// The pipeline whose frontiers these are.
@@ -145,14 +155,13 @@ impl Frontiers {
     ) -> Option<TimestampMs> {
         // GROUP BY: no row at all when nothing was recorded (a bare
         // aggregate would answer 0). Exact name: not `<name>/<process>`.
+        let sql = super::statements::FRONTIER;
         let query = clickhouse
-            .query(
-                "SELECT argMax(durable_ms, version) FROM pipeline_checkpoints \
-                 WHERE pipeline = ? AND source = ? GROUP BY pipeline, source",
-            )
+            .query(sql)
             .bind(self.pipeline.as_str())
             .bind(source.as_str())
             .fetch_optional::<TimestampMs>();
+        let query = super::timed::timed(self.slow_query, sql, query);
         match tokio::time::timeout(READ_TIMEOUT, query).await {
             Ok(Ok(durable_ms)) => durable_ms,
             Ok(Err(e)) => {

@@ -5,6 +5,8 @@
 use insite_schemas::{Interval, Symbol};
 use insite_sinks::clickhouse::rows::{BarRow, QuoteRow, TradeRow};
 
+use super::statements;
+use super::timed::timed;
 use super::{stored, Source, Store};
 use crate::error::ApiError;
 
@@ -17,16 +19,14 @@ impl Store {
         interval: Interval,
     ) -> Result<Option<(String, Source)>, ApiError> {
         let newest = async {
-            let row: Option<BarRow> = self
+            let sql = statements::LATEST_BAR;
+            let query = self
                 .clickhouse
-                .query(
-                    "SELECT ?fields FROM bars FINAL WHERE symbol = ? AND interval_s = ? \
-                     ORDER BY window_start_ms DESC LIMIT 1",
-                )
+                .query(sql)
                 .bind(symbol.as_str())
                 .bind(interval.seconds())
-                .fetch_optional()
-                .await?;
+                .fetch_optional();
+            let row: Option<BarRow> = timed(self.slow_query, sql, query).await?;
             row.map(stored::bar).transpose()
         };
         self.read_through(&self.keys.bar(symbol, interval), newest)
@@ -39,12 +39,13 @@ impl Store {
         symbol: &Symbol,
     ) -> Result<Option<(String, Source)>, ApiError> {
         let newest = async {
-            let row: Option<QuoteRow> = self
+            let sql = statements::LATEST_QUOTE;
+            let query = self
                 .clickhouse
-                .query("SELECT ?fields FROM quotes WHERE symbol = ? ORDER BY ts_ms DESC LIMIT 1")
+                .query(sql)
                 .bind(symbol.as_str())
-                .fetch_optional()
-                .await?;
+                .fetch_optional();
+            let row: Option<QuoteRow> = timed(self.slow_query, sql, query).await?;
             Ok::<_, ApiError>(row.map(|row| stored::quote(symbol, row)))
         };
         self.read_through(&self.keys.quote(symbol), newest).await
@@ -56,12 +57,13 @@ impl Store {
         symbol: &Symbol,
     ) -> Result<Option<(String, Source)>, ApiError> {
         let newest = async {
-            let row: Option<TradeRow> = self
+            let sql = statements::LATEST_TRADE;
+            let query = self
                 .clickhouse
-                .query("SELECT ?fields FROM trades WHERE symbol = ? ORDER BY ts_ms DESC LIMIT 1")
+                .query(sql)
                 .bind(symbol.as_str())
-                .fetch_optional()
-                .await?;
+                .fetch_optional();
+            let row: Option<TradeRow> = timed(self.slow_query, sql, query).await?;
             Ok::<_, ApiError>(row.map(|row| stored::trade(symbol, row)))
         };
         self.read_through(&self.keys.trade(symbol), newest).await

@@ -7,7 +7,9 @@ use insite_schemas::{Alert, Finality, Interval, Symbol, Trending, TrendingEntry}
 use insite_sinks::clickhouse::rows::AlertRow;
 use serde::Deserialize;
 
+use super::statements;
 use super::stored::{self, decode_json, sql_count};
+use super::timed::timed;
 use super::{Source, Store};
 use crate::error::ApiError;
 
@@ -42,18 +44,14 @@ impl Store {
             mentions: u64,
             zscore: f64,
         }
-        let rows: Vec<Entry> = self
+        let sql = statements::TRENDING_LATEST;
+        let query = self
             .clickhouse
-            .query(
-                "SELECT window_start_ms, symbol, mentions, zscore FROM trending FINAL \
-                 WHERE interval_s = ? AND window_start_ms = \
-                 (SELECT max(window_start_ms) FROM trending WHERE interval_s = ?) \
-                 ORDER BY rank",
-            )
+            .query(sql)
             .bind(interval.seconds())
             .bind(interval.seconds())
-            .fetch_all()
-            .await?;
+            .fetch_all();
+        let rows: Vec<Entry> = timed(self.slow_query, sql, query).await?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };
@@ -106,22 +104,19 @@ impl Store {
         let limit = sql_count(limit);
         let rows: Vec<AlertRow> = match symbol {
             Some(s) => {
-                self.clickhouse
-                    .query(
-                        "SELECT ?fields FROM alerts FINAL WHERE symbol = ? \
-                         ORDER BY window_start_ms DESC LIMIT ?",
-                    )
+                let sql = statements::ALERTS_OF_SYMBOL;
+                let query = self
+                    .clickhouse
+                    .query(sql)
                     .bind(s.as_str())
                     .bind(limit)
-                    .fetch_all()
-                    .await?
+                    .fetch_all();
+                timed(self.slow_query, sql, query).await?
             }
             None => {
-                self.clickhouse
-                    .query("SELECT ?fields FROM alerts FINAL ORDER BY window_start_ms DESC LIMIT ?")
-                    .bind(limit)
-                    .fetch_all()
-                    .await?
+                let sql = statements::ALERTS_ALL;
+                let query = self.clickhouse.query(sql).bind(limit).fetch_all();
+                timed(self.slow_query, sql, query).await?
             }
         };
         let alerts = rows

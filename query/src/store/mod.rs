@@ -20,16 +20,23 @@
 //! - `latest.rs`: the current bar, the latest quote and trade.
 //! - `lists.rs`: the trending list and recent alerts.
 //! - `warm.rs`: warming Redis from ClickHouse at start ([`Store::warm`]).
+//! - `statements.rs`: every SQL statement sent, in one place, and a
+//!   catalog of them with sample values ([`statements::catalog`]).
+//! - `timed.rs`: every ClickHouse query timed by route; slow ones counted
+//!   and logged with their statement's shape ([`timed::timed`]).
 
 pub mod frontier;
 mod latest;
 mod lists;
 mod pool;
 mod range;
+pub mod statements;
 mod stored;
+pub mod timed;
 mod warm;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use insite_schemas::config::RedisConfig;
 use insite_sinks::redis::RedisKeys;
@@ -78,6 +85,8 @@ pub struct Store {
     cache: CacheConfig,
     /// The durable frontiers of the pipeline whose results are trusted.
     frontiers: Arc<Frontiers>,
+    /// A ClickHouse query this long or longer is slow (counted, logged).
+    slow_query: Duration,
 }
 
 impl std::fmt::Debug for Store {
@@ -92,13 +101,15 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// A store over these connections, trusting the durable frontier
-    /// that `pipeline` records.
+    /// that `pipeline` records; ClickHouse queries of `slow_query` or
+    /// longer are counted and logged as slow.
     pub fn new(
         redis: RedisPool,
         clickhouse: clickhouse::Client,
         redis_config: &RedisConfig,
         cache: CacheConfig,
         pipeline: &str,
+        slow_query: Duration,
     ) -> Self {
         Self {
             redis,
@@ -106,7 +117,10 @@ impl Store {
             keys: RedisKeys::new(&redis_config.key_prefix),
             prefix: redis_config.key_prefix.clone(),
             cache,
-            frontiers: Arc::new(Frontiers::new(pipeline, frontier::FRONTIER_REFRESH)),
+            frontiers: Arc::new(
+                Frontiers::new(pipeline, frontier::FRONTIER_REFRESH).with_slow_query(slow_query),
+            ),
+            slow_query,
         }
     }
 
@@ -119,7 +133,9 @@ impl Store {
 
     /// ClickHouse answers `SELECT 1`.
     pub async fn ping_clickhouse(&self) -> Result<(), ApiError> {
-        let _: u8 = self.clickhouse.query("SELECT 1").fetch_one().await?;
+        let sql = statements::PING;
+        let _: u8 =
+            timed::timed(self.slow_query, sql, self.clickhouse.query(sql).fetch_one()).await?;
         Ok(())
     }
 }

@@ -13,7 +13,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::frontier::{self, Durability, FrontierSource};
+use super::statements;
 use super::stored::{self, decode_json, sql_count};
+use super::timed::timed;
 use super::{Source, Store};
 use crate::error::ApiError;
 
@@ -239,14 +241,8 @@ impl Store {
         r: &RangeRequest,
         fetch: usize,
     ) -> Result<Vec<K::Item>, ApiError> {
-        let sql = format!(
-            "SELECT ?fields FROM {} FINAL WHERE symbol = ? AND interval_s = ? \
-             AND window_start >= toDateTime(?) AND window_start <= toDateTime(?) \
-             AND window_start_ms >= ? AND window_start_ms < ? \
-             ORDER BY window_start_ms LIMIT ?",
-            K::TABLE
-        );
-        let rows: Vec<K::Row> = self
+        let sql = statements::range(K::TABLE);
+        let query = self
             .clickhouse
             .query(&sql)
             .bind(r.symbol.as_str())
@@ -256,8 +252,8 @@ impl Store {
             .bind(millis(r.from))
             .bind(millis(r.to))
             .bind(sql_count(fetch))
-            .fetch_all()
-            .await?;
+            .fetch_all();
+        let rows: Vec<K::Row> = timed(self.slow_query, &sql, query).await?;
         from_rows::<K>(rows)
     }
 }

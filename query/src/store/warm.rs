@@ -6,7 +6,9 @@ use insite_schemas::{Interval, Symbol, TimestampMs};
 use insite_sinks::clickhouse::rows::datetime_secs;
 
 use super::range::{from_rows, Bars, RangeKind, Sentiments};
+use super::statements;
 use super::stored::{self, sql_count};
+use super::timed::timed;
 use super::{Source, Store};
 use crate::error::{encode_json, ApiError};
 
@@ -54,16 +56,14 @@ impl Store {
                 .map(|s| Symbol::new(s).map_err(|e| ApiError::Internal(e.to_string())))
                 .collect();
         }
-        let names: Vec<String> = self
+        let sql = statements::WARM_TOP_SYMBOLS;
+        let query = self
             .clickhouse
-            .query(
-                "SELECT symbol FROM bars WHERE window_start >= toDateTime(?) \
-                 GROUP BY symbol ORDER BY sum(trades) DESC LIMIT ?",
-            )
+            .query(sql)
             .bind(datetime_secs(now - 86_400_000))
             .bind(sql_count(self.cache.warm_top))
-            .fetch_all()
-            .await?;
+            .fetch_all();
+        let names: Vec<String> = timed(self.slow_query, sql, query).await?;
         names.iter().map(|s| stored::symbol(s)).collect()
     }
 
@@ -84,19 +84,15 @@ impl Store {
         if exists > 0 {
             return Ok(0);
         }
-        let sql = format!(
-            "SELECT ?fields FROM {} FINAL WHERE symbol = ? AND interval_s = ? \
-             ORDER BY window_start_ms DESC LIMIT ?",
-            K::TABLE
-        );
-        let rows: Vec<K::Row> = self
+        let sql = statements::warm_history(K::TABLE);
+        let query = self
             .clickhouse
             .query(&sql)
             .bind(symbol.as_str())
             .bind(interval.seconds())
             .bind(sql_count(self.cache.warm_history))
-            .fetch_all()
-            .await?;
+            .fetch_all();
+        let rows: Vec<K::Row> = timed(self.slow_query, &sql, query).await?;
         if rows.is_empty() {
             return Ok(0);
         }

@@ -337,7 +337,9 @@ async fn serves_hot_state_history_and_caches_closed_ranges() {
         .await
         .unwrap();
     assert!(
-        text.contains("insite_query_cache_total{kind=\"bars\",source=\"cache\"}"),
+        text.contains(
+            "insite_query_cache_total{kind=\"bars\",source=\"cache\",route=\"/v1/aggs/{symbol}/range/{interval}/{from}/{to}\"}"
+        ),
         "{text}"
     );
     assert!(text.contains("route=\"/v1/aggs/{symbol}/range/{interval}/{from}/{to}\""));
