@@ -51,6 +51,7 @@ pub mod error;
 pub mod store;
 pub mod stream;
 pub mod telemetry;
+pub mod vendor;
 pub mod web;
 
 use std::sync::Arc;
@@ -222,6 +223,7 @@ async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Respons
 pub fn app(state: AppState) -> Router {
     let timeout = Duration::from_millis(state.inner.config.request_timeout_ms.max(1));
     let v1 = api::routes()
+        .merge(vendor::routes())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,

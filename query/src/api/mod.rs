@@ -28,7 +28,7 @@ use crate::AppState;
 
 pub use latest::{latest_bar, latest_quote, latest_trade};
 pub use lists::{alerts, trending, AlertsResponse};
-pub use params::{AlertParams, IntervalParams, PageParams, TrendingParams};
+pub use params::{parse_limit, AlertParams, IntervalParams, PageParams, TrendingParams};
 pub use range::{aggs, sentiment, Agg, AggsResponse, RangeRoute, SentimentResponse};
 pub use response::{json_response, Caching};
 

@@ -88,7 +88,7 @@ pub(super) fn parse_interval(state: &AppState, raw: Option<&str>) -> Result<Inte
 }
 
 /// A count within `1..=max` (`None`: `default`).
-pub(super) fn parse_limit(
+pub fn parse_limit(
     raw: Option<&str>,
     default: usize,
     max: usize,
