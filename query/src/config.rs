@@ -190,6 +190,10 @@ pub struct VendorConfig {
     /// The path under which the vendor's WebSocket clusters are served
     /// (`<prefix>/stocks`); empty: at the root, as the vendor's host does.
     pub ws_prefix: String,
+    /// Forward raw trades (`md.trades.>`) to the vendor protocol's clients
+    /// that subscribe to `T` events (the query service's NATS user must
+    /// then be allowed to subscribe to `md.trades.>`).
+    pub trades: bool,
 }
 
 impl Default for VendorConfig {
@@ -197,6 +201,7 @@ impl Default for VendorConfig {
         Self {
             max_range_days: 3_660,
             ws_prefix: String::new(),
+            trades: true,
         }
     }
 }

@@ -45,7 +45,9 @@ pub struct GranuleQuery<'a> {
     pub limit: Option<usize>,
 }
 
-/// One granule as ClickHouse sends it.
+/// One granule as ClickHouse sends it (by position; the SQL's aliases
+/// differ from the column names, which ClickHouse would otherwise read as
+/// the aggregates themselves).
 #[derive(Debug, Row, Deserialize)]
 struct GranuleRow {
     symbol: String,
@@ -73,10 +75,10 @@ impl Store {
         let limit = if q.limit.is_some() { "LIMIT ?" } else { "" };
         let sql = format!(
             "SELECT symbol, intDiv(window_start_ms, ?) * ? AS g, \
-             argMin(open, window_start_ms) AS open, max(high) AS high, min(low) AS low, \
-             argMax(close, window_start_ms) AS close, sum(volume) AS volume, \
-             sum(vwap * volume) AS notional, sum(trades) AS trades, \
-             max(window_start_ms) AS last_ms \
+             argMin(open, window_start_ms) AS g_open, max(high) AS g_high, \
+             min(low) AS g_low, argMax(close, window_start_ms) AS g_close, \
+             sum(volume) AS g_volume, sum(vwap * volume) AS g_notional, \
+             sum(trades) AS g_trades, max(window_start_ms) AS g_last \
              FROM bars FINAL WHERE {symbol_filter} interval_s = ? \
              AND window_start >= toDateTime(?) AND window_start <= toDateTime(?) \
              AND window_start_ms >= ? AND window_start_ms < ? \

@@ -108,8 +108,9 @@ pub async fn aggs(
             format!("the range spans more than {max_days} days"),
         ));
     }
-    // Buckets starting in [from, to], each read whole.
-    let first = bucketing.first_start_from(from);
+    // As the vendor does, `from` snaps to the start of its bucket: the
+    // buckets starting in [start(from), to], each read whole.
+    let first = bucketing.start(from);
     let last = bucketing.start(to);
     let end = bucketing.next(last);
     let mut body = VendorAggsResponse {
@@ -153,7 +154,11 @@ pub async fn aggs(
         .then(|| buckets.last().map(|g| g.start))
         .flatten()
         .map(|t| {
-            let (next_from, next_to) = if desc { (from, t - 1) } else { (t + 1, to) };
+            let (next_from, next_to) = if desc {
+                (from, t - 1)
+            } else {
+                (bucketing.next(t), to)
+            };
             format!(
                 "{}/v2/aggs/ticker/{symbol}/range/{multiplier}/{timespan}/{next_from}/{next_to}?adjusted={adjusted}&sort={}&limit={limit}",
                 base_url(&headers),

@@ -266,16 +266,6 @@ impl Bucketing {
             _ => 1,
         }
     }
-
-    /// The first bucket start at or after `ts`.
-    pub fn first_start_from(self, ts: TimestampMs) -> TimestampMs {
-        let start = self.start(ts);
-        if start == ts {
-            start
-        } else {
-            self.next(start)
-        }
-    }
 }
 
 #[cfg(test)]
@@ -326,7 +316,6 @@ mod tests {
             ms(2024, 7, 1, 4)
         );
         assert_eq!(b(5, Timespan::Minute).start(t + 299_999), t);
-        assert_eq!(b(1, Timespan::Hour).first_start_from(t + 1), t + HOUR_MS);
         assert!(Bucketing::new(0, Timespan::Day).is_err());
         assert!("fortnight".parse::<Timespan>().is_err());
         assert_eq!("quarter".parse::<Timespan>().unwrap(), Timespan::Quarter);

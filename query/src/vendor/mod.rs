@@ -25,6 +25,8 @@
 //! - `aggs.rs`: aggregates, previous close, open/close, grouped daily.
 //! - `last.rs`: last trade and quote.
 //! - `snapshot.rs`: snapshots, gainers and losers.
+//! - `ws.rs`: the vendor's WebSocket protocol (`<ws_prefix>/stocks`) over
+//!   the same hub as `/v1/stream`.
 
 mod aggs;
 pub mod body;
@@ -34,6 +36,7 @@ mod params;
 mod read;
 pub mod rollup;
 mod snapshot;
+pub mod ws;
 
 use axum::routing::get;
 use axum::Router;

@@ -22,5 +22,6 @@ mod pipeline_time;
 mod query_browser;
 mod query_http;
 mod query_immutable;
+mod query_vendor;
 mod query_ws;
 mod redis_sink;
