@@ -8,6 +8,7 @@
 //! from the same raw trades (`testkit/clients/polygon_rest.py`).
 
 use std::process::Command;
+use std::time::Duration;
 
 use insite_pipeline::source::InputSource;
 use insite_query::config::{ApiKey, AuthConfig};
@@ -55,6 +56,24 @@ fn raw_trades(symbols: &[&str]) -> Vec<Trade> {
     trades
 }
 
+/// The query service's settings: keys required, the client's key known.
+fn keyed(pipeline: &str) -> QueryConfig {
+    QueryConfig {
+        pipeline: pipeline.into(),
+        auth: AuthConfig {
+            require_key: true,
+            keys: vec![ApiKey {
+                key: KEY.into(),
+                name: "vendor-client".into(),
+                per_second: 1_000,
+                burst: 1_000,
+            }],
+            ..AuthConfig::default()
+        },
+        ..QueryConfig::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_vendors_python_client_reads_exact_aggregates_snapshots_and_last_trades() {
     let env = TestEnv::new("query_vendor");
@@ -80,24 +99,7 @@ async fn the_vendors_python_client_reads_exact_aggregates_snapshots_and_last_tra
     .await;
     pipeline.stop().await;
 
-    let query = start_query(
-        &env,
-        QueryConfig {
-            pipeline: "vendor".into(),
-            auth: AuthConfig {
-                require_key: true,
-                keys: vec![ApiKey {
-                    key: KEY.into(),
-                    name: "vendor-client".into(),
-                    per_second: 1_000,
-                    burst: 1_000,
-                }],
-                ..AuthConfig::default()
-            },
-            ..QueryConfig::default()
-        },
-    )
-    .await;
+    let query = start_query(&env, keyed("vendor")).await;
 
     // The client runs in its own process; the trades go to it as JSON.
     let dir = tempfile::tempdir().unwrap();
@@ -157,4 +159,102 @@ async fn the_vendors_python_client_reads_exact_aggregates_snapshots_and_last_tra
     assert_eq!(n("all snapshots"), 3);
     assert_eq!(n("grouped daily"), 3);
     query.stop().await;
+}
+
+/// 2024-03-13T14:30:00Z (10:30 in New York), where the live trades start.
+const LIVE: TimestampMs = 1_710_340_200_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_vendors_websocket_client_receives_trades_and_minute_bars_live() {
+    let env = TestEnv::new("query_vendor_ws");
+    let pipeline_config = config("vendor_ws");
+    let pipeline = start_pipeline(&env.connections, &pipeline_config);
+    wait_running(&env, &pipeline_config.consumer.market_durable).await;
+    let query = start_query(&env, keyed("vendor_ws")).await;
+
+    // The client connects, authenticates and subscribes to T.AAPL, AM.AAPL.
+    let feed = query.addr.to_string();
+    let mut client = tokio::process::Command::new(python())
+        .arg(script("polygon_ws.py"))
+        .args([feed.as_str(), KEY, "60", "20", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    // Live trades, 3 s of event time apart, every 100 ms, until the
+    // client has what it waits for: trades, and minutes that close.
+    let js = env.jetstream().await;
+    let mut published: Vec<Trade> = Vec::new();
+    let output = loop {
+        let n = published.len() as i64;
+        let mut t = trade("AAPL", LIVE + n * 3_000, &format!("live-{n}"));
+        t.price = 180.0 + ((n * 37) % 101) as f64 / 100.0;
+        t.size = 10 + (n as u64 * 13) % 90;
+        publish_trades(&js, &env.connections.nats.streams, std::slice::from_ref(&t)).await;
+        published.push(t);
+        if let Ok(status) = tokio::time::timeout(Duration::from_millis(100), client.wait()).await {
+            status.unwrap();
+            break client.wait_with_output().await.unwrap();
+        }
+        assert!(
+            published.len() < 600,
+            "the client never got what it waited for"
+        );
+    };
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let got: Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    // Every trade event is a published trade, field for field.
+    let trades = got["T"].as_array().unwrap();
+    assert!(trades.len() >= 20, "{got}");
+    for event in trades {
+        let t = published
+            .iter()
+            .find(|t| t.trade_id.as_str() == event["i"].as_str().unwrap())
+            .unwrap_or_else(|| panic!("{event} was never published"));
+        assert_eq!(
+            (event["ev"].as_str(), event["sym"].as_str()),
+            (Some("T"), Some("AAPL"))
+        );
+        assert_eq!(event["p"].as_f64(), Some(t.price), "{event}");
+        assert_eq!(event["s"].as_u64(), Some(t.size), "{event}");
+        assert_eq!(event["t"].as_i64(), Some(t.ts), "{event}");
+    }
+    // Every minute event is the minute bar of the published trades.
+    let minutes = got["AM"].as_array().unwrap();
+    assert!(minutes.len() >= 2, "{got}");
+    for event in minutes {
+        let start = event["s"].as_i64().unwrap();
+        assert_eq!(event["e"].as_i64(), Some(start + 60_000), "{event}");
+        let of: Vec<&Trade> = published
+            .iter()
+            .filter(|t| (start..start + 60_000).contains(&t.ts))
+            .collect();
+        assert!(!of.is_empty(), "{event}");
+        let volume: u64 = of.iter().map(|t| t.size).sum();
+        let notional: f64 = of.iter().map(|t| t.price * t.size as f64).sum();
+        let high = of.iter().map(|t| t.price).fold(f64::MIN, f64::max);
+        let low = of.iter().map(|t| t.price).fold(f64::MAX, f64::min);
+        assert_eq!(event["ev"].as_str(), Some("AM"));
+        assert_eq!(event["o"].as_f64(), Some(of[0].price), "{event}");
+        assert_eq!(event["c"].as_f64(), Some(of[of.len() - 1].price), "{event}");
+        assert_eq!(event["h"].as_f64(), Some(high), "{event}");
+        assert_eq!(event["l"].as_f64(), Some(low), "{event}");
+        assert_eq!(event["v"].as_u64(), Some(volume), "{event}");
+        assert_eq!(
+            event["z"].as_u64(),
+            Some(volume / of.len() as u64),
+            "{event}"
+        );
+        let vwap = event["vw"].as_f64().unwrap();
+        assert!((vwap - notional / volume as f64).abs() < 1e-9, "{event}");
+    }
+    query.stop().await;
+    pipeline.stop().await;
 }
