@@ -64,5 +64,11 @@ cargo build --locked -p insite
 step "deploy files (after the install, so that no check is skipped)"
 ./deploy/validate.sh
 
+step "API clients from PyPI (polygon-api-client, schemathesis; venv under target/)"
+./scripts/api-clients.sh venv
+
 step "cargo test (unit, property, integration, end-to-end)"
 cargo test --workspace --locked
+
+step "schemathesis --checks all against a live query service (/v1 and the vendor routes)"
+cargo test --locked -p insite-testkit --test it query_schemathesis -- --ignored

@@ -72,7 +72,6 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::CorsLayer;
 use tower_http::timeout::TimeoutLayer;
-use utoipa::OpenApi;
 
 pub use api::ApiDoc;
 pub use config::QueryConfig;
@@ -163,8 +162,8 @@ impl AppState {
     }
 }
 
-async fn openapi() -> Response {
-    match ApiDoc::openapi().to_json() {
+async fn openapi(State(state): State<AppState>) -> Response {
+    match api::openapi::document(&state) {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Err(e) => ApiError::Internal(e.to_string()).into_response(),
     }

@@ -63,6 +63,18 @@ struct GranuleRow {
 }
 
 impl Store {
+    /// The Redis key of the cached answer of a durable vendor request of
+    /// `symbol` (`request`: everything the answer depends on), beside the
+    /// symbol's other keys.
+    pub fn vendor_answer_key(&self, symbol: &Symbol, request: &str) -> String {
+        format!(
+            "{}{{{}}}:qv:{:016x}",
+            self.prefix,
+            symbol,
+            xxhash_rust::xxh3::xxh3_64(request.as_bytes())
+        )
+    }
+
     /// Granules of `q` from ClickHouse's final bars, per symbol, each
     /// symbol's in start order (as `q.desc` asks).
     pub async fn granules(&self, q: &GranuleQuery<'_>) -> Result<Vec<(Symbol, Granule)>, ApiError> {

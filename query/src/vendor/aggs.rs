@@ -18,7 +18,7 @@ use super::params::{
     base_url, parse_adjusted, parse_bound, parse_day, parse_desc, parse_multiplier, AdjustedParams,
     AggsParams,
 };
-use super::read::{day_base, day_bucketing, rolled, Rolled};
+use super::read::{day_base, day_bucketing, durability, rolled, Rolled};
 use super::rollup::{roll_up, Granule};
 use crate::api::{json_response, Caching};
 use crate::error::{encode_json, ApiError, ErrorBody};
@@ -94,24 +94,25 @@ pub async fn aggs(
         limits.max_page,
         "limit",
     )?;
-    if to < from {
-        return Err(ApiError::bad("to", format!("{to} is before from ({from})")));
-    }
     let max_days = if bucketing.fixed_ms().is_some() {
         limits.max_range_days
     } else {
         state.inner.config.vendor.max_range_days
     };
-    if to - from > i64::from(max_days) * 86_400_000 {
-        return Err(ApiError::bad(
-            "to",
-            format!("the range spans more than {max_days} days"),
-        ));
-    }
+    let max_span = i64::from(max_days.max(1)) * 86_400_000;
+    // A longer range is read in parts: this page covers the first (or, newest
+    // first, the last) `max_days` of it, and `next_url` goes on.
+    let (from_read, to_read) = if to - from <= max_span {
+        (from, to)
+    } else if desc {
+        (to - max_span, to)
+    } else {
+        (from, from + max_span)
+    };
     // As the vendor does, `from` snaps to the start of its bucket: the
     // buckets starting in [start(from), to], each read whole.
-    let first = bucketing.start(from);
-    let last = bucketing.start(to);
+    let first = bucketing.start(from_read);
+    let last = bucketing.start(to_read);
     let end = bucketing.next(last);
     let mut body = VendorAggsResponse {
         ticker: symbol.to_string(),
@@ -124,7 +125,8 @@ pub async fn aggs(
         request_id: request_id(),
         next_url: None,
     };
-    if first > last {
+    // `to` before `from`: an empty range.
+    if to < from {
         return Ok(json_response(
             &headers,
             encode_json(&body)?,
@@ -132,46 +134,80 @@ pub async fn aggs(
             Source::ClickHouse,
         ));
     }
-    let answer = rolled(
-        &state,
-        &Rolled {
-            symbols: Symbols::One(&symbol),
-            bucketing,
-            from: first,
-            to: end,
-            desc,
-            limit: Some(limit),
-        },
-    )
-    .await?;
+    let read = Rolled {
+        symbols: Symbols::One(&symbol),
+        bucketing,
+        from: first,
+        to: end,
+        desc,
+        limit: Some(limit),
+    };
+    // A durable answer never changes: computed once, then served from
+    // Redis (with the request id of the request that computed it).
+    let store = &state.inner.store;
+    let key = (durability(&state, &read).await? == Durability::Durable).then(|| {
+        store.vendor_answer_key(
+            &symbol,
+            &format!(
+                "aggs|{multiplier}|{timespan}|{from}|{to}|{desc}|{limit}|{adjusted}|{}",
+                base_url(&headers)
+            ),
+        )
+    });
+    if let Some(key) = &key {
+        if let Some(body) = store.cached_answer(key).await? {
+            state.inner.cache.record("vendor_aggs", Source::Cache);
+            return Ok(json_response(
+                &headers,
+                body,
+                caching(&state, Durability::Durable),
+                Source::Cache,
+            ));
+        }
+    }
+    let answer = rolled(&state, &read).await?;
+    state.inner.cache.record("vendor_aggs", Source::ClickHouse);
     let mut buckets: Vec<Granule> = answer.buckets.into_values().next().unwrap_or_default();
     if desc {
         buckets.reverse();
     }
     let more = buckets.len() > limit;
     buckets.truncate(limit);
-    body.next_url = more
-        .then(|| buckets.last().map(|g| g.start))
-        .flatten()
-        .map(|t| {
-            let (next_from, next_to) = if desc {
-                (from, t - 1)
+    // The next page: after the last result when more follow in the part
+    // read, else after the part read when the range goes on.
+    let next = if more {
+        buckets.last().map(|g| {
+            if desc {
+                (from, g.start - 1)
             } else {
-                (bucketing.next(t), to)
-            };
-            format!(
-                "{}/v2/aggs/ticker/{symbol}/range/{multiplier}/{timespan}/{next_from}/{next_to}?adjusted={adjusted}&sort={}&limit={limit}",
-                base_url(&headers),
-                if desc { "desc" } else { "asc" },
-            )
-        });
+                (bucketing.next(g.start), to)
+            }
+        })
+    } else if desc && from_read > from {
+        Some((from, first - 1))
+    } else if !desc && to_read < to {
+        Some((end, to))
+    } else {
+        None
+    };
+    body.next_url = next.map(|(next_from, next_to)| {
+        format!(
+            "{}/v2/aggs/ticker/{symbol}/range/{multiplier}/{timespan}/{next_from}/{next_to}?adjusted={adjusted}&sort={}&limit={limit}",
+            base_url(&headers),
+            if desc { "desc" } else { "asc" },
+        )
+    });
     body.query_count = answer.granules;
     body.results = buckets.iter().map(|g| VendorAgg::of(g, None)).collect();
     body.results_count = body.results.len();
     body.count = body.results.len();
+    let text = encode_json(&body)?;
+    if let (Some(key), Durability::Durable) = (key, answer.durability) {
+        store.cache_answer(&key, &text).await?;
+    }
     Ok(json_response(
         &headers,
-        encode_json(&body)?,
+        text,
         caching(&state, answer.durability),
         Source::ClickHouse,
     ))

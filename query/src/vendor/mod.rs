@@ -28,14 +28,14 @@
 //! - `ws.rs`: the vendor's WebSocket protocol (`<ws_prefix>/stocks`) over
 //!   the same hub as `/v1/stream`.
 
-mod aggs;
+pub mod aggs;
 pub mod body;
 pub mod calendar;
-mod last;
-mod params;
+pub mod last;
+pub mod params;
 mod read;
 pub mod rollup;
-mod snapshot;
+pub mod snapshot;
 pub mod ws;
 
 use axum::routing::get;

@@ -85,24 +85,33 @@ pub fn parse_day(field: &'static str, raw: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::bad(field, format!("{raw:?} is not a YYYY-MM-DD date")))?;
     let first = ny_day(MIN_EVENT_TS_MS);
     let last = ny_day(MAX_EVENT_TS_MS - 1);
-    if (first..last).contains(&day) {
+    if (first..=last).contains(&day) {
         Ok(day)
     } else {
         Err(ApiError::bad(field, format!("{raw} is outside 2000..2099")))
     }
 }
 
-/// A range bound: milliseconds since the epoch, or a `YYYY-MM-DD` New York
-/// day (its midnight; with `end_of_day`, its last millisecond, since the
-/// vendor's `to` is inclusive).
+/// A range bound: milliseconds since the epoch (12 or 13 digits, brought
+/// within 2000..2100), or a `YYYY-MM-DD` New York day of 2000..2099 (its
+/// midnight; with `end_of_day`, its last millisecond, since the vendor's
+/// `to` is inclusive).
 pub fn parse_bound(
     field: &'static str,
     raw: &str,
     end_of_day: bool,
 ) -> Result<TimestampMs, ApiError> {
-    if let Ok(ms) = raw.parse::<i64>() {
-        check_event_time(field, ms).map_err(|e| ApiError::bad(field, e.reason))?;
-        return Ok(ms);
+    if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        if !(12..=13).contains(&raw.len()) {
+            return Err(ApiError::bad(
+                field,
+                format!("{raw:?}: milliseconds since the epoch have 12 or 13 digits"),
+            ));
+        }
+        let ms: i64 = raw
+            .parse()
+            .map_err(|_| ApiError::bad(field, format!("{raw:?} is not a number")))?;
+        return Ok(ms.clamp(MIN_EVENT_TS_MS, MAX_EVENT_TS_MS - 1));
     }
     let day = parse_date(raw).ok_or_else(|| {
         ApiError::bad(
@@ -110,17 +119,12 @@ pub fn parse_bound(
             format!("{raw:?} is neither milliseconds since the epoch nor a YYYY-MM-DD date"),
         )
     })?;
-    let ms = if end_of_day {
+    check_event_time(field, day * 86_400_000).map_err(|e| ApiError::bad(field, e.reason))?;
+    Ok(if end_of_day {
         ny_midnight(day + 1) - 1
     } else {
         ny_midnight(day)
-    };
-    check_event_time(field, ms.clamp(MIN_EVENT_TS_MS, MAX_EVENT_TS_MS - 1))
-        .map_err(|e| ApiError::bad(field, e.reason))?;
-    if !(MIN_EVENT_TS_MS..MAX_EVENT_TS_MS).contains(&ms) {
-        return Err(ApiError::bad(field, format!("{raw} is outside 2000..2099")));
-    }
-    Ok(ms)
+    })
 }
 
 /// The served interval that bars of `bucketing` are rolled up from: the
@@ -189,7 +193,11 @@ mod tests {
             parse_bound("from", "1700000000000", false).unwrap(),
             1_700_000_000_000
         );
-        for bad in ["2023-02-30", "x", "12", "1999-12-31"] {
+        assert_eq!(
+            parse_bound("from", "100000000000", false).unwrap(),
+            MIN_EVENT_TS_MS
+        );
+        for bad in ["2023-02-30", "x", "12", "1999-12-31", ""] {
             assert!(parse_bound("from", bad, false).is_err(), "{bad}");
         }
         assert!(parse_adjusted(Some("yes")).is_err());

@@ -55,11 +55,10 @@ pub fn day_bucketing() -> Bucketing {
     }
 }
 
-/// Reads the buckets of `r`.
-pub async fn rolled(state: &AppState, r: &Rolled<'_>) -> Result<RolledAnswer, ApiError> {
-    let store = &state.inner.store;
+/// Whether every bucket of `r` is final and durable (the pipeline's
+/// durable frontier is past the last stored bar it covers).
+pub async fn durability(state: &AppState, r: &Rolled<'_>) -> Result<Durability, ApiError> {
     let base = base_interval(&state.inner.intervals, r.bucketing)?;
-    let granule_ms = r.bucketing.granule_ms();
     // Durability does not depend on the symbol: any stands in.
     let probe = RangeRequest {
         symbol: match r.symbols {
@@ -71,7 +70,15 @@ pub async fn rolled(state: &AppState, r: &Rolled<'_>) -> Result<RolledAnswer, Ap
         to: r.to,
         limit: 1,
     };
-    let durability = store.durability::<Bars>(&probe).await;
+    Ok(state.inner.store.durability::<Bars>(&probe).await)
+}
+
+/// Reads the buckets of `r`.
+pub async fn rolled(state: &AppState, r: &Rolled<'_>) -> Result<RolledAnswer, ApiError> {
+    let store = &state.inner.store;
+    let base = base_interval(&state.inner.intervals, r.bucketing)?;
+    let granule_ms = r.bucketing.granule_ms();
+    let durability = durability(state, r).await?;
     let fixed = r.bucketing.fixed_ms().is_some();
     let rows = store
         .granules(&GranuleQuery {
