@@ -67,8 +67,14 @@ step "deploy files (after the install, so that no check is skipped)"
 step "current ClickHouse (every migration and statement on chdb-core, ClickHouse 26.x)"
 ./scripts/check-clickhouse-current.sh
 
+step "API clients from PyPI (polygon-api-client, schemathesis; venv under target/)"
+./scripts/api-clients.sh venv
+
 step "cargo test (unit, property, integration, end-to-end)"
 cargo test --workspace --locked
+
+step "schemathesis --checks all against a live query service (/v1 and the vendor routes)"
+cargo test --locked -p insite-testkit --test it query_schemathesis -- --ignored
 
 step "fuzzing (every target in fuzz/, ${FUZZ_SECONDS:-20} s each)"
 ./scripts/fuzz.sh

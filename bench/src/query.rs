@@ -18,6 +18,12 @@
 //!    Redis path;
 //! 4. WebSocket fan-out: N clients subscribed to one symbol's bars, bars
 //!    published to DERIVED at a fixed rate, publish-to-client latency.
+//! 5. the vendor-compatible API: a one-year daily and a one-week hourly
+//!    aggregate (rolled up from a year of 5-minute bars), cold (each
+//!    distinct request's first time: ClickHouse) and warm (the cached
+//!    durable answer); the grouped daily bars of `--vendor-symbols`
+//!    symbols; and the WebSocket fan-out again with the vendor's protocol
+//!    (`/stocks`, `AM` events of final 1-minute bars).
 //!
 //! Every phase reports avg/p50/p95/p99/max, throughput, 4xx/5xx and
 //! transport errors, and the service's CPU (share of one core) and RSS.
@@ -72,6 +78,52 @@ pub struct BenchQueryArgs {
     /// Bars published per second in the WebSocket phase.
     #[arg(long, default_value_t = 10.0)]
     ws_rate: f64,
+    /// Symbols with a year of 5-minute bars (vendor aggregates phases).
+    #[arg(long, default_value_t = 4)]
+    year_symbols: usize,
+    /// Symbols with a day of 5-minute bars (vendor grouped daily phase).
+    #[arg(long, default_value_t = 100)]
+    vendor_symbols: usize,
+}
+
+/// The key the vendor WebSocket clients authenticate with.
+const VENDOR_KEY: &str = "bench-vendor-key";
+
+/// A vendor-phase symbol.
+fn vendor_symbol(i: usize) -> String {
+    format!("V{i:04}")
+}
+
+/// A year of regular-session 5-minute bars (14:30..21:00 UTC, weekdays)
+/// ending with `DAY`, for `year_symbols` symbols; that last day for
+/// `day_symbols` symbols.
+async fn fill_vendor(
+    year_symbols: usize,
+    day_symbols: usize,
+    clickhouse: &ClickHouseConfig,
+) -> anyhow::Result<()> {
+    let client = insite_sinks::clickhouse::connect(clickhouse);
+    let mut writer = TableWriter::<BarRow>::new(client, "bars", WriterConfig::default());
+    let session = |day: i64| (0..78).map(move |k| day + 52_200_000 + k * 300_000);
+    for i in 0..year_symbols.max(day_symbols) {
+        let sym = Symbol::new(&vendor_symbol(i))?;
+        let days = if i < year_symbols { 365 } else { 1 };
+        for d in (0..days).rev() {
+            let day = DAY - d * 86_400_000;
+            // 1970-01-01 was a Thursday: day numbers 2 and 3 (mod 7) are
+            // Saturday and Sunday.
+            if matches!((day / 86_400_000).rem_euclid(7), 2 | 3) {
+                continue;
+            }
+            for (k, start) in session(day).enumerate() {
+                let mut bar = day_bar(&sym, k as i64, Finality::Final, start);
+                bar.interval = Interval::FIVE_MINUTES;
+                writer.push(BarRow::from_bar(&bar, 1));
+            }
+        }
+        writer.flush().await?;
+    }
+    Ok(())
 }
 
 /// 2023-11-14T00:00:00Z: the day of history.
@@ -179,11 +231,21 @@ struct WsOutcome {
     client_cpu: f64,
 }
 
+/// The WebSocket protocol a phase speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WsProtocol {
+    /// insite's `/v1/stream`: `bars.1m` of `S0000`.
+    V1,
+    /// The vendor's `/stocks`: `AM.S0000` (final 1-minute bars).
+    Vendor,
+}
+
 async fn ws_phase(
     addr: SocketAddr,
     pid: u32,
     nats: &NatsConfig,
     args: &BenchQueryArgs,
+    protocol: WsProtocol,
 ) -> anyhow::Result<WsOutcome> {
     let sym = Symbol::new(&symbol(0))?;
     // Publish times in µs since `epoch` (0: not yet published).
@@ -211,21 +273,42 @@ async fn ws_phase(
         let expected = args.ws_messages;
         tasks.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await;
+            let path = match protocol {
+                WsProtocol::V1 => "/v1/stream",
+                WsProtocol::Vendor => "/stocks",
+            };
             let Ok((mut ws, _)) =
-                tokio_tungstenite::connect_async(format!("ws://{addr}/v1/stream")).await
+                tokio_tungstenite::connect_async(format!("ws://{addr}{path}")).await
             else {
                 failures.fetch_add(1, Ordering::Relaxed);
                 return;
             };
-            let op = r#"{"op":"subscribe","symbols":["S0000"],"kinds":["bars.1m"]}"#;
-            if ws.send(op.into()).await.is_err() {
-                failures.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            // The subscription is in place once its reply arrives.
-            if !matches!(ws.next().await, Some(Ok(_))) {
-                failures.fetch_add(1, Ordering::Relaxed);
-                return;
+            let ops: Vec<String> = match protocol {
+                WsProtocol::V1 => {
+                    vec![r#"{"op":"subscribe","symbols":["S0000"],"kinds":["bars.1m"]}"#.into()]
+                }
+                WsProtocol::Vendor => {
+                    // The greeting comes first.
+                    if !matches!(ws.next().await, Some(Ok(_))) {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    vec![
+                        format!(r#"{{"action":"auth","params":"{VENDOR_KEY}"}}"#),
+                        r#"{"action":"subscribe","params":"AM.S0000"}"#.into(),
+                    ]
+                }
+            };
+            for op in ops {
+                if ws.send(op.into()).await.is_err() {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                // Each op is done once its reply arrives.
+                if !matches!(ws.next().await, Some(Ok(_))) {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
             }
             drop(permit);
             subscribed.fetch_add(1, Ordering::Relaxed);
@@ -243,8 +326,13 @@ async fn ws_phase(
                     break;
                 };
                 let now = epoch.elapsed().as_micros();
-                // The sequence number travels in `trades`.
-                let at = trades_of(&text)
+                // The sequence number travels in `trades` (the vendor's
+                // `v`, the volume, there).
+                let field = match protocol {
+                    WsProtocol::V1 => "\"trades\":",
+                    WsProtocol::Vendor => "\"v\":",
+                };
+                let at = number_after(&text, field)
                     .and_then(|seq| sent.get(seq))
                     .map(|at| at.load(Ordering::Acquire))
                     .filter(|&at| at > 0);
@@ -295,8 +383,20 @@ async fn ws_phase(
     let current = Interval::MINUTE.window_start(insite_schemas::time::now_ms());
     for seq in 0..args.ws_messages {
         tokio::time::sleep_until((start + period.mul_f64(seq as f64)).into()).await;
-        let mut bar = day_bar(&sym, 0, Finality::Provisional, current);
-        bar.trades = seq as u64;
+        let bar = match protocol {
+            WsProtocol::V1 => {
+                let mut bar = day_bar(&sym, 0, Finality::Provisional, current);
+                bar.trades = seq as u64;
+                bar
+            }
+            // Final 1-minute bars are the vendor's `AM` events.
+            WsProtocol::Vendor => {
+                let mut bar = day_bar(&sym, 0, Finality::Final, current - 60_000 * seq as i64);
+                bar.volume = seq as u64;
+                bar.trades = 1;
+                bar
+            }
+        };
         let at = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
         sent[seq].store(at.max(1), Ordering::Release);
         publisher.publish(&Derived::Bar(bar)).await?;
@@ -332,10 +432,11 @@ async fn ws_phase(
     })
 }
 
-/// The `trades` field of a pushed bar, found without parsing the whole
-/// message (the generator must stay cheaper than what it measures).
-fn trades_of(text: &str) -> Option<usize> {
-    let rest = &text[text.find("\"trades\":")? + 9..];
+/// The number after `field` (`"trades":`) in a pushed message, found
+/// without parsing the whole message (the generator must stay cheaper than
+/// what it measures).
+fn number_after(text: &str, field: &str) -> Option<usize> {
+    let rest = &text[text.find(field)? + field.len()..];
     let end = rest
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(rest.len());
@@ -391,6 +492,18 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
         args.symbols,
         fill_start.elapsed().as_secs_f64()
     );
+    let fill_start = Instant::now();
+    runtime.block_on(fill_vendor(
+        args.year_symbols,
+        args.vendor_symbols,
+        clickhouse,
+    ))?;
+    println!(
+        "filled {} symbols × a year and {} symbols × a day of 5-minute bars in {:.1} s",
+        args.year_symbols,
+        args.vendor_symbols,
+        fill_start.elapsed().as_secs_f64()
+    );
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -399,6 +512,16 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
     let mut child_config = config.clone();
     child_config.set_connections(services.clone());
     child_config.query.stream.client_queue = 1024;
+    child_config
+        .query
+        .auth
+        .keys
+        .push(insite_query::config::ApiKey {
+            key: VENDOR_KEY.into(),
+            name: "bench".into(),
+            per_second: 1_000_000,
+            burst: 1_000_000,
+        });
     let service = InsiteChild::spawn(
         &insite,
         "query",
@@ -483,6 +606,61 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
             http_phase("1-day 1m history, warm (cached)", addr, pid, args.connections, args.seconds, None, warm)
                 .await?,
         );
+        // The vendor's aggregates: a year of days and a week of hours, each
+        // request distinct by its end day (so the first time is cold).
+        let ys = args.year_symbols.max(1);
+        let distinct = 40usize;
+        let year_path = move |i: usize| {
+            let end = DAY - (i / ys) as i64 * 86_400_000;
+            format!(
+                "/v2/aggs/ticker/{}/range/1/day/{}/{end}",
+                vendor_symbol(i % ys),
+                end - 365 * 86_400_000
+            )
+        };
+        let week_path = move |i: usize| {
+            let end = DAY - (i / ys) as i64 * 86_400_000;
+            format!(
+                "/v2/aggs/ticker/{}/range/1/hour/{}/{end}",
+                vendor_symbol(i % ys),
+                end - 7 * 86_400_000
+            )
+        };
+        for (name, path) in [
+            ("vendor 1-year daily", Arc::new(year_path) as Arc<dyn Fn(usize) -> String + Send + Sync>),
+            ("vendor 1-week hourly", Arc::new(week_path)),
+        ] {
+            let next = Arc::new(AtomicUsize::new(0));
+            let cold_paths: Paths = {
+                let (next, path) = (next.clone(), path.clone());
+                Arc::new(move |_, _| path(next.fetch_add(1, Ordering::Relaxed) % distinct))
+            };
+            phases.push(
+                queue_phase(&format!("{name}, cold (first per request)"), addr, pid, 4, distinct, cold_paths)
+                    .await?,
+            );
+            let warm_paths: Paths =
+                Arc::new(move |t, i| path((t * 31 + i as usize) % distinct));
+            phases.push(
+                http_phase(&format!("{name}, warm (cached)"), addr, pid, args.connections, args.seconds, None, warm_paths)
+                    .await?,
+            );
+        }
+        let grouped: Paths = Arc::new(|_, _| {
+            format!("/v2/aggs/grouped/locale/us/market/stocks/{}", "2023-11-14")
+        });
+        phases.push(
+            http_phase(
+                &format!("vendor grouped daily, {} symbols", args.vendor_symbols),
+                addr,
+                pid,
+                args.connections,
+                args.seconds,
+                None,
+                grouped,
+            )
+            .await?,
+        );
         println!();
         println!("{HEADER}");
         for p in &phases {
@@ -491,10 +669,22 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
         println!();
         println!("redis-benchmark -t get -n 400000 -c 64 (floor of the Redis path): {}", redis_benchmark(&redis.url));
 
-        if args.ws_clients > 0 {
+        for protocol in [WsProtocol::V1, WsProtocol::Vendor] {
+            if args.ws_clients == 0 {
+                break;
+            }
             println!();
-            println!("WebSocket fan-out: {} clients on one symbol's 1m bars, {} bars at {}/s", args.ws_clients, args.ws_messages, args.ws_rate);
-            let ws = ws_phase(addr, pid, nats, &args).await?;
+            println!(
+                "WebSocket fan-out ({}): {} clients on one symbol's 1m bars, {} bars at {}/s",
+                match protocol {
+                    WsProtocol::V1 => "/v1/stream",
+                    WsProtocol::Vendor => "vendor /stocks, AM events",
+                },
+                args.ws_clients,
+                args.ws_messages,
+                args.ws_rate
+            );
+            let ws = ws_phase(addr, pid, nats, &args, protocol).await?;
             let ms = |q: f64| ws.hist.value_at_quantile(q) as f64 / 1_000.0;
             println!(
                 "| clients held | connect time s | failed connects | deliveries | expected | avg ms | p50 ms | p95 ms | p99 ms | max ms | service CPU | service RSS MiB | clients' CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n| {} | {:.1} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0}% | {:.0} | {:.0}% |",

@@ -42,7 +42,8 @@ fuzz_target!(|text: &str| {
     let _ = params::parse_bound("from", text, false);
     let _ = params::parse_bound("to", text, true);
     let _ = params::parse_limit(Some(text), 10, 100, "limit");
-    if let Ok(request) = params::range_request(state, symbol, interval, from, to, limit) {
+    if let Ok(ranged) = params::range_request(state, symbol, interval, from, to, limit) {
+        let request = ranged.request;
         let limits = &state.inner.config.limits;
         assert_eq!(
             request.from % request.interval.millis(),

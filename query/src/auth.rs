@@ -1,8 +1,9 @@
 //! API keys and per-key rate limits (`governor`).
 //!
-//! A key travels in the `X-API-Key` header (or, for the WebSocket and the
-//! page, which browsers cannot give headers, the `api_key` query
-//! parameter). Each configured key has its own token bucket; requests
+//! A key travels in the `X-API-Key` header or, as the vendor's clients
+//! send it, `Authorization: Bearer <key>`; or (for the WebSocket and the
+//! page, which browsers cannot give headers, and the vendor's clients) the
+//! `api_key` or `apiKey` query parameter. Each configured key has its own token bucket; requests
 //! without a key share the anonymous bucket unless keys are required. A
 //! request over its limit gets 429 with `Retry-After`.
 
@@ -112,7 +113,7 @@ impl Limits {
             }
             None if self.require_key => {
                 return Err(ApiError::Unauthorized(
-                    "an API key is required (header X-API-Key)",
+                    "an API key is required (header X-API-Key or Authorization: Bearer)",
                 ))
             }
             None => self.anonymous.as_ref(),
@@ -130,14 +131,21 @@ impl Limits {
     }
 }
 
-/// The key of a request: the header, else the `api_key` query parameter.
+/// The key of a request: the `X-API-Key` header, else a bearer token in
+/// `Authorization`, else the `api_key` or `apiKey` query parameter.
 pub fn request_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
     if let Some(value) = headers.get(API_KEY_HEADER) {
         return value.to_str().ok();
     }
-    query?
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("api_key="))
+    if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        let (scheme, token) = value.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+    }
+    query?.split('&').find_map(|pair| {
+        pair.strip_prefix("api_key=")
+            .or_else(|| pair.strip_prefix("apiKey="))
+    })
 }
 
 /// Middleware: checks the key and its limit before the handler runs.
@@ -208,7 +216,13 @@ mod tests {
     fn key_from_header_or_query() {
         let mut headers = HeaderMap::new();
         assert_eq!(request_key(&headers, Some("a=1&api_key=k2")), Some("k2"));
+        assert_eq!(request_key(&headers, Some("x=1&apiKey=k3")), Some("k3"));
+        headers.insert("authorization", "Bearer k4".parse().unwrap());
+        assert_eq!(request_key(&headers, Some("api_key=k2")), Some("k4"));
         headers.insert(API_KEY_HEADER, "k1".parse().unwrap());
         assert_eq!(request_key(&headers, Some("api_key=k2")), Some("k1"));
+        let mut basic = HeaderMap::new();
+        basic.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(request_key(&basic, None), None);
     }
 }

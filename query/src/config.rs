@@ -22,6 +22,8 @@ pub struct QueryConfig {
     pub cache: CacheConfig,
     /// WebSocket push.
     pub stream: StreamConfig,
+    /// The vendor-compatible (Polygon.io/Massive) REST and WebSocket API.
+    pub vendor: VendorConfig,
     /// Redis connections shared by all requests (multiplexed, round-robin).
     pub redis_connections: usize,
     /// Time allowed to answer one request, in milliseconds.
@@ -41,6 +43,7 @@ impl Default for QueryConfig {
             limits: LimitsConfig::default(),
             cache: CacheConfig::default(),
             stream: StreamConfig::default(),
+            vendor: VendorConfig::default(),
             redis_connections: 4,
             request_timeout_ms: 10_000,
             slow_query_ms: 250,
@@ -177,6 +180,32 @@ impl Default for StreamConfig {
             max_subscriptions: 256,
             quotes: true,
             close_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// The vendor-compatible (Polygon.io/Massive) API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VendorConfig {
+    /// Longest range of day, week, month, quarter or year aggregates, in
+    /// days (shorter timespans are bounded by `limits.max_range_days`).
+    pub max_range_days: u32,
+    /// The path under which the vendor's WebSocket clusters are served
+    /// (`<prefix>/stocks`); empty: at the root, as the vendor's host does.
+    pub ws_prefix: String,
+    /// Forward raw trades (`md.trades.>`) to the vendor protocol's clients
+    /// that subscribe to `T` events (the query service's NATS user must
+    /// then be allowed to subscribe to `md.trades.>`).
+    pub trades: bool,
+}
+
+impl Default for VendorConfig {
+    fn default() -> Self {
+        Self {
+            max_range_days: 3_660,
+            ws_prefix: String::new(),
+            trades: true,
         }
     }
 }

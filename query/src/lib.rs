@@ -15,6 +15,8 @@
 //! | `GET /v1/trending?interval=1m&limit=10` | trending now |
 //! | `GET /v1/alerts?symbol=&limit=` | recent alerts |
 //! | `GET /v1/stream` | WebSocket push ([`stream`]) |
+//! | `GET /v2/...`, `/v1/open-close/...` | the vendor-compatible REST API ([`vendor`]) |
+//! | `GET <vendor.ws_prefix>/stocks` | the vendor's WebSocket protocol ([`vendor::ws`]) |
 //! | `GET /v1/openapi.json` | the OpenAPI document |
 //! | `GET /healthz`, `/readyz`, `/metrics` | liveness, readiness (Redis, ClickHouse, NATS feed), Prometheus |
 //! | `GET /` | the live chart page |
@@ -35,6 +37,8 @@
 //!   state (`latest.rs`); trending and alerts (`lists.rs`); warm-up at
 //!   start (`warm.rs`).
 //! - [`stream`]: the WebSocket [`stream::Hub`] and its NATS feed.
+//! - [`vendor`] (`vendor/`): the vendor-compatible (Polygon.io/Massive)
+//!   REST routes and WebSocket protocol.
 //! - [`auth`]: API keys and per-key rate limits.
 //! - [`telemetry`]: metrics and the `/metrics` recorder.
 //! - [`web`]: the live chart page and its vendored charting library.
@@ -51,6 +55,7 @@ pub mod error;
 pub mod store;
 pub mod stream;
 pub mod telemetry;
+pub mod vendor;
 pub mod web;
 
 use std::sync::Arc;
@@ -67,7 +72,6 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::CorsLayer;
 use tower_http::timeout::TimeoutLayer;
-use utoipa::OpenApi;
 
 pub use api::ApiDoc;
 pub use config::QueryConfig;
@@ -128,6 +132,12 @@ impl AppState {
                 "limits: default_page must be within 1..=max_page".into(),
             ));
         }
+        let prefix = &config.vendor.ws_prefix;
+        if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.ends_with('/')) {
+            return Err(QueryError::Config(format!(
+                "vendor.ws_prefix: {prefix:?} must be empty or start with / and not end with /"
+            )));
+        }
         let pool = store::RedisPool::lazy(redis, config.redis_connections)?;
         let store = store::Store::new(
             pool,
@@ -153,8 +163,8 @@ impl AppState {
     }
 }
 
-async fn openapi() -> Response {
-    match ApiDoc::openapi().to_json() {
+async fn openapi(State(state): State<AppState>) -> Response {
+    match api::openapi::document(&state) {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Err(e) => ApiError::Internal(e.to_string()).into_response(),
     }
@@ -219,18 +229,31 @@ async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Respons
         .on_upgrade(move |socket| hub.serve_client(socket))
 }
 
+async fn vendor_ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade
+        .max_message_size(64 * 1024)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(8 * 1024)
+        .on_upgrade(move |socket| vendor::ws::serve(state, socket))
+}
+
 /// The router of the whole service.
 pub fn app(state: AppState) -> Router {
     let timeout = Duration::from_millis(state.inner.config.request_timeout_ms.max(1));
     let v1 = api::routes()
+        .merge(vendor::routes())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
         .route("/v1/stream", get(ws))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
+    // The vendor's WebSocket authenticates in the protocol (an `auth`
+    // action), not in the upgrade request.
+    let vendor_ws_path = format!("{}/stocks", state.inner.config.vendor.ws_prefix);
     Router::new()
         .merge(v1)
+        .route(&vendor_ws_path, get(vendor_ws))
         .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -275,6 +298,7 @@ pub async fn serve(
         nats,
         connections.nats.streams.clone(),
         config.query.stream.quotes,
+        config.query.vendor.trades,
         stop.clone(),
     ));
     let hub = state.inner.hub.clone();

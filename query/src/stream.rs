@@ -131,6 +131,94 @@ struct Push<'a, T> {
     data: &'a T,
 }
 
+/// What a protocol answers to one client frame.
+#[derive(Debug, Default)]
+pub struct Reply {
+    /// Text frames to send, in order.
+    pub frames: Vec<String>,
+    /// Close the connection after them, with this code and reason.
+    pub close: Option<(u16, String)>,
+}
+
+/// A WebSocket protocol spoken over the hub: what it sends on connect,
+/// and how it answers a client's text frame (changing the client's
+/// subscriptions). The queueing, batching and slow-client policy are the
+/// hub's, the same for every protocol.
+pub trait Protocol: Send {
+    /// The frame sent when the client connects, if any.
+    fn greeting(&self) -> Option<String> {
+        None
+    }
+    /// The answer to one text frame.
+    fn handle(&mut self, text: &str, subs: &mut Subscriptions<'_>) -> Reply;
+}
+
+/// One client's subscriptions, as a [`Protocol`] changes them.
+#[derive(Debug)]
+pub struct Subscriptions<'a> {
+    /// The hub.
+    hub: &'a Hub,
+    /// The client's id.
+    id: u64,
+    /// The client.
+    handle: &'a Arc<ClientHandle>,
+    /// Its topics.
+    mine: &'a mut HashSet<String>,
+}
+
+impl Subscriptions<'_> {
+    /// Whether the client has `topic`.
+    pub fn contains(&self, topic: &str) -> bool {
+        self.mine.contains(topic)
+    }
+
+    /// How many topics the client has.
+    pub fn len(&self) -> usize {
+        self.mine.len()
+    }
+
+    /// Whether the client has no topics.
+    pub fn is_empty(&self) -> bool {
+        self.mine.is_empty()
+    }
+
+    /// Most topics a client may have.
+    pub fn max(&self) -> usize {
+        self.hub.config.max_subscriptions
+    }
+
+    /// Subscribes the client to `topic` (a no-op if it has it).
+    pub fn add(&mut self, topic: String) {
+        if !self.mine.contains(&topic) {
+            self.hub.subscribe(&topic, self.id, self.handle);
+            self.mine.insert(topic);
+        }
+    }
+
+    /// Unsubscribes the client from `topic`; whether it had it.
+    pub fn remove(&mut self, topic: &str) -> bool {
+        let had = self.mine.remove(topic);
+        if had {
+            self.hub.unsubscribe(topic, self.id);
+        }
+        had
+    }
+}
+
+/// insite's own protocol (`/v1/stream`, see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub struct V1Protocol;
+
+impl Protocol for V1Protocol {
+    fn handle(&mut self, text: &str, subs: &mut Subscriptions<'_>) -> Reply {
+        let hub = subs.hub;
+        Reply {
+            frames: vec![hub.handle_op(text, subs)],
+            close: None,
+        }
+    }
+}
+
 impl Hub {
     /// A hub serving `intervals`.
     pub fn new(config: StreamConfig, intervals: Vec<Interval>) -> Self {
@@ -270,9 +358,16 @@ impl Hub {
         reached
     }
 
-    /// Serves one WebSocket client until it leaves, is dropped or the
-    /// service shuts down.
+    /// Serves one WebSocket client of insite's own protocol (`/v1/stream`)
+    /// until it leaves, is dropped or the service shuts down.
     pub async fn serve_client(self: Arc<Self>, socket: WebSocket) {
+        self.serve(socket, V1Protocol).await;
+    }
+
+    /// Serves one WebSocket client speaking `protocol` until it leaves, is
+    /// dropped (a full queue: close code 1008), is closed by the protocol,
+    /// or the service shuts down.
+    pub async fn serve<P: Protocol>(self: Arc<Self>, socket: WebSocket, mut protocol: P) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.clients.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("insite_query_ws_clients").increment(1.0);
@@ -285,7 +380,13 @@ impl Hub {
         let mut mine: HashSet<String> = HashSet::new();
         let (mut sink, mut stream) = socket.split();
         let kill = handle.kill.clone();
-        loop {
+        let mut closing: Option<(u16, String)> = None;
+        if let Some(greeting) = protocol.greeting() {
+            if sink.send(Message::Text(greeting.into())).await.is_err() {
+                closing = Some((1000, String::new()));
+            }
+        }
+        while closing.is_none() {
             tokio::select! {
                 biased;
                 () = kill.cancelled() => break,
@@ -311,15 +412,24 @@ impl Hub {
                 }
                 incoming = stream.next() => {
                     let reply = match incoming {
-                        Some(Ok(Message::Text(text))) => self.handle_op(&text, id, &handle, &mut mine),
+                        Some(Ok(Message::Text(text))) => {
+                            let mut subs = Subscriptions { hub: &self, id, handle: &handle, mine: &mut mine };
+                            protocol.handle(&text, &mut subs)
+                        }
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                         Some(Ok(_)) => continue,
                     };
-                    let send = sink.send(Message::Text(reply.into()));
+                    let send = async {
+                        for frame in reply.frames {
+                            sink.feed(Message::Text(frame.into())).await?;
+                        }
+                        sink.flush().await
+                    };
                     tokio::select! {
                         () = kill.cancelled() => break,
                         sent = send => if sent.is_err() { break },
                     }
+                    closing = reply.close;
                 }
             }
         }
@@ -328,7 +438,7 @@ impl Hub {
         }
         self.clients.fetch_sub(1, Ordering::Relaxed);
         metrics::gauge!("insite_query_ws_clients").decrement(1.0);
-        if kill.is_cancelled() {
+        let close = if kill.is_cancelled() {
             let reason = handle
                 .reason
                 .get()
@@ -339,6 +449,11 @@ impl Hub {
             } else {
                 1001
             };
+            Some((code, reason))
+        } else {
+            closing
+        };
+        if let Some((code, reason)) = close {
             let close = sink.send(Message::Close(Some(CloseFrame {
                 code,
                 reason: reason.into(),
@@ -349,17 +464,20 @@ impl Hub {
         }
     }
 
-    fn handle_op(
-        &self,
-        text: &str,
-        id: u64,
-        handle: &Arc<ClientHandle>,
-        mine: &mut HashSet<String>,
-    ) -> String {
+    /// Whether any client is subscribed to `topic`.
+    pub fn has_subscribers(&self, topic: &str) -> bool {
+        self.topics
+            .read()
+            .map(|topics| topics.contains_key(topic))
+            .unwrap_or(false)
+    }
+
+    /// Answers one op of insite's own protocol.
+    fn handle_op(&self, text: &str, subs: &mut Subscriptions<'_>) -> String {
         let reply = match self.parse_op(text) {
             Ok((topics, op)) if op == "subscribe" => {
-                let new: Vec<_> = topics.into_iter().filter(|t| !mine.contains(t)).collect();
-                if mine.len() + new.len() > self.config.max_subscriptions {
+                let new: Vec<_> = topics.into_iter().filter(|t| !subs.contains(t)).collect();
+                if subs.len() + new.len() > self.config.max_subscriptions {
                     ServerMsg::Error {
                         error: format!(
                             "at most {} subscriptions per client",
@@ -368,19 +486,16 @@ impl Hub {
                     }
                 } else {
                     for topic in new {
-                        self.subscribe(&topic, id, handle);
-                        mine.insert(topic);
+                        subs.add(topic);
                     }
-                    return subscribed(mine);
+                    return subscribed(subs.mine);
                 }
             }
             Ok((topics, op)) if op == "unsubscribe" => {
                 for topic in topics {
-                    if mine.remove(&topic) {
-                        self.unsubscribe(&topic, id);
-                    }
+                    subs.remove(&topic);
                 }
-                return subscribed(mine);
+                return subscribed(subs.mine);
             }
             Ok((_, op)) => ServerMsg::Error {
                 error: format!("op: {op:?} is not subscribe or unsubscribe"),
@@ -421,7 +536,8 @@ impl Hub {
             Subject::Bars(..) => {
                 let bar: Bar = wire::decode_result(schema, payload)?;
                 metrics::counter!("insite_query_feed_messages_total", "kind" => "bar").increment(1);
-                self.publish(subject, "bar", encode_push("bar", &bar))
+                crate::vendor::ws::fan_out_bar(self, &bar)
+                    + self.publish(subject, "bar", encode_push("bar", &bar))
             }
             Subject::Sentiment(..) => {
                 let s: SentimentWindow = wire::decode_result(schema, payload)?;
@@ -454,7 +570,25 @@ impl Hub {
                     .increment(quotes.len() as u64);
                 quotes
                     .iter()
-                    .map(|q| self.publish(subject, "quote", encode_push("quote", q)))
+                    .map(|q| {
+                        crate::vendor::ws::fan_out_quote(self, q)
+                            + self.publish(subject, "quote", encode_push("quote", q))
+                    })
+                    .sum()
+            }
+            // Trades go to the vendor protocol's clients only.
+            Subject::Trades(..) => {
+                let Inbound::Trades(trades) = wire::decode_inbound(schema, payload)? else {
+                    return Err(FeedError::Decode(DecodeError::UnexpectedSchema {
+                        schema: schema.unwrap_or_default().to_owned(),
+                        expected: "trade",
+                    }));
+                };
+                metrics::counter!("insite_query_feed_messages_total", "kind" => "trade")
+                    .increment(trades.len() as u64);
+                trades
+                    .iter()
+                    .map(|t| crate::vendor::ws::fan_out_trade(self, t))
                     .sum()
             }
             // Not something clients can subscribe to.
@@ -478,18 +612,23 @@ fn encode_push<T: Serialize>(kind: &'static str, data: &T) -> Arc<str> {
 
 /// Feeds the hub from NATS until `shutdown`: one subscription to the
 /// prefixed `insite.>` (final results and, under `insite.live.>`,
-/// provisional ones; and `md.quotes.>`), fanned out in memory.
+/// provisional ones), and when asked `md.quotes.>` and `md.trades.>` (for
+/// the vendor protocol's `T` events), fanned out in memory.
 /// Undecodable messages are counted and sent to `insite.dlq.query`.
 pub async fn feed(
     hub: Arc<Hub>,
     client: async_nats::Client,
     streams: StreamsConfig,
     quotes: bool,
+    trades: bool,
     shutdown: CancellationToken,
 ) -> Result<(), async_nats::SubscribeError> {
     let mut subs = vec![client.subscribe(streams.subject("insite.>")).await?];
     if quotes {
         subs.push(client.subscribe(streams.subject("md.quotes.>")).await?);
+    }
+    if trades {
+        subs.push(client.subscribe(streams.subject("md.trades.>")).await?);
     }
     // The subscriptions are sent. (async-nats's `flush` writes the buffer
     // out without a round trip, so the server may register them a moment

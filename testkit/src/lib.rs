@@ -38,6 +38,8 @@
 //!   terminating it.
 //! - [`jetstream`]: a stream's messages and events read back.
 //! - [`results`]: the result tables read back and compared.
+//! - [`clients`]: real API clients from PyPI (the vendor's Python client,
+//!   schemathesis) in a virtualenv, and the scripts that drive them.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -47,6 +49,7 @@ use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::Duration;
 
 pub mod child;
+pub mod clients;
 pub mod fixtures;
 pub mod jetstream;
 pub mod pipeline;

@@ -127,3 +127,25 @@ pub async fn run_until_durable(
     wait_durable(&connections.clickhouse, &config.name, through).await;
     pipeline.stop().await
 }
+
+/// Waits until a pipeline started in the test has created its streams and
+/// its market consumer `durable` (so that what is published from now on is
+/// read).
+///
+/// # Panics
+/// If it does not within a minute.
+pub async fn wait_running(env: &TestEnv, durable: &str) {
+    let js = env.jetstream().await;
+    let market = env.connections.nats.streams.market.clone();
+    crate::wait::eventually(std::time::Duration::from_secs(60), async || {
+        match js.get_stream(&market).await {
+            Ok(stream) => stream
+                .get_consumer::<async_nats::jetstream::consumer::pull::Config>(durable)
+                .await
+                .is_ok(),
+            Err(_) => false,
+        }
+    })
+    .await
+    .expect("the pipeline starts");
+}

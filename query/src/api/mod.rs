@@ -13,9 +13,12 @@
 //!   `aggs`, sentiment), `next_url` paging, cached durable-range answers.
 //! - `latest.rs`: the current bar, latest quote and trade.
 //! - `lists.rs`: trending and alerts.
+//! - `openapi.rs`: the served OpenAPI document: the annotations completed
+//!   with every parameter's constraints, every status, the security.
 
 mod latest;
 mod lists;
+pub mod openapi;
 pub mod params;
 mod range;
 mod response;
@@ -28,7 +31,7 @@ use crate::AppState;
 
 pub use latest::{latest_bar, latest_quote, latest_trade};
 pub use lists::{alerts, trending, AlertsResponse};
-pub use params::{AlertParams, IntervalParams, PageParams, TrendingParams};
+pub use params::{parse_limit, AlertParams, IntervalParams, PageParams, TrendingParams};
 pub use range::{aggs, sentiment, Agg, AggsResponse, RangeRoute, SentimentResponse};
 pub use response::{json_response, Caching};
 
@@ -56,8 +59,10 @@ pub fn routes() -> Router<AppState> {
 #[openapi(
     info(
         title = "insite query API",
-        description = "Bars, quotes, trades, sentiment, trending symbols and alerts computed by the insite pipeline. \
-            Send an API key in the X-API-Key header. Live updates: WebSocket /v1/stream.",
+        description = "Bars, quotes, trades, sentiment, trending symbols and alerts computed by the insite pipeline, \
+            under /v1 and, beside it, on the vendor-compatible (Polygon.io/Massive) routes under /v2 and /v1/open-close. \
+            An API key is optional unless the service requires one; send it as X-API-Key, Authorization: Bearer or apiKey=. \
+            Live updates: WebSocket /v1/stream, and the vendor's protocol at /stocks.",
     ),
     paths(
         latest::latest_bar,
@@ -67,8 +72,30 @@ pub fn routes() -> Router<AppState> {
         range::sentiment,
         lists::trending,
         lists::alerts,
+        crate::vendor::aggs::aggs,
+        crate::vendor::aggs::prev_close,
+        crate::vendor::aggs::open_close,
+        crate::vendor::aggs::grouped_daily,
+        crate::vendor::last::last_trade,
+        crate::vendor::last::last_quote,
+        crate::vendor::snapshot::ticker_snapshot,
+        crate::vendor::snapshot::all_snapshots,
+        crate::vendor::snapshot::movers,
     ),
     components(schemas(
+        crate::vendor::body::VendorAgg,
+        crate::vendor::body::VendorAggsResponse,
+        crate::vendor::body::GroupedDailyResponse,
+        crate::vendor::body::OpenCloseResponse,
+        crate::vendor::body::VendorTrade,
+        crate::vendor::body::VendorQuote,
+        crate::vendor::body::LastTradeResponse,
+        crate::vendor::body::LastQuoteResponse,
+        crate::vendor::body::SnapshotDay,
+        crate::vendor::body::SnapshotMinute,
+        crate::vendor::body::TickerSnapshot,
+        crate::vendor::body::TickerSnapshotResponse,
+        crate::vendor::body::SnapshotsResponse,
         range::Agg,
         range::AggsResponse,
         range::SentimentResponse,
@@ -79,16 +106,27 @@ pub fn routes() -> Router<AppState> {
 )]
 pub struct ApiDoc;
 
-/// Adds the `X-API-Key` security scheme.
+/// Adds the security schemes the annotations name (the served document,
+/// [`openapi::document`], describes them fully).
 struct ApiKeyScheme;
 
 impl utoipa::Modify for ApiKeyScheme {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "api_key_query",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("apiKey"))),
         );
     }
 }

@@ -6,7 +6,7 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::Query;
-use insite_schemas::time::{check_event_time, parse_date, MAX_EVENT_TS_MS};
+use insite_schemas::time::{check_event_time, parse_date, MAX_EVENT_TS_MS, MIN_EVENT_TS_MS};
 use insite_schemas::{Interval, InvalidValue, Symbol, TimestampMs};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -104,36 +104,52 @@ pub fn parse_limit(
     Ok(n)
 }
 
-/// A range bound: milliseconds since the epoch, or a `YYYY-MM-DD` date
-/// (UTC midnight; with `end_of_day`, the end of that day, i.e. the next
-/// midnight), within the event times insite accepts (2000..2100).
+/// A range bound: milliseconds since the epoch (12 or 13 digits, brought
+/// within the event times insite accepts, 2000..2100), or a `YYYY-MM-DD`
+/// date of 2000..2099 (UTC midnight; with `end_of_day`, the end of that
+/// day, i.e. the next midnight).
 pub fn parse_bound(
     field: &'static str,
     raw: &str,
     end_of_day: bool,
 ) -> Result<TimestampMs, ApiError> {
-    let out_of_range = |e: InvalidValue| ApiError::bad(field, e.reason);
-    if let Ok(ms) = raw.parse::<i64>() {
-        return check_event_time(field, ms)
-            .map(|()| ms)
-            .map_err(out_of_range);
+    if raw.bytes().all(|b| b.is_ascii_digit()) && !raw.is_empty() {
+        if !(12..=13).contains(&raw.len()) {
+            return Err(ApiError::bad(
+                field,
+                format!("{raw:?}: milliseconds since the epoch have 12 or 13 digits"),
+            ));
+        }
+        let ms: i64 = raw
+            .parse()
+            .map_err(|_| ApiError::bad(field, format!("{raw:?} is not a number")))?;
+        return Ok(ms.clamp(MIN_EVENT_TS_MS, MAX_EVENT_TS_MS));
     }
+    let out_of_range = |e: InvalidValue| ApiError::bad(field, e.reason);
     let day = parse_date(raw).ok_or_else(|| {
         ApiError::bad(
             field,
             format!("{raw:?} is neither milliseconds since the epoch nor a YYYY-MM-DD date"),
         )
     })?;
-    let ms = (day + i64::from(end_of_day)) * 86_400_000;
-    // The end of 2099-12-31 is the (exclusive) limit itself: accepted.
-    check_event_time(field, ms.min(MAX_EVENT_TS_MS - 1))
-        .map(|()| ms)
-        .map_err(out_of_range)
+    let midnight = day * 86_400_000;
+    check_event_time(field, midnight).map_err(out_of_range)?;
+    Ok((day + i64::from(end_of_day)) * 86_400_000)
 }
 
-/// The range request of `/v1/<kind>/{symbol}/range/{interval}/{from}/{to}?limit=`:
-/// `to` after `from`, the span within `limits.max_range_days`, `from`
-/// rounded up to a window start.
+/// A range request of `/v1/<kind>/{symbol}/range/{interval}/{from}/{to}?limit=`,
+/// and the end the client asked for.
+#[derive(Debug, Clone)]
+pub struct Ranged {
+    /// What to read: `from` rounded up to a window start; `to` no later
+    /// than `limits.max_range_days` after it (the rest follows by
+    /// `next_url`) and no earlier than `from` (an empty range).
+    pub request: RangeRequest,
+    /// The end asked for.
+    pub end: TimestampMs,
+}
+
+/// The range request of `/v1/<kind>/{symbol}/range/{interval}/{from}/{to}?limit=`.
 pub fn range_request(
     state: &AppState,
     symbol: &str,
@@ -141,33 +157,26 @@ pub fn range_request(
     from: &str,
     to: &str,
     limit: Option<&str>,
-) -> Result<RangeRequest, ApiError> {
+) -> Result<Ranged, ApiError> {
     let limits = &state.inner.config.limits;
     let symbol = parse_symbol(symbol)?;
     let interval = parse_interval(state, Some(interval))?;
     let from = parse_bound("from", from, false)?;
-    let to = parse_bound("to", to, true)?;
-    if to <= from {
-        return Err(ApiError::bad(
-            "to",
-            format!("{to} is not after from ({from})"),
-        ));
-    }
-    let max_span = i64::from(limits.max_range_days) * 86_400_000;
-    if to - from > max_span {
-        return Err(ApiError::bad(
-            "to",
-            format!("the range spans more than {} days", limits.max_range_days),
-        ));
-    }
+    let end = parse_bound("to", to, true)?;
     let limit = parse_limit(limit, limits.default_page, limits.max_page, "limit")?;
-    Ok(RangeRequest {
-        symbol,
-        interval,
-        // Whole windows: the first one starting at or after `from`.
-        from: interval.window_start(from + interval.millis() - 1),
-        to,
-        limit,
+    let max_span = i64::from(limits.max_range_days.max(1)) * 86_400_000;
+    // Whole windows: the first one starting at or after `from`.
+    let from = interval.window_start(from + interval.millis() - 1);
+    let to = end.min(from.saturating_add(max_span)).max(from);
+    Ok(Ranged {
+        request: RangeRequest {
+            symbol,
+            interval,
+            from,
+            to,
+            limit,
+        },
+        end,
     })
 }
 
@@ -193,6 +202,11 @@ mod tests {
             parse_bound("from", "1700000000000", false).unwrap(),
             1_700_000_000_000
         );
+        // Milliseconds are brought within 2000..2100.
+        assert_eq!(
+            parse_bound("from", "100000000000", false).unwrap(),
+            MIN_EVENT_TS_MS
+        );
         for bad in [
             "2023-02-29",
             "2023-13-01",
@@ -200,6 +214,8 @@ mod tests {
             "yesterday",
             "12",
             "2023-1-01",
+            "1999-12-31",
+            "",
         ] {
             assert!(parse_bound("from", bad, false).is_err(), "{bad}");
         }

@@ -164,21 +164,27 @@ fn caching_of(state: &AppState, durability: Durability) -> Caching {
     }
 }
 
-/// The next page's URL, when more results follow the one starting at
-/// `last_start`.
+/// The next page's URL: after the last result (starting at
+/// `last_start`) when more follow in the range read, else from the end of
+/// the range read when the client asked for more (`end`).
 fn next_url(
     route: &str,
     r: &RangeRequest,
+    end: TimestampMs,
     last_start: Option<TimestampMs>,
     more: bool,
 ) -> Option<String> {
-    let next_from = last_start? + r.interval.millis();
-    more.then(|| {
-        format!(
-            "/v1/{route}/{}/range/{}/{next_from}/{}?limit={}",
-            r.symbol, r.interval, r.to, r.limit
-        )
-    })
+    let next_from = if more {
+        last_start? + r.interval.millis()
+    } else if r.to < end {
+        r.to
+    } else {
+        return None;
+    };
+    Some(format!(
+        "/v1/{route}/{}/range/{}/{next_from}/{end}?limit={}",
+        r.symbol, r.interval, r.limit
+    ))
 }
 
 /// The handler of every range route: validates, asks whether the range is
@@ -192,7 +198,7 @@ async fn range<K: RangeRoute>(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let params = query_params(query)?;
-    let r = range_request(
+    let ranged = range_request(
         state,
         &symbol,
         &interval,
@@ -200,12 +206,20 @@ async fn range<K: RangeRoute>(
         &to,
         params.limit.as_deref(),
     )?;
+    let (r, end) = (ranged.request, ranged.end);
     let store = &state.inner.store;
     // Before the results: a durable verdict covers every result read after.
     let durability = store.durability::<K>(&r).await;
     let caching = caching_of(state, durability);
     // Only an answer that can never change is cached.
-    let key = matches!(caching, Caching::Immutable(_)).then(|| store.answer_key(K::NAME, &r));
+    // The key names the end asked for when it is past the range read (the
+    // body's next_url depends on it).
+    let kind = if end > r.to {
+        format!("{}~{end}", K::NAME)
+    } else {
+        K::NAME.to_owned()
+    };
+    let key = matches!(caching, Caching::Immutable(_)).then(|| store.answer_key(&kind, &r));
     if let Some(key) = &key {
         if let Some(body) = store.cached_answer(key).await? {
             return Ok(answer(
@@ -223,6 +237,7 @@ async fn range<K: RangeRoute>(
     let next_url = next_url(
         K::ROUTE,
         &r,
+        end,
         page.items.last().map(K::window_start),
         page.more,
     );

@@ -17,6 +17,8 @@
 //! - `range.rs`: whether a range is durable ([`Store::durability`]),
 //!   results over a range ([`RangeKind`], [`Store::range`]) and the cached
 //!   answers of durable ranges.
+//! - `granules.rs`: bars combined per epoch-aligned span for the
+//!   vendor-compatible roll-ups, and Redis's newest bars.
 //! - `latest.rs`: the current bar, the latest quote and trade.
 //! - `lists.rs`: the trending list and recent alerts.
 //! - `warm.rs`: warming Redis from ClickHouse at start ([`Store::warm`]).
@@ -26,6 +28,7 @@
 //!   and logged with their statement's shape ([`timed::timed`]).
 
 pub mod frontier;
+mod granules;
 mod latest;
 mod lists;
 mod pool;
@@ -45,6 +48,7 @@ use crate::config::CacheConfig;
 use crate::error::ApiError;
 
 pub use frontier::{Durability, FrontierSource, Frontiers};
+pub use granules::{GranuleQuery, Symbols};
 pub use pool::RedisPool;
 pub use range::{Bars, RangeAnswer, RangeKind, RangeRequest, Sentiments};
 

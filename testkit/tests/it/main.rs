@@ -23,5 +23,7 @@ mod pipeline_time;
 mod query_browser;
 mod query_http;
 mod query_immutable;
+mod query_schemathesis;
+mod query_vendor;
 mod query_ws;
 mod redis_sink;
