@@ -487,15 +487,15 @@ fn print_figures(args: &BenchBackfillArgs, load: &Load, f: &Figures) {
         .bytewax
         .as_ref()
         .map(|(m, _, _)| rate(file.trades, m.wall));
-    let row = |system: &str, what: &str, wall: Duration, rss_mib: f64, cpu: Option<Duration>| {
+    let row = |system: &str, what: &str, wall: Duration, rss_mib: f64, cpu: Duration| {
         let r = rate(file.trades, wall);
         println!(
-            "| {system} | {what} | {:.2} | {:.0} | {} | {:.0} | {} |",
+            "| {system} | {what} | {:.2} | {:.0} | {} | {:.0} | {:.2} |",
             wall.as_secs_f64(),
             r,
             bytewax_rate.map_or_else(|| "".to_owned(), |b| format!("{:.2}×", r / b)),
             rss_mib,
-            cpu.map_or_else(|| "".to_owned(), |c| format!("{:.2}", c.as_secs_f64()))
+            cpu.as_secs_f64()
         );
     };
     if let Some((m, _, _)) = &f.bytewax {
@@ -504,7 +504,7 @@ fn print_figures(args: &BenchBackfillArgs, load: &Load, f: &Figures) {
             "CSV → event-time 1-minute OHLCV/VWAP, in memory, bars to a CSV, nothing durable",
             m.wall,
             m.peak_rss_mib(),
-            Some(m.cpu),
+            m.cpu,
         );
     }
     if let Some(b) = &f.backfill {
@@ -513,7 +513,7 @@ fn print_figures(args: &BenchBackfillArgs, load: &Load, f: &Figures) {
             "`insite backfill` until every trade and bar is durable in ClickHouse",
             b.measured.wall,
             b.measured.peak_rss_mib(),
-            Some(b.measured.cpu),
+            b.measured.cpu,
         );
     }
     if let Some(i) = &f.ingest {
@@ -522,7 +522,7 @@ fn print_figures(args: &BenchBackfillArgs, load: &Load, f: &Figures) {
             "`insite ingest files` into JetStream, every publish acknowledged",
             i.measured.wall,
             i.measured.peak_rss_mib(),
-            Some(i.measured.cpu),
+            i.measured.cpu,
         );
     }
     if let Some(p) = &f.pipeline {
@@ -531,11 +531,13 @@ fn print_figures(args: &BenchBackfillArgs, load: &Load, f: &Figures) {
             "a fresh `insite pipeline run` over that stream until every trade and closed bar is in ClickHouse",
             p.run.elapsed,
             p.run.peak_rss_kib as f64 / 1024.0,
-            None,
+            p.run.cpu,
         );
     }
     println!();
-    println!("CPU s is the child's own user + system time (the servers' is not counted).");
+    println!(
+        "CPU s is the child's own user + system time (the servers' is not counted; the pipeline's includes its stop)."
+    );
     if let (Some(b), Some(bx)) = (&f.backfill, bytewax_rate) {
         let ratio = rate(file.trades, b.measured.wall) / bx;
         println!(
@@ -583,7 +585,7 @@ fn print_figures(args: &BenchBackfillArgs, load: &Load, f: &Figures) {
         let mut c = bars::compare(reference, &p.bars);
         let open = without_last_windows(&mut c, reference);
         println!(
-            "insite pipeline run vs Bytewax: {c} (besides {open} last windows per symbol, still open when it was stopped): {}",
+            "insite pipeline run vs Bytewax: {c} (leaving out the last window of each symbol, {open} in all, still open when it was stopped): {}",
             if c.identical() { "identical" } else { "DIFFERENT" }
         );
         c.print_differences("pipeline vs Bytewax", 10);

@@ -102,6 +102,8 @@ pub struct PipelineRun {
     pub elapsed: Duration,
     /// Its peak RSS, KiB.
     pub peak_rss_kib: u64,
+    /// Its user + system CPU time, start to stop.
+    pub cpu: Duration,
 }
 
 /// Rows in `table` of `client`'s database (0 while it does not exist).
@@ -121,6 +123,7 @@ pub async fn pipeline_run(
     timeout: Duration,
 ) -> anyhow::Result<PipelineRun> {
     let client = insite_sinks::clickhouse::connect(&config.clickhouse);
+    let cpu_before = children_cpu()?;
     let started = Instant::now();
     let mut child = InsiteChild::spawn(
         insite,
@@ -172,5 +175,6 @@ pub async fn pipeline_run(
     Ok(PipelineRun {
         elapsed,
         peak_rss_kib,
+        cpu: children_cpu()?.saturating_sub(cpu_before),
     })
 }
