@@ -36,16 +36,20 @@ pub struct IngestArgs {
     ack_timeout_s: f64,
 }
 
-/// Batching options shared by the synthetic and replay feeds.
+/// Batching options shared by the synthetic and file feeds (their
+/// defaults differ: a live feed wants small, prompt messages; a file wants
+/// big ones, cut below the allowed lateness).
 #[derive(Debug, Args)]
 struct BatchArgs {
     /// Most trades or quotes of one symbol per message (1: one event per
-    /// message).
-    #[arg(long, default_value_t = 16)]
-    batch_size: usize,
-    /// Event-time slice after which open batches are sent, in ms.
-    #[arg(long, default_value_t = 100)]
-    batch_ms: i64,
+    /// message) [default: 16 for synthetic, 1024 for files].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Event-time slice after which open batches are sent, in ms; keep it
+    /// below the pipeline's allowed lateness, or batching itself makes
+    /// events late [default: 100 for synthetic, 1000 for files].
+    #[arg(long)]
+    batch_ms: Option<i64>,
     /// Most posts of one source per message (1: one post per message, so
     /// JetStream drops repeated posts by id).
     #[arg(long, default_value_t = 1)]
@@ -53,11 +57,22 @@ struct BatchArgs {
 }
 
 impl BatchArgs {
-    fn config(&self) -> BatchConfig {
+    /// The batching of a live (synthetic) feed.
+    fn live(&self) -> BatchConfig {
         BatchConfig {
-            max_events: self.batch_size,
+            max_events: self.batch_size.unwrap_or(16),
             max_posts: self.post_batch_size,
-            slice_ms: self.batch_ms,
+            slice_ms: self.batch_ms.unwrap_or(100),
+        }
+    }
+
+    /// The batching of a file feed.
+    fn files(&self) -> BatchConfig {
+        let defaults = BatchConfig::for_files();
+        BatchConfig {
+            max_events: self.batch_size.unwrap_or(defaults.max_events),
+            max_posts: self.post_batch_size,
+            slice_ms: self.batch_ms.unwrap_or(defaults.slice_ms),
         }
     }
 }
@@ -234,7 +249,7 @@ async fn run_async(config: &InsiteConfig, args: IngestArgs) -> anyhow::Result<()
                 posts_per_s,
                 duplicate_share,
                 jitter_ms,
-                batch: batch.config(),
+                batch: batch.live(),
                 publisher,
                 ..SyntheticConfig::default()
             };
@@ -257,7 +272,7 @@ async fn run_async(config: &InsiteConfig, args: IngestArgs) -> anyhow::Result<()
                 quotes,
                 posts,
                 speed,
-                batch: batch.config(),
+                batch: batch.files(),
                 publisher,
             };
             insite_ingest::publish_files(&js, streams, replay, shutdown).await?

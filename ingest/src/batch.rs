@@ -42,6 +42,20 @@ impl Default for BatchConfig {
     }
 }
 
+impl BatchConfig {
+    /// The batching of a file read as fast as possible: up to 1024 events
+    /// of one symbol per message, cut every second of event time (half the
+    /// default allowed lateness, so that no event turns late because its
+    /// batch went out after a later one).
+    pub fn for_files() -> Self {
+        Self {
+            max_events: 1024,
+            max_posts: 1,
+            slice_ms: 1_000,
+        }
+    }
+}
+
 /// Open batches of one kind, keyed, closed in the order they were opened.
 #[derive(Debug)]
 struct Lane<K, T> {
@@ -85,6 +99,51 @@ impl<K: std::hash::Hash + Eq + Clone, T> Lane<K, T> {
     }
 }
 
+/// A complete group of events, before it is encoded into a message: one
+/// symbol's trades or quotes, one source's posts, or one event on its own.
+///
+/// The publisher encodes it ([`EventBatch::encode`]); a bounded run of the
+/// pipeline over files (`insite backfill`) takes the events as they are, so
+/// that both see exactly the same messages.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventBatch {
+    /// One symbol's trades.
+    Trades(Vec<Trade>),
+    /// One symbol's quotes.
+    Quotes(Vec<Quote>),
+    /// One source's posts.
+    Posts(Vec<Post>),
+    /// One event, sent on its own (batch size 1).
+    Single(Event),
+}
+
+impl EventBatch {
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Trades(v) => v.len(),
+            Self::Quotes(v) => v.len(),
+            Self::Posts(v) => v.len(),
+            Self::Single(_) => 1,
+        }
+    }
+
+    /// Whether it holds no events.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The message it is published as (`None` for an empty batch).
+    pub fn encode(self, streams: &StreamsConfig) -> Result<Option<OutMessage>, EncodeError> {
+        match self {
+            Self::Trades(v) => event::trade_batch(v, streams),
+            Self::Quotes(v) => event::quote_batch(v, streams),
+            Self::Posts(v) => event::post_batch(v, streams),
+            Self::Single(e) => event::single(&e, streams).map(Some),
+        }
+    }
+}
+
 /// Groups events into messages; see the module docs.
 #[derive(Debug)]
 pub struct Batcher {
@@ -102,6 +161,8 @@ pub struct Batcher {
     clock: TimestampMs,
     /// The slice `clock` is in.
     slice: i64,
+    /// Batches completed by the current call, before encoding.
+    done: Vec<EventBatch>,
 }
 
 impl Batcher {
@@ -120,7 +181,16 @@ impl Batcher {
             posts: Lane::new(),
             clock: TimestampMs::MIN,
             slice: i64::MIN,
+            done: Vec::new(),
         }
+    }
+
+    /// Encodes the batches completed so far onto `out`.
+    fn encode_done(&mut self, out: &mut Vec<OutMessage>) -> Result<(), EncodeError> {
+        for batch in self.done.drain(..) {
+            out.extend(batch.encode(&self.streams)?);
+        }
+        Ok(())
     }
 
     /// Moves the clock to `ts` (if later), closing every open batch when a
@@ -130,57 +200,72 @@ impl Batcher {
         ts: TimestampMs,
         out: &mut Vec<OutMessage>,
     ) -> Result<(), EncodeError> {
+        let mut done = std::mem::take(&mut self.done);
+        self.advance_batches(ts, &mut done);
+        self.done = done;
+        self.encode_done(out)
+    }
+
+    /// [`Batcher::advance_to`], with the completed batches left unencoded.
+    pub fn advance_batches(&mut self, ts: TimestampMs, out: &mut Vec<EventBatch>) {
         if ts <= self.clock {
-            return Ok(());
+            return;
         }
         self.clock = ts;
         let slice = ts.div_euclid(self.config.slice_ms);
         if slice != self.slice {
             self.slice = slice;
-            self.close_all(out)?;
+            self.close_batches(out);
         }
-        Ok(())
     }
 
     /// Adds one event, appending any message that is now complete to `out`.
     pub fn push(&mut self, event: Event, out: &mut Vec<OutMessage>) -> Result<(), EncodeError> {
-        self.advance_to(event.ts(), out)?;
+        let mut done = std::mem::take(&mut self.done);
+        self.push_batches(event, &mut done);
+        self.done = done;
+        self.encode_done(out)
+    }
+
+    /// [`Batcher::push`], with the completed batches left unencoded.
+    pub fn push_batches(&mut self, event: Event, out: &mut Vec<EventBatch>) {
+        self.advance_batches(event.ts(), out);
         match event {
             Event::Trade(t) if self.config.max_events > 1 => {
                 let key = t.symbol.clone();
                 if let Some(full) = self.trades.push(&key, t, self.config.max_events) {
-                    out.extend(event::trade_batch(full, &self.streams)?);
+                    out.push(EventBatch::Trades(full));
                 }
             }
             Event::Quote(q) if self.config.max_events > 1 => {
                 let key = q.symbol.clone();
                 if let Some(full) = self.quotes.push(&key, q, self.config.max_events) {
-                    out.extend(event::quote_batch(full, &self.streams)?);
+                    out.push(EventBatch::Quotes(full));
                 }
             }
             Event::Post(p) if self.config.max_posts > 1 => {
                 let key = p.source.clone();
                 if let Some(full) = self.posts.push(&key, p, self.config.max_posts) {
-                    out.extend(event::post_batch(full, &self.streams)?);
+                    out.push(EventBatch::Posts(full));
                 }
             }
-            single => out.push(event::single(&single, &self.streams)?),
+            single => out.push(EventBatch::Single(single)),
         }
-        Ok(())
     }
 
     /// Closes every open batch (at the end of input or on shutdown).
     pub fn close_all(&mut self, out: &mut Vec<OutMessage>) -> Result<(), EncodeError> {
-        for batch in self.trades.drain() {
-            out.extend(event::trade_batch(batch, &self.streams)?);
-        }
-        for batch in self.quotes.drain() {
-            out.extend(event::quote_batch(batch, &self.streams)?);
-        }
-        for batch in self.posts.drain() {
-            out.extend(event::post_batch(batch, &self.streams)?);
-        }
-        Ok(())
+        let mut done = std::mem::take(&mut self.done);
+        self.close_batches(&mut done);
+        self.done = done;
+        self.encode_done(out)
+    }
+
+    /// [`Batcher::close_all`], with the batches left unencoded.
+    pub fn close_batches(&mut self, out: &mut Vec<EventBatch>) {
+        out.extend(self.trades.drain().map(EventBatch::Trades));
+        out.extend(self.quotes.drain().map(EventBatch::Quotes));
+        out.extend(self.posts.drain().map(EventBatch::Posts));
     }
 }
 

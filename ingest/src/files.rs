@@ -1,24 +1,32 @@
-//! Replaying real data files: trades and quotes CSV, posts JSONL.
+//! Reading real data files: trades and quotes CSV (insite's own layout or
+//! the vendor flat-file layout), posts JSONL; plain or gzip.
 //!
 //! | file | columns / fields |
 //! |---|---|
-//! | trades CSV | header with `symbol,ts,price,size`, optional `trade_id`, `exchange`, `conditions` (space-separated codes), any order |
-//! | quotes CSV | header with `symbol,ts,bid,bid_size,ask,ask_size`, any order |
+//! | trades CSV | header with `symbol,ts,price,size`, optional `trade_id`, `exchange`, `conditions` (space- or comma-separated codes), any order |
+//! | vendor trades CSV | `ticker, conditions, correction, exchange, id, participant_timestamp, price, sequence_number, sip_timestamp, size, tape, trf_id, trf_timestamp`: `ticker` is the symbol, `sip_timestamp` (else `participant_timestamp`) the event time in **nanoseconds**, `id` the trade id |
+//! | quotes CSV | header with `symbol,ts,bid,bid_size,ask,ask_size`, any order (the vendor's `ticker`, `sip_timestamp`, `bid_price`, `ask_price` also) |
 //! | posts JSONL | one object per line: `id`, `ts`, `source`, `author`, `text`, optional `followers`, `cashtags` |
 //!
 //! `ts` is RFC 3339 (`2024-03-01T14:30:00.125Z`) or integer milliseconds
 //! since the epoch. Symbols are upper-cased; sources must match
-//! `[a-z0-9_-]`. One record per line (no quoted line breaks).
+//! `[a-z0-9_-]`. One record per line (no quoted line breaks). A file that
+//! starts with gzip's magic bytes is read through gzip, whatever its name.
 //!
-//! The three files are merged by event time (each is expected in time
-//! order) and published as fast as possible or at `speed` times their
-//! original pace, batched like the synthetic feed. A malformed line is
-//! counted, logged with its file and line number and sent, raw, to
-//! `insite.dlq.ingest` with the reason; the rest goes on.
+//! [`FileReader`] merges the files by event time (each is expected in time
+//! order) into one sequence of events; bad lines come out beside it as
+//! [`Rejected`] with their file and line number. [`publish_files`] batches
+//! that sequence (by count per symbol, cut at slices of event time kept
+//! below the allowed lateness) and publishes it as fast as possible or at
+//! `speed` times its original pace, dead-lettering bad lines to
+//! `insite.dlq.ingest`; `insite backfill` feeds the same batches to the
+//! pipeline's operators directly.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use async_nats::jetstream;
 use bytes::Bytes;
@@ -99,26 +107,80 @@ fn parse_num<T: std::str::FromStr>(field: &str, text: &str) -> Result<T, String>
 struct Columns {
     /// Position of each wanted column (None: optional and absent).
     positions: Vec<Option<usize>>,
+    /// Whether the time column counts nanoseconds (the vendor layout's
+    /// `sip_timestamp`/`participant_timestamp`) rather than being a `ts`.
+    ts_nanos: bool,
 }
 
-const TRADE_COLUMNS: [(&str, bool); 7] = [
-    ("symbol", true),
-    ("ts", true),
-    ("price", true),
-    ("size", true),
-    ("trade_id", false),
-    ("exchange", false),
-    ("conditions", false),
+/// One wanted column: the names it may have (the first found wins) and
+/// whether it is required.
+type Wanted = (&'static [&'static str], bool);
+
+/// Names of the time column that count nanoseconds.
+const NANOSECOND_TIME_COLUMNS: [&str; 2] = ["sip_timestamp", "participant_timestamp"];
+
+const TRADE_COLUMNS: [Wanted; 7] = [
+    (&["symbol", "ticker"], true),
+    (&["ts", "sip_timestamp", "participant_timestamp"], true),
+    (&["price"], true),
+    (&["size"], true),
+    (&["trade_id", "id"], false),
+    (&["exchange"], false),
+    (&["conditions"], false),
 ];
 
-const QUOTE_COLUMNS: [(&str, bool); 6] = [
-    ("symbol", true),
-    ("ts", true),
-    ("bid", true),
-    ("bid_size", true),
-    ("ask", true),
-    ("ask_size", true),
+const QUOTE_COLUMNS: [Wanted; 6] = [
+    (&["symbol", "ticker"], true),
+    (&["ts", "sip_timestamp", "participant_timestamp"], true),
+    (&["bid", "bid_price"], true),
+    (&["bid_size"], true),
+    (&["ask", "ask_price"], true),
+    (&["ask_size"], true),
 ];
+
+/// Bytes read from a file so far, shared with whoever reports progress.
+#[derive(Debug)]
+struct Counted<R> {
+    /// The reader.
+    inner: R,
+    /// Bytes read from it.
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Opens `path`, through gzip if it starts with gzip's magic bytes; the
+/// returned counter follows the bytes read from the file itself.
+fn open_maybe_gzip(path: &Path) -> Result<(Box<dyn Read + Send>, Arc<AtomicU64>), IngestError> {
+    let io = |source| IngestError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io)?;
+    let mut magic = [0u8; 2];
+    let gzip = matches!(file.read(&mut magic), Ok(2) if magic == [0x1f, 0x8b]);
+    std::io::Seek::rewind(&mut file).map_err(io)?;
+    let read = Arc::new(AtomicU64::new(0));
+    let counted = Counted {
+        inner: file,
+        read: Arc::clone(&read),
+    };
+    let reader: Box<dyn Read + Send> = if gzip {
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 16,
+            counted,
+        )))
+    } else {
+        Box::new(counted)
+    };
+    Ok((reader, read))
+}
 
 /// One input file, read line by line.
 struct LineFile {
@@ -128,8 +190,12 @@ struct LineFile {
     name: String,
     /// Its path.
     path: PathBuf,
-    /// The reader.
-    reader: BufReader<File>,
+    /// The reader (through gzip if the file is compressed).
+    reader: BufReader<Box<dyn Read + Send>>,
+    /// Bytes read from the file itself (compressed, if it is).
+    bytes_read: Arc<AtomicU64>,
+    /// The file's size.
+    size: u64,
     /// The last line number read (1-based).
     line: u64,
     /// CSV column positions (after the header).
@@ -144,10 +210,13 @@ struct LineFile {
 
 impl LineFile {
     fn open(kind: FileKind, path: &Path) -> Result<Self, IngestError> {
-        let file = File::open(path).map_err(|source| IngestError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let size = std::fs::metadata(path)
+            .map(|m| m.len())
+            .map_err(|source| IngestError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        let (reader, bytes_read) = open_maybe_gzip(path)?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -156,7 +225,9 @@ impl LineFile {
             kind,
             name,
             path: path.to_owned(),
-            reader: BufReader::with_capacity(1 << 16, file),
+            reader: BufReader::with_capacity(1 << 16, reader),
+            bytes_read,
+            size,
             line: 0,
             columns: None,
             peeked: None,
@@ -170,7 +241,7 @@ impl LineFile {
     }
 
     fn read_header(&mut self, path: &Path) -> Result<(), IngestError> {
-        let wanted: &[(&str, bool)] = match self.kind {
+        let wanted: &[Wanted] = match self.kind {
             FileKind::Trades => &TRADE_COLUMNS,
             _ => &QUOTE_COLUMNS,
         };
@@ -187,23 +258,33 @@ impl LineFile {
             .map(|f| f.trim().to_ascii_lowercase())
             .collect();
         let mut positions = Vec::with_capacity(wanted.len());
-        for (column, required) in wanted {
-            let at = names.iter().position(|n| n == column);
-            if at.is_none() && *required {
+        let mut ts_nanos = false;
+        for (index, (aliases, required)) in wanted.iter().enumerate() {
+            let found = aliases
+                .iter()
+                .find_map(|alias| names.iter().position(|n| n == alias).map(|at| (alias, at)));
+            if found.is_none() && *required {
                 return Err(bad(format!(
-                    "header {:?} lacks the column {column:?} (needs {})",
+                    "header {:?} lacks the column {:?} (needs {})",
                     names.join(","),
+                    aliases.join(" or "),
                     wanted
                         .iter()
                         .filter(|(_, r)| *r)
-                        .map(|(c, _)| *c)
+                        .map(|(c, _)| c.join("|"))
                         .collect::<Vec<_>>()
                         .join(",")
                 )));
             }
-            positions.push(at);
+            if index == 1 {
+                ts_nanos = found.is_some_and(|(alias, _)| NANOSECOND_TIME_COLUMNS.contains(alias));
+            }
+            positions.push(found.map(|(_, at)| at));
         }
-        self.columns = Some(Columns { positions });
+        self.columns = Some(Columns {
+            positions,
+            ts_nanos,
+        });
         Ok(())
     }
 
@@ -255,19 +336,18 @@ impl LineFile {
         let event = match self.kind {
             FileKind::Posts => parse_post(&self.buf).map_err(|r| ("json", r))?,
             kind => {
-                let fields = split_csv(&self.buf).map_err(|r| ("csv", r))?;
-                let columns = self
+                let fields = Fields::split(&self.buf).map_err(|r| ("csv", r))?;
+                let (columns, ts_nanos) = self
                     .columns
                     .as_ref()
-                    .map(|c| c.positions.as_slice())
-                    .unwrap_or(&[]);
+                    .map(|c| (c.positions.as_slice(), c.ts_nanos))
+                    .unwrap_or((&[], false));
                 let get = |i: usize| -> Option<&str> {
                     columns
                         .get(i)
                         .copied()
                         .flatten()
                         .and_then(|p| fields.get(p))
-                        .map(String::as_str)
                 };
                 let required = |i: usize, name: &str| -> Result<&str, (&'static str, String)> {
                     get(i).ok_or_else(|| {
@@ -277,34 +357,89 @@ impl LineFile {
                         )
                     })
                 };
+                let ts = |text: &str| {
+                    if ts_nanos {
+                        parse_num::<i64>("sip_timestamp", text).map(|ns| ns.div_euclid(1_000_000))
+                    } else {
+                        parse_ts(text)
+                    }
+                };
                 if kind == FileKind::Trades {
                     Event::Trade(Trade {
                         symbol: field(parse_symbol(required(0, "symbol")?))?,
-                        ts: field(parse_ts(required(1, "ts")?))?,
+                        ts: field(ts(required(1, "ts")?))?,
                         price: field(parse_num("price", required(2, "price")?))?,
-                        size: field(parse_num("size", required(3, "size")?))?,
+                        size: field(parse_size(required(3, "size")?))?,
                         trade_id: get(4).unwrap_or("").trim().into(),
                         exchange: get(5).unwrap_or("").trim().into(),
                         conditions: get(6)
                             .unwrap_or("")
-                            .split_whitespace()
+                            .split(|c: char| c == ',' || c.is_whitespace())
+                            .filter(|code| !code.is_empty())
                             .map(Into::into)
                             .collect(),
                     })
                 } else {
                     Event::Quote(Quote {
                         symbol: field(parse_symbol(required(0, "symbol")?))?,
-                        ts: field(parse_ts(required(1, "ts")?))?,
+                        ts: field(ts(required(1, "ts")?))?,
                         bid: field(parse_num("bid", required(2, "bid")?))?,
-                        bid_size: field(parse_num("bid_size", required(3, "bid_size")?))?,
+                        bid_size: field(parse_size(required(3, "bid_size")?))?,
                         ask: field(parse_num("ask", required(4, "ask")?))?,
-                        ask_size: field(parse_num("ask_size", required(5, "ask_size")?))?,
+                        ask_size: field(parse_size(required(5, "ask_size")?))?,
                     })
                 }
             }
         };
         event.validate().map_err(|e| ("invalid", e.to_string()))?;
         Ok(event)
+    }
+}
+
+/// A whole number of shares, also written as a decimal with no fraction
+/// (`100.0`), as some vendor files do.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    if let Ok(n) = text.parse::<u64>() {
+        return Ok(n);
+    }
+    match text.parse::<f64>() {
+        Ok(x) if x >= 0.0 && x.fract() == 0.0 && x < u64::MAX as f64 => Ok(x as u64),
+        _ => Err(format!("size {text:?} is not a whole number of shares")),
+    }
+}
+
+/// The fields of one CSV record: borrowed from the line when it has no
+/// quotes (nearly always), parsed by the `csv` crate when it has.
+#[derive(Debug)]
+enum Fields<'a> {
+    /// Split at commas.
+    Plain(Vec<&'a str>),
+    /// Parsed with quoting.
+    Quoted(Vec<String>),
+}
+
+impl<'a> Fields<'a> {
+    fn split(line: &'a [u8]) -> Result<Self, String> {
+        if line.contains(&b'"') {
+            return split_csv(line).map(Self::Quoted);
+        }
+        let text = std::str::from_utf8(line).map_err(|e| format!("not UTF-8: {e}"))?;
+        Ok(Self::Plain(text.split(',').collect()))
+    }
+
+    fn get(&self, i: usize) -> Option<&str> {
+        match self {
+            Self::Plain(v) => v.get(i).copied(),
+            Self::Quoted(v) => v.get(i).map(String::as_str),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Plain(v) => v.len(),
+            Self::Quoted(v) => v.len(),
+        }
     }
 }
 
@@ -370,16 +505,55 @@ fn parse_post(line: &[u8]) -> Result<Event, String> {
     }))
 }
 
-/// The merged, time-ordered reader over the input files.
-struct Merged {
+/// The input files merged into one sequence of events by event time (ties:
+/// trades, quotes, posts); see the module docs.
+pub struct FileReader {
     /// The open files.
     files: Vec<LineFile>,
 }
 
-impl Merged {
-    /// The next event by event time (ties: trades, quotes, posts), after
-    /// moving every bad line met on the way into `rejects`.
-    fn next(&mut self, rejects: &mut Vec<Rejected>) -> Result<Option<Event>, IngestError> {
+impl std::fmt::Debug for FileReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileReader")
+            .field(
+                "files",
+                &self.files.iter().map(|f| &f.path).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl FileReader {
+    /// Opens the given files (at least one), reading each CSV's header.
+    pub fn open(
+        trades: Option<&Path>,
+        quotes: Option<&Path>,
+        posts: Option<&Path>,
+    ) -> Result<Self, IngestError> {
+        let mut files = Vec::new();
+        for (kind, path) in [
+            (FileKind::Trades, trades),
+            (FileKind::Quotes, quotes),
+            (FileKind::Posts, posts),
+        ] {
+            if let Some(path) = path {
+                files.push(LineFile::open(kind, path)?);
+            }
+        }
+        if files.is_empty() {
+            return Err(IngestError::Config(
+                "reading files needs at least one of trades, quotes or posts".into(),
+            ));
+        }
+        Ok(Self { files })
+    }
+
+    /// The next event by event time, after moving every bad line met on
+    /// the way into `rejects`; `None` once every file is exhausted.
+    pub fn next_event(
+        &mut self,
+        rejects: &mut Vec<Rejected>,
+    ) -> Result<Option<Event>, IngestError> {
         for file in &mut self.files {
             file.fill(rejects)?;
         }
@@ -391,6 +565,17 @@ impl Merged {
             .min();
         Ok(pick.and_then(|(_, i)| self.files[i].peeked.take()))
     }
+
+    /// Bytes read so far and the files' total size (compressed sizes for
+    /// gzip files), for a progress bar.
+    pub fn progress(&self) -> (u64, u64) {
+        self.files.iter().fold((0, 0), |(read, total), f| {
+            (
+                read + f.bytes_read.load(Ordering::Relaxed).min(f.size),
+                total + f.size,
+            )
+        })
+    }
 }
 
 /// Replays the files of `config` until they end or `shutdown` fires, then
@@ -401,23 +586,12 @@ pub async fn publish_files(
     config: FilesConfig,
     shutdown: CancellationToken,
 ) -> Result<IngestReport, IngestError> {
-    let mut files = Vec::new();
-    for (kind, path) in [
-        (FileKind::Trades, &config.trades),
-        (FileKind::Quotes, &config.quotes),
-        (FileKind::Posts, &config.posts),
-    ] {
-        if let Some(path) = path {
-            files.push(LineFile::open(kind, path)?);
-        }
-    }
-    if files.is_empty() {
-        return Err(IngestError::Config(
-            "ingest files needs at least one of trades, quotes or posts".into(),
-        ));
-    }
+    let mut merged = FileReader::open(
+        config.trades.as_deref(),
+        config.quotes.as_deref(),
+        config.posts.as_deref(),
+    )?;
     insite_sinks::streams::ensure_streams(js, streams).await?;
-    let mut merged = Merged { files };
     let mut publisher = Publisher::new(
         js.clone(),
         streams.clone(),
@@ -433,7 +607,7 @@ pub async fn publish_files(
             if shutdown.is_cancelled() {
                 break;
             }
-            let next = merged.next(&mut rejects)?;
+            let next = merged.next_event(&mut rejects)?;
             for reject in rejects.drain(..) {
                 tracing::warn!(origin = %reject.origin, reason = %reject.reason, "rejected line");
                 publisher.count_rejected();
@@ -506,5 +680,80 @@ mod tests {
         assert_eq!(p.ts, 1_700_000_000_000);
         assert!(parse_post(br#"{"id":"p1","ts":1,"source":"Bad Source","text":""}"#).is_err());
         assert!(parse_post(b"{not json").is_err());
+    }
+
+    fn read_all(path: &Path) -> (Vec<Event>, Vec<Rejected>) {
+        let mut reader = FileReader::open(Some(path), None, None).unwrap();
+        let (mut events, mut rejects) = (Vec::new(), Vec::new());
+        while let Some(e) = reader.next_event(&mut rejects).unwrap() {
+            events.push(e);
+        }
+        assert_eq!(reader.progress().0, reader.progress().1);
+        (events, rejects)
+    }
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("insite-files-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn vendor_trades_layout_and_gzip_read_like_the_native_layout() {
+        let dir = temp_dir("vendor");
+        let native = write(
+            &dir,
+            "native.csv",
+            b"symbol,ts,price,size,trade_id,exchange,conditions\n\
+              AAPL,1700000000123,189.5,100,t1,4,12 37\n\
+              MSFT,1700000000124,370.25,7,t2,11,\n",
+        );
+        let vendor_csv = b"ticker,conditions,correction,exchange,id,participant_timestamp,price,sequence_number,sip_timestamp,size,tape,trf_id,trf_timestamp\n\
+              AAPL,\"12,37\",0,4,t1,1700000000122000001,189.5,1,1700000000123456789,100,3,,\n\
+              MSFT,,0,11,t2,1700000000124000000,370.25,2,1700000000124999999,7.0,3,,\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, vendor_csv).unwrap();
+        // The name says nothing: gzip is known by its magic bytes.
+        let vendor = write(&dir, "vendor.csv", &gz.finish().unwrap());
+        let (a, bad_a) = read_all(&native);
+        let (b, bad_b) = read_all(&vendor);
+        assert!(bad_a.is_empty() && bad_b.is_empty(), "{bad_a:?} {bad_b:?}");
+        assert_eq!(a.len(), 2);
+        assert_eq!(a, b);
+        let Event::Trade(t) = &b[0] else {
+            panic!("not a trade")
+        };
+        assert_eq!(t.ts, 1_700_000_000_123);
+        assert_eq!(t.conditions.len(), 2);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn bad_lines_are_rejected_with_their_line_number_and_the_rest_is_read() {
+        let dir = temp_dir("bad");
+        let path = write(
+            &dir,
+            "trades.csv",
+            b"symbol,ts,price,size\nAAPL,1700000000000,10,1\nAAPL,soon,10,1\n\n\"AAPL\",1700000000001,10,2\nAAPL,1700000000002,-3,1\nAAPL,1700000000003,10\n\xff,1,1,1\nAAPL,1700000000004,10,3\n",
+        );
+        let (events, rejects) = read_all(&path);
+        assert_eq!(events.len(), 3);
+        let lines: Vec<&str> = rejects.iter().map(|r| r.origin.as_str()).collect();
+        assert_eq!(
+            lines,
+            [
+                "trades.csv:3",
+                "trades.csv:6",
+                "trades.csv:7",
+                "trades.csv:8"
+            ]
+        );
+        std::fs::remove_dir_all(dir).ok();
     }
 }
