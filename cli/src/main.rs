@@ -8,6 +8,7 @@
 //! | `services install\|up\|down\|status` | `insite-local` |
 //! | `migrate` | `insite-sinks` |
 //! | `pipeline run`, `replay` | `insite-pipeline` |
+//! | `backfill` | `insite-ingest` (reading files), `insite-pipeline` (the bounded run) |
 //! | `ingest synthetic\|replay\|ws\|rss` | `insite-ingest` |
 //! | `query serve` | `insite-query` |
 //!
@@ -18,6 +19,7 @@
 //! with `__` between levels (`INSITE_NATS__URL`,
 //! `INSITE_CLICKHOUSE__DATABASE`, ...).
 
+mod backfill;
 mod ingest;
 mod migrate;
 mod pipeline;
@@ -57,6 +59,10 @@ enum Command {
     /// Re-run the dataflow over a stream range, into the live tables or
     /// another database.
     Replay(pipeline::ReplayArgs),
+    /// Load history from files (trades, quotes, posts; the vendor's flat
+    /// files too) through the operators into ClickHouse, safely next to the
+    /// live pipeline.
+    Backfill(backfill::BackfillArgs),
     /// Ingest workers: publish synthetic, replayed or live feeds to JetStream.
     Ingest(ingest::IngestArgs),
     /// The query service: HTTP API, WebSocket push, live chart page.
@@ -75,6 +81,7 @@ fn main() -> anyhow::Result<()> {
         Command::Migrate => migrate::run(&config),
         Command::Pipeline(args) => pipeline::run(&config, args),
         Command::Replay(args) => pipeline::replay(&config, args),
+        Command::Backfill(args) => backfill::run(&config, args),
         Command::Ingest(args) => ingest::run(&config, args),
         Command::Query(args) => query::run(&config, args),
     }

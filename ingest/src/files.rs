@@ -42,7 +42,7 @@ use crate::publisher::{IngestReport, Publisher, PublisherConfig};
 use crate::synthetic::publish_all;
 
 /// Settings of a file publish.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FilesConfig {
     /// Trades CSV.
     pub trades: Option<PathBuf>,
@@ -52,10 +52,23 @@ pub struct FilesConfig {
     pub posts: Option<PathBuf>,
     /// `None`: as fast as possible; `Some(n)`: n times the original pace.
     pub speed: Option<f64>,
-    /// Batching.
+    /// Batching ([`BatchConfig::for_files`] by default).
     pub batch: BatchConfig,
     /// Publishing.
     pub publisher: PublisherConfig,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            trades: None,
+            quotes: None,
+            posts: None,
+            speed: None,
+            batch: BatchConfig::for_files(),
+            publisher: PublisherConfig::default(),
+        }
+    }
 }
 
 /// A line that could not be used.

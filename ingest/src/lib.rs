@@ -37,7 +37,7 @@ pub mod publisher;
 pub mod source;
 pub mod synthetic;
 
-pub use batch::{BatchConfig, Batcher};
+pub use batch::{BatchConfig, Batcher, EventBatch};
 pub use error::{ErrorClass, IngestError};
 pub use event::{Event, OutMessage};
 pub use files::{publish_files, FilesConfig};

@@ -12,6 +12,9 @@
 //! - [`run`](mod@run): [`run::run`] (the live job) and [`run::replay`] (a
 //!   stream range, again): their start-up order and shutdown;
 //!   [`run::Topology`] for timely's multi-process cluster mode.
+//! - [`backfill`]: [`backfill::backfill`], the operators over a bounded
+//!   input (history from files), staged and checked against the live
+//!   tables before it is copied in.
 //! - [`config`]: [`config::PipelineConfig`], the `[pipeline]` section.
 //! - [`source`]: JetStream consumers (durable, recreated at the checkpoint;
 //!   or ephemeral over a range), decoding, subject checks, the clock-skew
@@ -34,6 +37,7 @@
 //!
 //! See `docs/pipeline.md` for the delivery argument in full.
 
+pub mod backfill;
 pub mod bridge;
 pub mod config;
 pub mod output;

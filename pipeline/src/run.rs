@@ -126,6 +126,12 @@ pub enum PipelineError {
     /// A setting is unusable.
     #[error("invalid config: {0}")]
     Config(String),
+    /// A backfill's own statement failed.
+    #[error("backfill: {0}")]
+    Backfill(String),
+    /// A backfill was refused: its windows overlap the live pipeline's.
+    #[error("{0}")]
+    Refused(Box<crate::backfill::Refused>),
     /// The latency histogram could not be created.
     #[error("creating the latency histogram: {0}")]
     Histogram(#[from] hdrhistogram::CreationError),

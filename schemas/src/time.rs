@@ -42,6 +42,29 @@ pub fn now_ms() -> TimestampMs {
         .unwrap_or(0)
 }
 
+/// `ts` as RFC 3339 in UTC with milliseconds (`2023-11-14T22:13:20.000Z`),
+/// for messages to people; `None` outside what a date can hold.
+///
+/// ```
+/// use insite_schemas::time::format_time;
+/// assert_eq!(format_time(1_700_000_000_123).as_deref(), Some("2023-11-14T22:13:20.123Z"));
+/// ```
+pub fn format_time(ts: TimestampMs) -> Option<String> {
+    let nanos = i128::from(ts).checked_mul(1_000_000)?;
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?;
+    let (date, clock) = (at.date(), at.time());
+    Some(format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        date.year(),
+        u8::from(date.month()),
+        date.day(),
+        clock.hour(),
+        clock.minute(),
+        clock.second(),
+        clock.millisecond()
+    ))
+}
+
 /// Parses a point in time given by a user: integer milliseconds since the
 /// epoch, an RFC 3339 time (`2026-12-01T09:30:00Z`, `...-05:00`), or a
 /// `YYYY-MM-DD` date, meaning UTC midnight at its start. The one time

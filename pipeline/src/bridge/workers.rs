@@ -138,6 +138,12 @@ impl Job {
         })
     }
 
+    /// The flag [`Job::stop_workers`] sets, for a task that stops the job
+    /// while another awaits [`Job::finish`].
+    pub(crate) fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
     /// Stops the workers where they are.
     pub(crate) fn stop_workers(&self) {
         self.stop.store(true, Ordering::SeqCst);

@@ -150,6 +150,12 @@ impl Intake {
         }
     }
 
+    /// Stamps result rows with `version` from now on (a backfill's, below
+    /// every live version).
+    pub(super) fn set_version(&mut self, version: u64) {
+        self.version = version.max(1);
+    }
+
     /// The workers' frontiers, per stream.
     pub(super) fn frontiers(&self) -> &[Vec<TimestampMs>; 2] {
         &self.frontiers

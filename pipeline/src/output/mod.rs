@@ -183,6 +183,13 @@ impl OutputTask {
         self
     }
 
+    /// Stamps result rows with `version` instead of the start time in ms
+    /// (a backfill: see [`insite_sinks::clickhouse::rows::LIVE_VERSION_FLOOR`]).
+    pub fn with_version(mut self, version: u64) -> Self {
+        self.intake.set_version(version);
+        self
+    }
+
     /// Also records the end-to-end latency (event time to Redis write) of
     /// every trade into `latency`.
     pub fn with_latency(mut self, latency: LatencyRecorder) -> Self {

@@ -22,6 +22,34 @@ pub trait Table {
     const TABLE: &'static str;
 }
 
+/// The least `version` a live pipeline or a replay stamps on result rows:
+/// they use the wall clock in milliseconds at their start (well above
+/// 10^12 since 2001). A backfill stamps its rows with the wall clock in
+/// *seconds* ([`backfill_version`]), always below this, so that in a
+/// `ReplacingMergeTree(version)` a live final always wins over a backfilled
+/// row for the same window, and a later backfill over an earlier one.
+pub const LIVE_VERSION_FLOOR: u64 = 1_000_000_000_000;
+
+/// The version of a backfill's result rows, started at `now_ms`: its
+/// wall-clock second (below [`LIVE_VERSION_FLOOR`]).
+pub fn backfill_version(now_ms: TimestampMs) -> u64 {
+    (millis(now_ms) / 1_000).clamp(1, LIVE_VERSION_FLOOR - 1)
+}
+
+/// The raw and result tables, which a backfill fills in a staging
+/// database and then copies: [`TABLES`] without the pipeline's own
+/// progress records.
+pub const DATA_TABLES: [&str; 8] = [
+    TradeRow::TABLE,
+    QuoteRow::TABLE,
+    PostRow::TABLE,
+    BarRow::TABLE,
+    SentimentRow::TABLE,
+    TrendingRow::TABLE,
+    AlertRow::TABLE,
+    LateEventRow::TABLE,
+];
+
 /// Every table insite writes, in the order of the migrations that create
 /// them: the raw events, the results, late events, then the durable
 /// frontier (`pipeline_progress`, superseded by `pipeline_checkpoints`).

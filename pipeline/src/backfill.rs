@@ -1,0 +1,604 @@
+//! Backfill: the dataflow over a bounded input (history read from files),
+//! written to ClickHouse so that it is safe next to the live pipeline.
+//!
+//! The caller (`insite backfill`) reads the files and feeds the messages,
+//! batched exactly as `insite ingest files` would publish them, into the
+//! two input channels of [`channels`]; [`backfill`] runs the same operators
+//! as the live job over them, as a bounded input (every window closes at
+//! the end), and then:
+//!
+//! 1. **Staging.** Every row (raw trades, quotes and posts, results, late
+//!    events) goes first into a staging database of its own,
+//!    `<database>_backfill_<second>_<pid>`, migrated like the target. Result
+//!    rows carry the backfill's version ([`rows::backfill_version`]: the
+//!    wall clock in seconds), below every live version
+//!    ([`rows::LIVE_VERSION_FLOOR`]), so a live final can never be replaced
+//!    by a backfilled row, and a later backfill replaces an earlier one.
+//! 2. **The overlap check.** The backfill is refused, and nothing reaches
+//!    the target, if any window it produced is already final there from a
+//!    live pipeline or a replay (a row with a live version: the target's
+//!    value would stay the live one, which lacks the file's events), or if
+//!    a window ends at or after a live pipeline's durable frontier recorded
+//!    in the target's `pipeline_checkpoints` (that pipeline may still write
+//!    it). The error names the tables, symbols and window ranges.
+//! 3. **Copy.** Otherwise every table is copied, server-side, from staging
+//!    into the target (`INSERT ... SELECT`); the raw tables deduplicate by
+//!    their keys, the result tables by window and version. The staging
+//!    database is dropped, whatever happened.
+//!
+//! A target that holds no result row and no pipeline checkpoint cannot
+//! overlap anything, so there the rows go straight in
+//! ([`BackfillMode::Direct`]), which saves ClickHouse the copy.
+//!
+//! Interrupted (`cancel`), the job stops where it is, like a live pipeline
+//! stopping: open windows are not closed. Staged, nothing reaches the
+//! target; direct, the target holds the windows the input's clock had
+//! closed, which are complete, and running the backfill again completes it.
+//!
+//! So a backfilled range that no live pipeline has finalized ends exactly
+//! as a fresh run over the same input would, and running the same backfill
+//! again changes nothing. See `docs/pipeline.md` ("History").
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use insite_schemas::config::{ClickHouseConfig, Connections};
+use insite_schemas::time::now_ms;
+use insite_schemas::{Inbound, TimestampMs};
+use insite_sinks::clickhouse::rows::{self, Table as _, LIVE_VERSION_FLOOR};
+use insite_sinks::clickhouse::{self as ch};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::bridge::{Job, JobSpec, Reader, SourceReader};
+use crate::config::PipelineConfig;
+use crate::output::OutputTask;
+use crate::run::{PipelineError, Topology};
+use crate::source::{InputBody, InputMessage, InputSource};
+
+/// The receiving ends of a backfill's input, one per stream; see
+/// [`channels`].
+#[derive(Debug)]
+pub struct BackfillInput {
+    /// MARKET's messages (trades, quotes), in the order a stream would
+    /// hold them.
+    pub market: mpsc::Receiver<InputMessage>,
+    /// SOCIAL's messages (posts).
+    pub social: mpsc::Receiver<InputMessage>,
+}
+
+/// The sending ends of a backfill's input.
+#[derive(Debug, Clone)]
+pub struct BackfillSender {
+    /// Into MARKET's dataflow.
+    market: mpsc::Sender<InputMessage>,
+    /// Into SOCIAL's dataflow.
+    social: mpsc::Sender<InputMessage>,
+    /// The next message number per stream (the input's "stream
+    /// sequence").
+    next_seq: [u64; 2],
+}
+
+impl BackfillSender {
+    /// Sends one message's events to their stream's dataflow, waiting while
+    /// the dataflow is busy; `false` once the backfill has stopped.
+    pub fn blocking_send(&mut self, events: Inbound) -> bool {
+        let source = match events {
+            Inbound::Trades(_) | Inbound::Quotes(_) => InputSource::Market,
+            Inbound::Posts(_) => InputSource::Social,
+        };
+        let seq = &mut self.next_seq[source.index()];
+        *seq += 1;
+        let message = InputMessage {
+            source,
+            stream_seq: *seq,
+            body: InputBody::Events(events),
+            pending: 0,
+        };
+        let tx = match source {
+            InputSource::Market => &self.market,
+            InputSource::Social => &self.social,
+        };
+        tx.blocking_send(message).is_ok()
+    }
+}
+
+/// A backfill's input channels, sized by `config.input_buffer`.
+pub fn channels(config: &PipelineConfig) -> (BackfillSender, BackfillInput) {
+    let (market_tx, market) = mpsc::channel(config.input_buffer.max(1));
+    let (social_tx, social) = mpsc::channel(config.input_buffer.max(1));
+    (
+        BackfillSender {
+            market: market_tx,
+            social: social_tx,
+            next_seq: [0, 0],
+        },
+        BackfillInput { market, social },
+    )
+}
+
+/// How a backfill reached its target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BackfillMode {
+    /// Through a staging database, checked against the target's live
+    /// windows, then copied.
+    #[default]
+    Staged,
+    /// Straight into a target that held no result rows and no pipeline
+    /// checkpoints, so that nothing could overlap.
+    Direct,
+}
+
+/// Rows a backfill wrote, per table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackfillReport {
+    /// Staged or direct.
+    pub mode: BackfillMode,
+    /// `(table, rows)` for every raw and result table, in
+    /// [`rows::DATA_TABLES`] order: the rows staged and copied, or, written
+    /// directly, the rows the target now holds.
+    pub rows: Vec<(&'static str, u64)>,
+    /// The version stamped on its result rows.
+    pub version: u64,
+    /// Wall-clock duration, staging and copy included.
+    pub elapsed: Duration,
+}
+
+impl BackfillReport {
+    /// Rows written into `table` (0 for a table it does not know).
+    pub fn rows_of(&self, table: &str) -> u64 {
+        self.rows
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+/// Windows of one kind that a backfill produced and the target already
+/// holds as final (or that a live pipeline may still write).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlap {
+    /// The result table.
+    pub table: &'static str,
+    /// Whose windows: a symbol, a symbol and alert kind, or `*` (trending).
+    pub key: String,
+    /// Window length, s.
+    pub interval_s: u32,
+    /// The first overlapping window's start, ms.
+    pub first_ms: i64,
+    /// The last overlapping window's start, ms.
+    pub last_ms: i64,
+    /// Number of overlapping windows.
+    pub windows: u64,
+    /// Why it overlaps.
+    pub reason: OverlapReason,
+}
+
+/// Why a window cannot be backfilled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverlapReason {
+    /// A live pipeline (or a replay) has written it as final.
+    LiveFinal,
+    /// It ends at or after a live pipeline's durable frontier, so that
+    /// pipeline may still write it.
+    PastLiveFrontier {
+        /// The least durable frontier of the live pipelines, ms.
+        frontier_ms: i64,
+    },
+}
+
+impl fmt::Display for Overlap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let time =
+            |ms: i64| insite_schemas::time::format_time(ms).unwrap_or_else(|| format!("{ms} ms"));
+        write!(
+            f,
+            "{} {} {} s windows {} .. {} ({} windows): ",
+            self.table,
+            self.key,
+            self.interval_s,
+            time(self.first_ms),
+            time(self.last_ms),
+            self.windows
+        )?;
+        match self.reason {
+            OverlapReason::LiveFinal => write!(f, "already final from the live pipeline"),
+            OverlapReason::PastLiveFrontier { frontier_ms } => write!(
+                f,
+                "at or after the live pipeline's durable frontier {}",
+                time(frontier_ms)
+            ),
+        }
+    }
+}
+
+/// A refused backfill: the overlaps found (the first few of each table),
+/// and how many windows overlap in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The target database.
+    pub database: String,
+    /// Overlapping windows, grouped.
+    pub overlaps: Vec<Overlap>,
+    /// Overlapping windows in all.
+    pub windows: u64,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "backfill refused, nothing was written to database {:?}: {} window(s) of the input \
+             overlap windows the live pipeline has finalized or may still write; backfill a \
+             range the live pipeline has not seen (or into another --database). Overlaps:",
+            self.database, self.windows
+        )?;
+        for overlap in &self.overlaps {
+            write!(f, "\n  {overlap}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One result table's window key, for the overlap check.
+struct WindowKey {
+    /// The table.
+    table: &'static str,
+    /// The columns that name one window.
+    columns: &'static str,
+    /// The expression that names whose window it is.
+    label: &'static str,
+    /// The stream whose frontier bounds it (`None`: both).
+    source: Option<InputSource>,
+}
+
+/// The result tables and their window keys.
+const WINDOW_KEYS: [WindowKey; 4] = [
+    WindowKey {
+        table: rows::BarRow::TABLE,
+        columns: "symbol, interval_s, window_start_ms",
+        label: "symbol",
+        source: Some(InputSource::Market),
+    },
+    WindowKey {
+        table: rows::SentimentRow::TABLE,
+        columns: "symbol, interval_s, window_start_ms",
+        label: "symbol",
+        source: Some(InputSource::Social),
+    },
+    WindowKey {
+        table: rows::TrendingRow::TABLE,
+        columns: "interval_s, window_start_ms",
+        label: "'*'",
+        source: Some(InputSource::Social),
+    },
+    WindowKey {
+        table: rows::AlertRow::TABLE,
+        columns: "symbol, kind, interval_s, window_start_ms",
+        label: "concat(symbol, ' ', kind)",
+        source: None,
+    },
+];
+
+/// Most overlap groups listed per table.
+const OVERLAPS_LISTED: usize = 10;
+
+/// Runs the operators over `input` until both channels close, then checks
+/// and copies the result into `services.clickhouse`'s database (see the
+/// module docs). On [`PipelineError::Refused`], or if `cancel` fires before
+/// the copy (the input was cut short), nothing is written there.
+pub async fn backfill(
+    services: &Connections,
+    config: &PipelineConfig,
+    input: BackfillInput,
+    cancel: &CancellationToken,
+) -> Result<BackfillReport, PipelineError> {
+    let started = Instant::now();
+    let version = rows::backfill_version(now_ms());
+    let target = &services.clickhouse;
+    ch::migrate(target).await?;
+    let client = ch::client_without_database(target);
+    if !holds_results(&client, &target.database).await? {
+        // Nothing there to overlap: write straight into the target.
+        tracing::info!(database = %target.database, version, "backfill: straight into an empty database");
+        let stopped = run_job(target, config, input, version, cancel).await?;
+        let mut report = BackfillReport {
+            mode: BackfillMode::Direct,
+            version,
+            ..BackfillReport::default()
+        };
+        count_rows(&client, &target.database, &mut report).await?;
+        if stopped {
+            return Err(PipelineError::Backfill(format!(
+                "interrupted: database {:?} holds the windows closed before the interruption \
+                 (and no window the input did not finish); run the backfill again to complete it",
+                target.database
+            )));
+        }
+        report.elapsed = started.elapsed();
+        return Ok(report);
+    }
+    let staging = ClickHouseConfig {
+        database: format!(
+            "{}_backfill_{version}_{}",
+            target.database,
+            std::process::id()
+        ),
+        ..target.clone()
+    };
+    tracing::info!(staging = %staging.database, version, "backfill: staging database");
+    let result = async {
+        ch::migrate(&staging).await?;
+        if run_job(&staging, config, input, version, cancel).await? {
+            return Err(PipelineError::Backfill(format!(
+                "interrupted: nothing was written to database {:?}",
+                target.database
+            )));
+        }
+        check_overlaps(&client, &target.database, &staging.database).await?;
+        let mut report = BackfillReport {
+            mode: BackfillMode::Staged,
+            version,
+            ..BackfillReport::default()
+        };
+        count_rows(&client, &staging.database, &mut report).await?;
+        for table in rows::DATA_TABLES {
+            if report.rows_of(table) == 0 {
+                continue;
+            }
+            let copy = format!(
+                "INSERT INTO `{}`.`{table}` SELECT * FROM `{}`.`{table}`",
+                target.database, staging.database
+            );
+            client
+                .query(&copy)
+                .execute()
+                .await
+                .map_err(|e| sql_error("copying the staged rows", e))?;
+        }
+        Ok::<_, PipelineError>(report)
+    }
+    .await;
+    let drop = format!("DROP DATABASE IF EXISTS `{}`", staging.database);
+    if let Err(e) = client.query(&drop).execute().await {
+        tracing::warn!(staging = %staging.database, error = %e, "could not drop the staging database");
+    }
+    let mut report = result?;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Whether `database` holds any result row or any pipeline's checkpoint
+/// (if not, a backfill cannot overlap anything there).
+async fn holds_results(client: &clickhouse::Client, database: &str) -> Result<bool, PipelineError> {
+    for table in WINDOW_KEYS
+        .iter()
+        .map(|k| k.table)
+        .chain([rows::CheckpointRow::TABLE])
+    {
+        let sql = format!("SELECT count() FROM (SELECT 1 FROM `{database}`.`{table}` LIMIT 1)");
+        if query_count(client, &sql).await? > 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Counts the rows of every data table of `database` into `report`.
+async fn count_rows(
+    client: &clickhouse::Client,
+    database: &str,
+    report: &mut BackfillReport,
+) -> Result<(), PipelineError> {
+    for table in rows::DATA_TABLES {
+        let count = query_count(
+            client,
+            &format!("SELECT count() FROM `{database}`.`{table}`"),
+        )
+        .await?;
+        report.rows.push((table, count));
+    }
+    Ok(())
+}
+
+/// The dataflow over `input`, as a bounded job, into `database`; returns
+/// whether `cancel` stopped it (then open windows were not closed: only
+/// the windows the input's clock closed are written).
+async fn run_job(
+    database: &ClickHouseConfig,
+    config: &PipelineConfig,
+    input: BackfillInput,
+    version: u64,
+    cancel: &CancellationToken,
+) -> Result<bool, PipelineError> {
+    let output = OutputTask::new(
+        &ch::connect(database),
+        &config.clickhouse_writer,
+        None,
+        None,
+        config.workers.max(1),
+        Duration::from_millis(config.hot_flush_ms.max(1)),
+    )
+    .with_version(version);
+    let (durable_tx, _durable_rx) = watch::channel([TimestampMs::MIN; 2]);
+    let reader = Reader {
+        market: SourceReader {
+            input: input.market,
+            reads: None,
+            resume_max_ts: None,
+        },
+        social: SourceReader {
+            input: input.social,
+            reads: None,
+            resume_max_ts: None,
+        },
+    };
+    let job = Job::start(JobSpec {
+        config,
+        topology: &Topology::single(),
+        reader,
+        bounded: true,
+        resume_from: [TimestampMs::MIN; 2],
+        output,
+        durable: durable_tx,
+    })?;
+    let stop = job.stop_flag();
+    let cancelled = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        cancelled.cancelled().await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let finished = job.finish().await;
+    watcher.abort();
+    finished?;
+    Ok(cancel.is_cancelled())
+}
+
+/// A failed statement of the backfill's own.
+fn sql_error(what: &'static str, source: clickhouse::error::Error) -> PipelineError {
+    PipelineError::Backfill(format!("{what}: {source}"))
+}
+
+async fn query_count(client: &clickhouse::Client, sql: &str) -> Result<u64, PipelineError> {
+    client
+        .query(sql)
+        .fetch_one::<u64>()
+        .await
+        .map_err(|e| sql_error("counting rows", e))
+}
+
+/// One group of overlapping windows, as the check's queries return it.
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct OverlapRow {
+    key: String,
+    interval_s: u32,
+    first_ms: u64,
+    last_ms: u64,
+    windows: u64,
+}
+
+/// Refuses the backfill if a staged window overlaps the target's live
+/// finals or reaches a live pipeline's durable frontier.
+async fn check_overlaps(
+    client: &clickhouse::Client,
+    target: &str,
+    staging: &str,
+) -> Result<(), PipelineError> {
+    let frontiers = live_frontiers(client, target).await?;
+    let mut refused = Refused {
+        database: target.to_owned(),
+        overlaps: Vec::new(),
+        windows: 0,
+    };
+    for key in &WINDOW_KEYS {
+        let WindowKey {
+            table,
+            columns,
+            label,
+            source,
+        } = key;
+        let live_final = format!(
+            "SELECT {label} AS key, interval_s, min(window_start_ms) AS first_ms, \
+             max(window_start_ms) AS last_ms, uniqExact({columns}) AS windows \
+             FROM `{target}`.`{table}` \
+             WHERE version >= {LIVE_VERSION_FLOOR} \
+               AND ({columns}) IN (SELECT {columns} FROM `{staging}`.`{table}`) \
+             GROUP BY key, interval_s ORDER BY key, interval_s"
+        );
+        collect(
+            client,
+            &live_final,
+            table,
+            OverlapReason::LiveFinal,
+            &mut refused,
+        )
+        .await?;
+        let frontier = match source {
+            Some(source) => frontiers[source.index()],
+            None => frontiers.iter().copied().flatten().min(),
+        };
+        if let Some(frontier_ms) = frontier {
+            let past = format!(
+                "SELECT {label} AS key, interval_s, min(window_start_ms) AS first_ms, \
+                 max(window_start_ms) AS last_ms, uniqExact({columns}) AS windows \
+                 FROM `{staging}`.`{table}` \
+                 WHERE toInt64(window_start_ms) + toInt64(interval_s) * 1000 >= {frontier_ms} \
+                 GROUP BY key, interval_s ORDER BY key, interval_s"
+            );
+            let reason = OverlapReason::PastLiveFrontier { frontier_ms };
+            collect(client, &past, table, reason, &mut refused).await?;
+        }
+    }
+    if refused.windows == 0 {
+        Ok(())
+    } else {
+        Err(PipelineError::Refused(Box::new(refused)))
+    }
+}
+
+/// Runs one overlap query, adding what it finds to `refused`.
+async fn collect(
+    client: &clickhouse::Client,
+    sql: &str,
+    table: &'static str,
+    reason: OverlapReason,
+    refused: &mut Refused,
+) -> Result<(), PipelineError> {
+    let found = client
+        .query(sql)
+        .fetch_all::<OverlapRow>()
+        .await
+        .map_err(|e| sql_error("checking for overlaps with the live tables", e))?;
+    for (i, row) in found.into_iter().enumerate() {
+        refused.windows += row.windows;
+        if i < OVERLAPS_LISTED {
+            refused.overlaps.push(Overlap {
+                table,
+                key: row.key,
+                interval_s: row.interval_s,
+                first_ms: i64::try_from(row.first_ms).unwrap_or(i64::MAX),
+                last_ms: i64::try_from(row.last_ms).unwrap_or(i64::MAX),
+                windows: row.windows,
+                reason,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One live pipeline's durable frontier on one stream.
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct FrontierRow {
+    source: String,
+    durable_ms: i64,
+}
+
+/// The least durable frontier per stream over the live pipelines recorded
+/// in `target` (`None`: no live pipeline has recorded that stream).
+async fn live_frontiers(
+    client: &clickhouse::Client,
+    target: &str,
+) -> Result<[Option<i64>; 2], PipelineError> {
+    let sql = format!(
+        "SELECT source, min(durable) AS durable_ms FROM ( \
+           SELECT pipeline, source, argMax(durable_ms, version) AS durable \
+           FROM `{target}`.`{}` WHERE position(pipeline, '/') = 0 \
+           GROUP BY pipeline, source) \
+         GROUP BY source",
+        rows::CheckpointRow::TABLE
+    );
+    let found = client
+        .query(&sql)
+        .fetch_all::<FrontierRow>()
+        .await
+        .map_err(|e| sql_error("reading the live pipelines' frontiers", e))?;
+    let mut frontiers = [None, None];
+    for row in found {
+        for src in [InputSource::Market, InputSource::Social] {
+            if row.source == src.name() {
+                frontiers[src.index()] = Some(row.durable_ms);
+            }
+        }
+    }
+    Ok(frontiers)
+}
