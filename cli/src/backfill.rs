@@ -41,6 +41,13 @@ pub struct BackfillArgs {
     /// plain or gzip.
     #[arg(long)]
     posts: Option<PathBuf>,
+    /// The vendor's minute-aggregates flat file (`ticker, volume, open,
+    /// close, high, low, window_start, transactions`, nanoseconds; plain or
+    /// gzip): written as final 1-minute bars and rolled up exactly into the
+    /// longer bar intervals. Instead of `--trades`, which would make the
+    /// same bars.
+    #[arg(long, conflicts_with = "trades")]
+    minute_aggs: Option<PathBuf>,
     /// Instead of files: this much synthetic history (e.g. 3h, 90m) from the
     /// seeded simulator of `insite ingest synthetic`, ending at the start of
     /// the current 5-minute window, so that a live feed starting now writes
@@ -120,8 +127,19 @@ pub fn run(config: &InsiteConfig, args: BackfillArgs) -> anyhow::Result<()> {
         slice_ms: args.batch_ms.unwrap_or(defaults.slice_ms),
         ..defaults
     };
+    let (bars, agg_rejects) = match &args.minute_aggs {
+        Some(path) => minute_bars(path, &pipeline.operators.bar_intervals)?,
+        None => (Vec::new(), Vec::new()),
+    };
     let files = match args.synthetic {
         Some(span) => History::synthetic(span, &args)?,
+        None if args.trades.is_none() && args.quotes.is_none() && args.posts.is_none() => {
+            anyhow::ensure!(
+                args.minute_aggs.is_some(),
+                "backfill needs --trades, --quotes, --posts, --minute-aggs or --synthetic"
+            );
+            History::Nothing
+        }
         None => History::Files(FileReader::open(
             args.trades.as_deref(),
             args.quotes.as_deref(),
@@ -137,6 +155,13 @@ pub fn run(config: &InsiteConfig, args: BackfillArgs) -> anyhow::Result<()> {
         let shutdown = crate::signal::shutdown_on_signal();
         let (sender, input) = insite_pipeline::backfill::channels(&pipeline);
         let (rejects_tx, rejects_rx) = mpsc::unbounded_channel();
+        let agg_listed: Vec<(String, String)> = agg_rejects
+            .iter()
+            .map(|r| (r.origin.clone(), r.reason.clone()))
+            .collect();
+        for reject in agg_rejects {
+            let _ = rejects_tx.send(reject);
+        }
         let bar = (!args.quiet).then(|| progress_bar(files.progress().1, args.synthetic.is_some()));
         let feeder = {
             let (stop, bar) = (shutdown.clone(), bar.clone());
@@ -146,8 +171,12 @@ pub fn run(config: &InsiteConfig, args: BackfillArgs) -> anyhow::Result<()> {
             Publisher::new(js, streams, PublisherConfig::default(), "backfill"),
             rejects_rx,
         ));
-        let result = insite_pipeline::backfill::backfill(&connections, &pipeline, input, &shutdown).await;
-        let (fed, _open_input) = feeder.await.context("the file reader panicked")??;
+        let result = insite_pipeline::backfill::backfill(&connections, &pipeline, input, bars, &shutdown)
+                .await;
+        let (mut fed, _open_input) = feeder.await.context("the file reader panicked")??;
+        fed.rejected += agg_listed.len() as u64;
+        fed.listed.splice(0..0, agg_listed.into_iter().take(REJECTS_LISTED));
+        fed.listed.truncate(REJECTS_LISTED);
         let dead_lettered = dead_letters.await.context("the dead-letter task panicked")?;
         if let Some(bar) = &bar {
             bar.finish_and_clear();
@@ -212,14 +241,50 @@ fn history_end_ms(now_ms: i64) -> i64 {
     now_ms - now_ms.rem_euclid(300_000)
 }
 
+/// The minute bars of a vendor aggregates file, rolled up into
+/// `intervals`, and its bad lines.
+fn minute_bars(
+    path: &std::path::Path,
+    intervals: &[insite_schemas::Interval],
+) -> anyhow::Result<(Vec<insite_schemas::Bar>, Vec<Rejected>)> {
+    let (aggs, rejects) = insite_ingest::files::read_minute_aggs(path)?;
+    for reject in &rejects {
+        tracing::warn!(origin = %reject.origin, reason = %reject.reason, "rejected line");
+    }
+    let minutes = aggs
+        .into_iter()
+        .map(|a| insite_schemas::Bar {
+            symbol: a.symbol,
+            interval: insite_schemas::Interval::MINUTE,
+            window_start: a.window_start,
+            open: a.open,
+            high: a.high,
+            low: a.low,
+            close: a.close,
+            volume: a.volume,
+            // The vendor's minute files carry no VWAP: the typical price
+            // stands in (documented), unless the file has a vwap column.
+            vwap: a.vwap.unwrap_or((a.high + a.low + a.close) / 3.0),
+            trades: a.transactions,
+            finality: insite_schemas::Finality::Final,
+        })
+        .collect();
+    Ok((
+        insite_pipeline::backfill::roll_up_minutes(minutes, intervals),
+        rejects,
+    ))
+}
+
 /// Where the history comes from.
 enum History {
+    /// No events (only aggregates).
+    Nothing,
     /// Files, merged by event time.
     Files(FileReader),
     /// The seeded simulator, over a span of event time ending now.
     Synthetic {
         /// The simulator.
-        simulator: insite_ingest::synthetic::Simulator,
+        simulator: Box<insite_ingest::synthetic::Simulator>,
         /// Events generated so far.
         generated: u64,
         /// Events it will generate (about).
@@ -242,7 +307,7 @@ impl History {
         let expected =
             (span.as_secs_f64() * (args.synthetic_rate + args.synthetic_posts_per_s)) as u64;
         Ok(Self::Synthetic {
-            simulator: insite_ingest::synthetic::Simulator::new(config)?,
+            simulator: Box::new(insite_ingest::synthetic::Simulator::new(config)?),
             generated: 0,
             expected: expected.max(1),
         })
@@ -251,6 +316,7 @@ impl History {
     /// The next event (bad lines of a file go to `rejects`).
     fn next_event(&mut self, rejects: &mut Vec<Rejected>) -> anyhow::Result<Option<Event>> {
         match self {
+            Self::Nothing => Ok(None),
             Self::Files(files) => Ok(files.next_event(rejects)?),
             Self::Synthetic {
                 simulator,
@@ -266,6 +332,7 @@ impl History {
     /// Progress so far and its total (bytes of files, or events).
     fn progress(&self) -> (u64, u64) {
         match self {
+            Self::Nothing => (0, 0),
             Self::Files(files) => files.progress(),
             Self::Synthetic {
                 generated,

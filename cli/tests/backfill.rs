@@ -116,8 +116,15 @@ fn write_posts(dir: &Path, name: &str, shift_ms: i64) -> PathBuf {
     path
 }
 
-/// Runs `insite backfill` on `connections` with `args`.
-fn backfill(connections: &Connections, name: &str, args: &[&Path], flags: &[&str]) -> Output {
+/// Runs `insite backfill --trades <args[0]> [--posts <args[1]>]` on
+/// `connections`.
+fn backfill(connections: &Connections, name: &str, args: &[&Path]) -> Output {
+    let flags = ["--trades", "--posts"];
+    backfill_with(connections, name, &flags[..args.len()], args)
+}
+
+/// Runs `insite backfill <flag_i> <path_i>...` on `connections`.
+fn backfill_with(connections: &Connections, name: &str, flags: &[&str], paths: &[&Path]) -> Output {
     let dir = std::env::temp_dir().join(format!("insite-backfill-{}", std::process::id()));
     let file =
         insite_testkit::child::write_config(&dir, name, connections, &PipelineConfig::default())
@@ -127,11 +134,13 @@ fn backfill(connections: &Connections, name: &str, args: &[&Path], flags: &[&str
         .arg("--config")
         .arg(&file)
         .args(["backfill", "--quiet"])
-        .args(flags)
         .env("INSITE_LOG", "warn")
         .stdin(Stdio::null());
-    for (flag, path) in ["--trades", "--posts"].iter().zip(args) {
-        command.arg(flag).arg(path);
+    for (i, flag) in flags.iter().enumerate() {
+        command.arg(flag);
+        if let Some(path) = paths.get(i) {
+            command.arg(path);
+        }
     }
     let output = command.output().expect("running insite backfill");
     eprintln!(
@@ -160,7 +169,7 @@ async fn a_backfill_equals_a_fresh_pipeline_over_the_published_file() {
     let dlq_before = read_all(&env.jetstream().await, &env.connections.nats.streams.dlq)
         .await
         .len();
-    let out = backfill(&native, "native", &[&trades, &posts], &[]);
+    let out = backfill(&native, "native", &[&trades, &posts]);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     for line in BAD_LINES {
@@ -206,7 +215,7 @@ async fn a_backfill_equals_a_fresh_pipeline_over_the_published_file() {
     // The same trades in the vendor's flat-file layout, gzip.
     let vendor = write_vendor_gz(dir.path(), "vendor-trades.csv.gz", 0);
     let flat = env.with_database("flat");
-    let out = backfill(&flat, "flat", &[&vendor, &posts], &[]);
+    let out = backfill(&flat, "flat", &[&vendor, &posts]);
     assert!(out.status.success());
     assert_bars_equal(
         &read_bars(&flat.clickhouse).await,
@@ -214,8 +223,43 @@ async fn a_backfill_equals_a_fresh_pipeline_over_the_published_file() {
         "vendor layout",
     );
 
+    // The vendor's minute aggregates of those bars (with a vwap column),
+    // gzip: the 1-minute bars as they are, the 5-minute ones rolled up.
+    let mut aggs =
+        String::from("ticker,volume,open,close,high,low,window_start,transactions,vwap\n");
+    for ((sym, interval, start), (o, h, l, c, v, vwap, n)) in &want_bars {
+        if *interval == 60 {
+            aggs.push_str(&format!(
+                "{sym},{v},{o},{c},{h},{l},{},{n},{vwap}\n",
+                start * 1_000_000
+            ));
+        }
+    }
+    aggs.push_str("AAPL,10,1,1,0.5,2,1767623400000000000,1,1\n"); // high < low
+    let aggs_path = dir.path().join("minute_aggs.csv.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&aggs_path).unwrap(),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(aggs.as_bytes()).unwrap();
+    gz.finish().unwrap();
+    let from_aggs = env.with_database("aggs");
+    let out = backfill_with(&from_aggs, "aggs", &["--minute-aggs"], &[&aggs_path]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("minute_aggs.csv.gz:"));
+    let whole_minutes = want_bars
+        .iter()
+        .filter(|((_, interval, _), _)| *interval >= 60)
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    assert_bars_equal(
+        &read_bars(&from_aggs.clickhouse).await,
+        &whole_minutes,
+        "minute aggregates",
+    );
+
     // Again into the same database: nothing changes.
-    let out = backfill(&native, "native", &[&trades, &posts], &[]);
+    let out = backfill(&native, "native", &[&trades, &posts]);
     assert!(out.status.success());
     assert_bars_equal(&read_bars(&native.clickhouse).await, &want_bars, "re-run");
     assert_eq!(read_late(&native.clickhouse).await, want_late);
@@ -245,11 +289,11 @@ async fn next_to_a_live_pipeline_a_disjoint_range_is_exact_and_an_overlap_is_ref
     let trades = write_native(dir.path(), "earlier.csv", -DAY_MS);
     let posts = write_posts(dir.path(), "earlier.jsonl", -DAY_MS);
     let alone = env.with_database("alone");
-    assert!(backfill(&alone, "alone", &[&trades, &posts], &[])
+    assert!(backfill(&alone, "alone", &[&trades, &posts])
         .status
         .success());
     let want_earlier = read_bars(&alone.clickhouse).await;
-    let out = backfill(&env.connections, "into-live", &[&trades, &posts], &[]);
+    let out = backfill(&env.connections, "into-live", &[&trades, &posts]);
     assert!(out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("staged"),
@@ -268,7 +312,7 @@ async fn next_to_a_live_pipeline_a_disjoint_range_is_exact_and_an_overlap_is_ref
     let before = read_bars(&env.connections.clickhouse).await;
     let before_sentiment = read_sentiment(&env.connections.clickhouse).await;
     let overlapping = write_native(dir.path(), "overlap.csv", 0);
-    let out = backfill(&env.connections, "overlap", &[&overlapping], &[]);
+    let out = backfill(&env.connections, "overlap", &[&overlapping]);
     assert!(!out.status.success(), "an overlapping backfill is refused");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -93,6 +93,8 @@ pub enum FileKind {
     Quotes,
     /// Posts JSONL.
     Posts,
+    /// Vendor minute aggregates CSV (read by [`read_minute_aggs`]).
+    MinuteAggs,
 }
 
 /// Parses a timestamp field: RFC 3339, integer epoch milliseconds or a
@@ -256,6 +258,7 @@ impl LineFile {
     fn read_header(&mut self, path: &Path) -> Result<(), IngestError> {
         let wanted: &[Wanted] = match self.kind {
             FileKind::Trades => &TRADE_COLUMNS,
+            FileKind::MinuteAggs => &MINUTE_AGG_COLUMNS,
             _ => &QUOTE_COLUMNS,
         };
         let bad = |reason: String| IngestError::BadInput {
@@ -409,6 +412,74 @@ impl LineFile {
     }
 }
 
+impl LineFile {
+    fn parse_minute_agg(&self) -> Result<MinuteAgg, (&'static str, String)> {
+        let fields = Fields::split(&self.buf).map_err(|r| ("csv", r))?;
+        let columns = self
+            .columns
+            .as_ref()
+            .map(|c| c.positions.as_slice())
+            .unwrap_or(&[]);
+        let get = |i: usize| {
+            columns
+                .get(i)
+                .copied()
+                .flatten()
+                .and_then(|p| fields.get(p))
+        };
+        let required = |i: usize| -> Result<&str, (&'static str, String)> {
+            get(i).ok_or_else(|| {
+                let name = MINUTE_AGG_COLUMNS[i].0[0];
+                (
+                    "csv",
+                    format!("missing field {name:?} (line has {} fields)", fields.len()),
+                )
+            })
+        };
+        let price = |i: usize| -> Result<f64, (&'static str, String)> {
+            let name = MINUTE_AGG_COLUMNS[i].0[0];
+            let value: f64 = field(parse_num(name, required(i)?))?;
+            if value.is_finite() && value > 0.0 {
+                Ok(value)
+            } else {
+                Err(("invalid", format!("{name} {value} is not a positive price")))
+            }
+        };
+        let start_ns: i64 = field(parse_num("window_start", required(6)?))?;
+        let window_start = start_ns.div_euclid(1_000_000);
+        insite_schemas::time::check_event_time("window_start", window_start)
+            .map_err(|e| ("invalid", e.to_string()))?;
+        if window_start.rem_euclid(60_000) != 0 {
+            return Err((
+                "invalid",
+                format!("window_start {start_ns} ns is not the start of a minute"),
+            ));
+        }
+        let (open, high, low, close) = (price(2)?, price(4)?, price(5)?, price(3)?);
+        if !(low <= open.min(close) && high >= open.max(close)) {
+            return Err((
+                "invalid",
+                format!("open {open}, close {close} do not lie within low {low} .. high {high}"),
+            ));
+        }
+        let vwap = match get(8).map(str::trim).filter(|v| !v.is_empty()) {
+            Some(text) => Some(field(parse_num("vwap", text))?),
+            None => None,
+        };
+        Ok(MinuteAgg {
+            symbol: field(parse_symbol(required(0)?))?,
+            window_start,
+            open,
+            high,
+            low,
+            close,
+            volume: field(parse_size(required(1)?))?,
+            transactions: field(parse_size(required(7)?))?,
+            vwap,
+        })
+    }
+}
+
 /// A whole number of shares, also written as a decimal with no fraction
 /// (`100.0`), as some vendor files do.
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -516,6 +587,68 @@ fn parse_post(line: &[u8]) -> Result<Event, String> {
         cashtags,
         author_followers: raw.followers,
     }))
+}
+
+/// The columns of a vendor minute-aggregates flat file (`vwap` is
+/// optional: the vendor's files have none).
+const MINUTE_AGG_COLUMNS: [Wanted; 9] = [
+    (&["ticker", "symbol"], true),
+    (&["volume"], true),
+    (&["open"], true),
+    (&["close"], true),
+    (&["high"], true),
+    (&["low"], true),
+    (&["window_start"], true),
+    (&["transactions"], true),
+    (&["vwap", "vw"], false),
+];
+
+/// One row of a vendor minute-aggregates flat file
+/// (`ticker, volume, open, close, high, low, window_start, transactions`,
+/// `window_start` in nanoseconds): a one-minute bar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinuteAgg {
+    /// The symbol.
+    pub symbol: Symbol,
+    /// Start of the minute, ms.
+    pub window_start: TimestampMs,
+    /// First price.
+    pub open: f64,
+    /// Highest price.
+    pub high: f64,
+    /// Lowest price.
+    pub low: f64,
+    /// Last price.
+    pub close: f64,
+    /// Shares traded.
+    pub volume: u64,
+    /// Trades.
+    pub transactions: u64,
+    /// The volume-weighted price, if the file has it.
+    pub vwap: Option<f64>,
+}
+
+/// Reads a vendor minute-aggregates file (plain or gzip): its rows, and
+/// its bad lines with their line numbers.
+pub fn read_minute_aggs(path: &Path) -> Result<(Vec<MinuteAgg>, Vec<Rejected>), IngestError> {
+    let mut file = LineFile::open(FileKind::MinuteAggs, path)?;
+    let (mut rows, mut rejects) = (Vec::new(), Vec::new());
+    let at = |file: &LineFile| format!("{}:{}", file.name, file.line);
+    while file.read_line(path)? {
+        if file.buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match file.parse_minute_agg() {
+            Ok(row) => rows.push(row),
+            Err((kind, reason)) => rejects.push(Rejected {
+                raw: file.buf.clone(),
+                origin: at(&file),
+                reason,
+                kind,
+            }),
+        }
+    }
+    Ok((rows, rejects))
 }
 
 /// The input files merged into one sequence of events by event time (ties:

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use insite_schemas::config::{ClickHouseConfig, Connections};
 use insite_schemas::time::now_ms;
-use insite_schemas::{Inbound, TimestampMs};
+use insite_schemas::{Bar, Finality, Inbound, Interval, TimestampMs};
 use insite_sinks::clickhouse::rows::{self, Table as _, LIVE_VERSION_FLOOR};
 use insite_sinks::clickhouse::{self as ch};
 use tokio::sync::{mpsc, watch};
@@ -291,6 +291,7 @@ pub async fn backfill(
     services: &Connections,
     config: &PipelineConfig,
     input: BackfillInput,
+    bars: Vec<Bar>,
     cancel: &CancellationToken,
 ) -> Result<BackfillReport, PipelineError> {
     let started = Instant::now();
@@ -302,6 +303,9 @@ pub async fn backfill(
         // Nothing there to overlap: write straight into the target.
         tracing::info!(database = %target.database, version, "backfill: straight into an empty database");
         let stopped = run_job(target, config, input, version, cancel).await?;
+        if !stopped {
+            write_bars(target, &bars, version).await?;
+        }
         let mut report = BackfillReport {
             mode: BackfillMode::Direct,
             version,
@@ -335,6 +339,7 @@ pub async fn backfill(
                 target.database
             )));
         }
+        write_bars(&staging, &bars, version).await?;
         check_overlaps(&client, &target.database, &staging.database).await?;
         let mut report = BackfillReport {
             mode: BackfillMode::Staged,
@@ -452,6 +457,91 @@ async fn run_job(
     watcher.abort();
     finished?;
     Ok(cancel.is_cancelled())
+}
+
+/// Writes ready-made final `bars` (from a vendor's aggregates) into
+/// `database`, with `version`.
+async fn write_bars(
+    database: &ClickHouseConfig,
+    bars: &[Bar],
+    version: u64,
+) -> Result<(), PipelineError> {
+    let client = ch::connect(database);
+    for chunk in bars.chunks(100_000) {
+        let rows: Vec<rows::BarRow> = chunk
+            .iter()
+            .map(|b| rows::BarRow::from_bar(b, version))
+            .collect();
+        ch::insert(&client, rows::BarRow::TABLE, &rows)
+            .await
+            .map_err(|e| sql_error("writing the aggregates' bars", e))?;
+    }
+    Ok(())
+}
+
+/// Rolls one-minute `bars` up into every interval of `intervals` that is a
+/// whole number of minutes above one, exactly: the first open and last
+/// close by window start, the highest high and lowest low, summed volume
+/// and trades, and the volume-weighted mean of the minutes' VWAPs (the
+/// close, if no share traded). Returns the minute bars and the roll-ups,
+/// all final; intervals shorter than a minute cannot be made from minutes
+/// and are left out.
+pub fn roll_up_minutes(mut bars: Vec<Bar>, intervals: &[Interval]) -> Vec<Bar> {
+    bars.retain(|b| b.interval == Interval::MINUTE);
+    bars.sort_by(|a, b| {
+        (a.symbol.as_str(), a.window_start).cmp(&(b.symbol.as_str(), b.window_start))
+    });
+    bars.dedup_by(|a, b| a.symbol == b.symbol && a.window_start == b.window_start);
+    let mut out = bars.clone();
+    for &interval in intervals {
+        let secs = interval.seconds();
+        if secs <= 60 || secs % 60 != 0 {
+            continue;
+        }
+        let mut current: Option<(Bar, f64)> = None;
+        for minute in &bars {
+            let start = interval.window_start(minute.window_start);
+            match &mut current {
+                Some((bar, notional))
+                    if bar.symbol == minute.symbol && bar.window_start == start =>
+                {
+                    bar.high = bar.high.max(minute.high);
+                    bar.low = bar.low.min(minute.low);
+                    bar.close = minute.close;
+                    bar.volume += minute.volume;
+                    bar.trades += minute.trades;
+                    *notional += minute.vwap * minute.volume as f64;
+                }
+                _ => {
+                    if let Some(done) = current.take() {
+                        out.push(finish_roll_up(done));
+                    }
+                    let bar = Bar {
+                        interval,
+                        window_start: start,
+                        ..minute.clone()
+                    };
+                    current = Some((bar, minute.vwap * minute.volume as f64));
+                }
+            }
+        }
+        if let Some(done) = current.take() {
+            out.push(finish_roll_up(done));
+        }
+    }
+    for bar in &mut out {
+        bar.finality = Finality::Final;
+    }
+    out
+}
+
+fn finish_roll_up((mut bar, notional): (Bar, f64)) -> Bar {
+    bar.vwap = if bar.volume > 0 {
+        notional / bar.volume as f64
+    } else {
+        bar.close
+    };
+    bar
 }
 
 /// A failed statement of the backfill's own.
@@ -601,4 +691,61 @@ async fn live_frontiers(
         }
     }
     Ok(frontiers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use insite_schemas::Symbol;
+
+    /// A minute bar of `sym` at `start` with `[open, high, low, close]`,
+    /// volume and VWAP.
+    fn minute(sym: &str, start: i64, [o, h, l, c]: [f64; 4], v: u64, vwap: f64) -> Bar {
+        Bar {
+            symbol: Symbol::new(sym).unwrap(),
+            interval: Interval::MINUTE,
+            window_start: start,
+            open: o,
+            high: h,
+            low: l,
+            close: c,
+            volume: v,
+            vwap,
+            trades: v / 10,
+            finality: Finality::Final,
+        }
+    }
+
+    #[test]
+    fn minutes_roll_up_exactly_into_whole_minute_intervals() {
+        let t = 1_700_000_100_000; // a 5-minute boundary
+        let bars = vec![
+            minute("A", t + 60_000, [11.0, 12.0, 10.5, 11.5], 200, 11.2),
+            minute("A", t, [10.0, 11.0, 9.0, 10.5], 100, 10.1),
+            minute("A", t + 300_000, [20.0; 4], 10, 20.0),
+            minute("B", t, [5.0; 4], 0, 5.0),
+        ];
+        let out = roll_up_minutes(
+            bars,
+            &[Interval::SECOND, Interval::MINUTE, Interval::FIVE_MINUTES],
+        );
+        let five: Vec<&Bar> = out
+            .iter()
+            .filter(|b| b.interval == Interval::FIVE_MINUTES)
+            .collect();
+        assert_eq!(five.len(), 3);
+        let a = five[0];
+        assert_eq!((a.open, a.high, a.low, a.close), (10.0, 12.0, 9.0, 11.5));
+        assert_eq!((a.volume, a.trades), (300, 30));
+        assert!((a.vwap - (10.1 * 100.0 + 11.2 * 200.0) / 300.0).abs() < 1e-12);
+        assert_eq!(five[1].window_start, t + 300_000);
+        assert_eq!(five[2].vwap, 5.0, "no volume: the close");
+        assert_eq!(
+            out.iter()
+                .filter(|b| b.interval == Interval::MINUTE)
+                .count(),
+            4
+        );
+        assert!(out.iter().all(|b| b.interval != Interval::SECOND));
+    }
 }
