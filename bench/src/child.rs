@@ -96,6 +96,11 @@ impl InsiteChild {
         self.child.id()
     }
 
+    /// Its exit status if it has exited (reaping it), `None` while it runs.
+    pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        self.child.try_wait()
+    }
+
     /// Stops it the way an operator does (SIGTERM) and waits up to `grace`
     /// for it to exit; its exit status, `None` if it is still running.
     pub async fn terminate(&mut self, grace: Duration) -> anyhow::Result<Option<ExitStatus>> {

@@ -19,6 +19,7 @@
 //! | `ingest` | `insite ingest synthetic --max` vs raw acknowledged JetStream publishing | [`ingest`] |
 //! | `pipeline` | raw JetStream consume vs the pipeline's sustained rate, end-to-end latency, peak memory of an `insite pipeline run` child | [`pipeline`] |
 //! | `query` | an `insite query serve` child under HTTP and WebSocket load | [`query`] |
+//! | `backfill` | `insite backfill` and `insite ingest files` of a generated trades file vs Bytewax 0.21 over the same file, bars compared | [`backfill`] |
 //!
 //! Shared modules:
 //! - [`servers`]: the servers a benchmark runs against (its own, or given
@@ -36,6 +37,7 @@
 //! `[clickhouse]` credentials, its `[pipeline]` settings and, for the
 //! service child, its `[query]` settings.
 
+mod backfill;
 mod child;
 mod ingest;
 mod load;
@@ -73,6 +75,9 @@ enum Command {
     /// The query service under load: hot and history endpoints, Redis
     /// floor, WebSocket fan-out.
     Query(query::BenchQueryArgs),
+    /// History: `insite backfill` and `insite ingest files` of a generated
+    /// trades file against Bytewax over the same file, bars compared.
+    Backfill(backfill::BenchBackfillArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -86,6 +91,7 @@ fn main() -> anyhow::Result<()> {
         Command::Ingest(args) => ingest::run(&config, args),
         Command::Pipeline(args) => pipeline::run(&config, args),
         Command::Query(args) => query::run(&config, args),
+        Command::Backfill(args) => backfill::run(&config, args),
     }
 }
 
