@@ -62,7 +62,8 @@ pub struct StreamsConfig {
     pub derived: String,
     /// Dead letters (`insite.dlq.>`).
     pub dlq: String,
-    /// Replicas of every stream: 1 on one server, 3 in a cluster.
+    /// Replicas of every stream: 1 on one server, 3 in a cluster (the
+    /// local cluster of `insite cluster up` and `deploy/k8s`).
     pub replicas: usize,
     /// Max age of MARKET and SOCIAL, in seconds (0: no age limit).
     pub raw_max_age_s: u64,
@@ -185,8 +186,13 @@ impl Default for ClickHouseConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// URL, e.g. `redis://127.0.0.1:16379/0` (`rediss://` for TLS, user and
-    /// password in the URL for ACL users).
+    /// password in the URL for ACL users). With `cluster`, the URLs of some
+    /// or all Redis Cluster nodes, comma-separated (the seeds the client
+    /// learns the slot map from).
     pub url: String,
+    /// Speak the Redis Cluster protocol: route each key to its slot's
+    /// master, follow `MOVED`/`ASK` redirects and fail-overs.
+    pub cluster: bool,
     /// A prefix put before every key (tests give each test its own).
     pub key_prefix: String,
     /// Default time to live of hot keys, in seconds.
@@ -197,6 +203,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:16379/0".into(),
+            cluster: false,
             key_prefix: "insite:".into(),
             ttl_s: 86_400,
         }
