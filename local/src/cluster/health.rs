@@ -117,7 +117,10 @@ fn http_ok(port: u16, path: &str) -> Health {
 /// Whether `node` answers as it should.
 pub fn check(config: &ClusterConfig, node: Node) -> Health {
     match node.kind {
-        NodeKind::Nats => http_ok(config.nats_monitor_port(node.index), "/healthz"),
+        NodeKind::Nats => http_ok(
+            config.nats_monitor_port(node.index),
+            "/healthz?js-server-only=true",
+        ),
         NodeKind::Redis => match redis_command(config.redis_port(node.index), "CLUSTER INFO") {
             Ok(answer) if answer.contains("cluster_state:ok") => Health::Healthy,
             Ok(answer) => Health::Unhealthy(format!(
