@@ -19,6 +19,7 @@
 //! | `ingest` | `insite ingest synthetic --max` vs raw acknowledged JetStream publishing | [`ingest`] |
 //! | `pipeline` | raw JetStream consume vs the pipeline's sustained rate, end-to-end latency, peak memory of an `insite pipeline run` child | [`pipeline`] |
 //! | `query` | an `insite query serve` child under HTTP and WebSocket load | [`query`] |
+//! | `faults` | the node-loss fault suite on a local cluster: availability, time to full service, events lost, tables against a run without faults | [`faults`] |
 //!
 //! Shared modules:
 //! - [`servers`]: the servers a benchmark runs against (its own, or given
@@ -37,6 +38,7 @@
 //! service child, its `[query]` settings.
 
 mod child;
+mod faults;
 mod ingest;
 mod load;
 mod pipeline;
@@ -73,6 +75,9 @@ enum Command {
     /// The query service under load: hot and history endpoints, Redis
     /// floor, WebSocket fan-out.
     Query(query::BenchQueryArgs),
+    /// Kill each kind of node of a local cluster under load, one at a
+    /// time, and report availability, recovery, loss and table equality.
+    Faults(faults::BenchFaultsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -86,6 +91,7 @@ fn main() -> anyhow::Result<()> {
         Command::Ingest(args) => ingest::run(&config, args),
         Command::Pipeline(args) => pipeline::run(&config, args),
         Command::Query(args) => query::run(&config, args),
+        Command::Faults(args) => faults::run(&config, args),
     }
 }
 

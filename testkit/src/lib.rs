@@ -38,6 +38,8 @@
 //!   terminating it.
 //! - [`jetstream`]: a stream's messages and events read back.
 //! - [`results`]: the result tables read back and compared.
+//! - [`faults`]: the node-loss fault suite on the local cluster
+//!   (`insite_local::cluster`), with its [`faults::Report`].
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -47,6 +49,7 @@ use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::Duration;
 
 pub mod child;
+pub mod faults;
 pub mod fixtures;
 pub mod jetstream;
 pub mod pipeline;

@@ -282,6 +282,11 @@ pub fn up(
         customize,
     )?;
     bootstrap::form_redis_cluster(config, &binaries)?;
+    // Streams can be created only once the JetStream cluster has a leader.
+    bootstrap::wait_for("a JetStream meta leader", Duration::from_secs(60), || {
+        (0..layout::NATS_NODES)
+            .all(|i| health::role(config, Node::new(NodeKind::Nats, i)).contains("leader"))
+    })?;
     start_and_wait(
         config,
         &binaries,
@@ -295,9 +300,13 @@ pub fn up(
             .any(|i| running_pid(config, Node::new(NodeKind::Pipeline, i)).is_some());
         let missing = pipeline.iter().any(|n| running_pid(config, *n).is_none());
         if stale || missing {
-            stop_pipeline(config)?;
+            // A process that lost a peer is stuck (timely's topology is
+            // fixed): it is killed, which is safe at any moment (it resumes
+            // from its durable frontier). A rescale of a whole, healthy
+            // pipeline stops it cleanly instead.
+            stop_pipeline(config, missing)?;
         }
-        start_and_wait(config, &binaries, &pipeline, customize)?;
+        start_pipeline(config, &binaries, &pipeline, customize)?;
         let query = of_kind(config, &[NodeKind::Query]);
         start_and_wait(config, &binaries, &query, customize)?;
         bootstrap::set_query_slots(config, query.len())?;
@@ -307,14 +316,57 @@ pub fn up(
     Ok(status(config))
 }
 
-/// Stops every pipeline process (all of them, whatever the current count).
-pub fn stop_pipeline(config: &ClusterConfig) -> Result<(), ClusterError> {
-    for index in 0..layout::MAX_APP_NODES {
-        let node = Node::new(NodeKind::Pipeline, index);
-        if running_pid(config, node).is_some() {
-            // SIGTERM to all first, so they stop together.
-            process::signal(config, node, nix::sys::signal::Signal::SIGTERM);
+/// Starts the pipeline's processes and waits until they are healthy and
+/// stay up: a process can fail at start (say, its stream set-up timing out
+/// while JetStream settles), and then the others are stuck, so the whole
+/// pipeline is started again (up to three times).
+fn start_pipeline(
+    config: &ClusterConfig,
+    binaries: &ClusterBinaries,
+    pipeline: &[Node],
+    customize: &mut dyn FnMut(&mut Command),
+) -> Result<(), ClusterError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let started = start_and_wait(config, binaries, pipeline, customize);
+        let stable = started.is_ok() && {
+            std::thread::sleep(Duration::from_secs(3));
+            pipeline.iter().all(|n| running_pid(config, *n).is_some())
+        };
+        if stable {
+            return Ok(());
         }
+        if attempt >= 3 {
+            let node = pipeline
+                .first()
+                .copied()
+                .unwrap_or(Node::new(NodeKind::Pipeline, 0));
+            return started.and(Err(ClusterError::Unhealthy {
+                node,
+                seconds: 3,
+                detail: "a pipeline process keeps exiting after its start".into(),
+                log: config.log_file(node).display().to_string(),
+            }));
+        }
+        tracing::warn!(
+            attempt,
+            "a pipeline process exited at start: starting the pipeline again"
+        );
+        stop_pipeline(config, true)?;
+    }
+}
+
+/// Stops every pipeline process (all of them, whatever the current count):
+/// SIGTERM to all at once (they stop together), or with `kill` SIGKILL.
+pub fn stop_pipeline(config: &ClusterConfig, kill: bool) -> Result<(), ClusterError> {
+    let signal = if kill {
+        nix::sys::signal::Signal::SIGKILL
+    } else {
+        nix::sys::signal::Signal::SIGTERM
+    };
+    for index in 0..layout::MAX_APP_NODES {
+        process::signal(config, Node::new(NodeKind::Pipeline, index), signal);
     }
     stop_extra(config, NodeKind::Pipeline, 0)
 }
