@@ -29,8 +29,15 @@ impl InsiteConfig {
         config.redis.cluster = true;
         config.clickhouse.url = cluster.clickhouse_url();
         config.clickhouse.database = "insite".into();
-        // A quorum insert waits for both replicas of its shard.
+        // Acknowledged once both replicas of the shard hold it; a quorum
+        // insert waits for the second replica, and ClickHouse 18.16 runs
+        // one at a time per table and shard, so the writers flush less
+        // often and retry sooner.
+        config.clickhouse.insert_quorum = 2;
         config.clickhouse.request_timeout_ms = config.clickhouse.request_timeout_ms.max(60_000);
+        let writer = &mut config.pipeline.clickhouse_writer;
+        writer.max_age_ms = writer.max_age_ms.max(1_000);
+        writer.retry_max_ms = writer.retry_max_ms.min(1_000);
         config.pipeline.workers = 1;
         config.query.pipeline = config.pipeline.name.clone();
         config

@@ -166,6 +166,13 @@ pub struct ClickHouseConfig {
     /// statement, since ClickHouse answers an `INSERT` only once it has
     /// written it. Long enough for the largest batch on a slow machine.
     pub request_timeout_ms: u64,
+    /// Replicas that must hold the rows of a result or event insert before
+    /// ClickHouse acknowledges it (its `insert_quorum`, sent with every
+    /// write of the pipeline's table writers); 0 leaves it to the server.
+    /// On a replicated cluster (2 replicas per shard) set 2, so that an
+    /// acknowledged insert survives the loss of any one server; see
+    /// `docs/deploy.md`.
+    pub insert_quorum: u32,
 }
 
 impl Default for ClickHouseConfig {
@@ -177,6 +184,7 @@ impl Default for ClickHouseConfig {
             password: String::new(),
             connect_timeout_ms: 2_000,
             request_timeout_ms: 30_000,
+            insert_quorum: 0,
         }
     }
 }

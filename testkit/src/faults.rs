@@ -512,6 +512,7 @@ pub async fn run(suite: FaultSuite) -> Report {
         clickhouse: ClickHouseConfig {
             url: cluster.clickhouse_node_url(0),
             database: "baseline".into(),
+            insert_quorum: 0,
             ..app_config.clickhouse.clone()
         },
     };

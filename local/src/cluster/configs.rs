@@ -318,12 +318,12 @@ fn write_clickhouse_config(
 /// - `insert_distributed_sync`: an `INSERT` into a `Distributed` table
 ///   returns only once every shard has written its part (not when the rows
 ///   are queued on the receiving server);
-/// - `insert_quorum = 2`: each shard's part is acknowledged only once both
-///   replicas hold it, so losing any one server loses no acknowledged row
-///   (while a replica is down, inserts to its shard fail with a retryable
-///   error and the pipeline waits, its input kept in JetStream);
-/// - `insert_quorum_timeout`: a quorum that cannot be met fails in 10 s
-///   instead of 10 minutes;
+/// - `insert_quorum_timeout`: a quorum insert (the pipeline's table writers
+///   send `insert_quorum = 2` with each insert, from
+///   `clickhouse.insert_quorum`: acknowledged only once both replicas of
+///   the shard hold it) that cannot be met fails in 10 s instead of 10
+///   minutes, with a retryable error; while a replica is down, inserts to
+///   its shard fail so and the pipeline waits, its input kept in JetStream;
 /// - `load_balancing = in_order`, `connect_timeout_with_failover_ms`:
 ///   reads go to the first healthy replica of each shard and fail over fast.
 const CLICKHOUSE_USERS: &str = r#"<?xml version="1.0"?>
@@ -338,7 +338,6 @@ const CLICKHOUSE_USERS: &str = r#"<?xml version="1.0"?>
       <load_balancing>in_order</load_balancing>
       <connect_timeout_with_failover_ms>200</connect_timeout_with_failover_ms>
       <insert_distributed_sync>1</insert_distributed_sync>
-      <insert_quorum>2</insert_quorum>
       <insert_quorum_timeout>10000</insert_quorum_timeout>
       <distributed_ddl_task_timeout>120</distributed_ddl_task_timeout>
     </default>
@@ -473,7 +472,7 @@ mod tests {
         let text = fs::read_to_string(path).unwrap();
         assert!(text.contains("<shard>02</shard>"), "{text}");
         assert!(text.contains("<replica>r3</replica>"));
-        assert!(CLICKHOUSE_USERS.contains("<insert_quorum>2</insert_quorum>"));
+        assert!(CLICKHOUSE_USERS.contains("<insert_distributed_sync>1</insert_distributed_sync>"));
     }
 
     #[test]

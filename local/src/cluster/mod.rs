@@ -229,17 +229,15 @@ fn start_and_wait(
     binaries: &ClusterBinaries,
     nodes: &[Node],
     customize: &mut dyn FnMut(&mut Command),
-) -> Result<(), ClusterError> {
-    let mut started = Vec::new();
+) -> Result<bool, ClusterError> {
+    let mut started = false;
     for node in nodes {
-        if ensure_started(config, binaries, *node, customize)? {
-            started.push(*node);
-        }
+        started |= ensure_started(config, binaries, *node, customize)?;
     }
     for node in nodes {
         wait_healthy(config, *node, start_timeout(*node))?;
     }
-    Ok(())
+    Ok(started)
 }
 
 fn of_kind(config: &ClusterConfig, kinds: &[NodeKind]) -> Vec<Node> {
@@ -330,9 +328,13 @@ fn start_pipeline(
     loop {
         attempt += 1;
         let started = start_and_wait(config, binaries, pipeline, customize);
-        let stable = started.is_ok() && {
-            std::thread::sleep(Duration::from_secs(3));
-            pipeline.iter().all(|n| running_pid(config, *n).is_some())
+        let stable = match &started {
+            Ok(false) => true,
+            Ok(true) => {
+                std::thread::sleep(Duration::from_secs(3));
+                pipeline.iter().all(|n| running_pid(config, *n).is_some())
+            }
+            Err(_) => false,
         };
         if stable {
             return Ok(());
