@@ -9,8 +9,10 @@
 //! - requests served and failed through the load balancer from the kill to
 //!   full service, and the availability they give;
 //! - the time to full service: every node healthy again, the query service
-//!   answering, and (for a lost pipeline process) the pipeline caught up
-//!   with its input again.
+//!   answering, and (for a lost pipeline process) the pipeline reading at
+//!   full rate again (its consumers moving at least as fast as the streams
+//!   grow). A restarted pipeline re-reads from its checkpoint, which trails
+//!   by up to the longest window (5 minutes of input by default).
 //!
 //! After the last fault the feed stops and the pipeline drains; then the
 //! suite counts events acknowledged by JetStream but missing from the
@@ -325,25 +327,51 @@ async fn up(config: &ClusterConfig) {
         .unwrap_or_else(|e| panic!("cluster up: {e}"));
 }
 
-/// Messages the durable consumers have not yet been delivered.
-async fn pending(js: &async_nats::jetstream::Context, connections: &InsiteConfig) -> Option<u64> {
-    let streams = &connections.nats.streams;
-    let consumer = &connections.pipeline.consumer;
-    let mut total = 0;
+/// The durable consumers' state: (messages not yet delivered, stream
+/// sequences delivered, the streams' last sequences), summed over MARKET
+/// and SOCIAL.
+async fn consumers(
+    js: &async_nats::jetstream::Context,
+    config: &InsiteConfig,
+) -> Option<(u64, u64, u64)> {
+    let streams = &config.nats.streams;
+    let consumer = &config.pipeline.consumer;
+    let mut total = (0, 0, 0);
     for (stream, durable) in [
         (&streams.market, &consumer.market_durable),
         (&streams.social, &consumer.social_durable),
     ] {
-        let mut c: async_nats::jetstream::consumer::PullConsumer = js
-            .get_stream(stream)
-            .await
-            .ok()?
-            .get_consumer(durable)
-            .await
-            .ok()?;
-        total += c.info().await.ok()?.num_pending;
+        let mut stream = js.get_stream(stream).await.ok()?;
+        let last = stream.info().await.ok()?.state.last_sequence;
+        let mut c: async_nats::jetstream::consumer::PullConsumer =
+            stream.get_consumer(durable).await.ok()?;
+        let info = c.info().await.ok()?;
+        total.0 += info.num_pending;
+        total.1 += info.delivered.stream_sequence;
+        total.2 += last;
     }
     Some(total)
+}
+
+/// Messages the durable consumers have not yet been delivered.
+async fn pending(js: &async_nats::jetstream::Context, config: &InsiteConfig) -> Option<u64> {
+    consumers(js, config).await.map(|c| c.0)
+}
+
+/// Whether the pipeline reads at full rate: over two seconds its consumers
+/// move at least as far as the streams grow (so it keeps up with the feed
+/// and works off any backlog).
+async fn at_full_rate(js: &async_nats::jetstream::Context, config: &InsiteConfig) -> bool {
+    let Some((_, delivered_0, last_0)) = consumers(js, config).await else {
+        return false;
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let Some((pending, delivered_1, last_1)) = consumers(js, config).await else {
+        return false;
+    };
+    let read = delivered_1.saturating_sub(delivered_0);
+    let grew = last_1.saturating_sub(last_0);
+    pending == 0 || (read > 0 && read >= grew)
 }
 
 fn all_healthy(config: &ClusterConfig) -> bool {
@@ -426,7 +454,6 @@ pub async fn run(suite: FaultSuite) -> Report {
     for kind in &suite.faults {
         let kind = *kind;
         let node = victim(&cluster, kind, &app_config.nats.streams.market);
-        let pending_before = pending(&js, &app_config).await.unwrap_or(0);
         let killed_at = started.elapsed();
         let t0 = Instant::now();
         cluster::kill(&cluster, node);
@@ -441,10 +468,8 @@ pub async fn run(suite: FaultSuite) -> Report {
                     .await
                     .unwrap()
             };
-            let caught_up = kind != FaultKind::PipelineProcess
-                || pending(&js, &app_config)
-                    .await
-                    .is_some_and(|p| p <= pending_before.max(2_000));
+            let caught_up =
+                kind != FaultKind::PipelineProcess || at_full_rate(&js, &app_config).await;
             if healthy && caught_up {
                 break;
             }
