@@ -152,6 +152,41 @@ pub struct Report {
     pub total: (u64, u64),
     /// The machine's load average at the start.
     pub load_average: String,
+    /// Resident memory by kind of node at the end of the faults (MiB).
+    pub memory: Vec<(NodeKind, u64)>,
+    /// When requests failed, in seconds from the start of the load.
+    pub failures_at: Vec<f64>,
+    /// When the first fault was injected, in seconds from the start.
+    pub faults_start: f64,
+    /// Requests the load balancer sent to each query instance.
+    pub query_share: Vec<(Node, u64)>,
+    /// Results each pipeline process wrote since its last start
+    /// (`insite_pipeline_results_out_total`).
+    pub pipeline_share: Vec<(Node, f64)>,
+}
+
+/// `(node, value)` as shares in %, for the report.
+fn shares<T: Copy + Into<f64>>(values: &[(Node, T)]) -> String {
+    let total: f64 = values.iter().map(|(_, v)| (*v).into()).sum();
+    values
+        .iter()
+        .map(|(node, v)| {
+            let v: f64 = (*v).into();
+            format!(
+                "{node} {:.0} %",
+                if total > 0.0 { 100.0 * v / total } else { 0.0 }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The sum of the samples of `metric` on a Prometheus text page.
+fn metric_sum(text: &str, metric: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(metric))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 impl Report {
@@ -206,6 +241,36 @@ impl fmt::Display for Report {
             self.sentiment.0,
             self.sentiment.1,
             if self.identical() { "identical" } else { "DIFFERENT" }
+        )?;
+        let memory: Vec<String> = self
+            .memory
+            .iter()
+            .map(|(kind, mib)| format!("{kind} {mib} MiB"))
+            .collect();
+        let total: u64 = self.memory.iter().map(|(_, m)| m).sum();
+        writeln!(
+            f,
+            "Resident memory under load: {} (total {total} MiB).",
+            memory.join(", ")
+        )?;
+        if let (Some(first), Some(last)) = (self.failures_at.first(), self.failures_at.last()) {
+            writeln!(
+                f,
+                "Failed requests between {first:.1} s and {last:.1} s of the run (faults from {:.1} s).",
+                self.faults_start
+            )?;
+        }
+        writeln!(
+            f,
+            "Share of requests per query instance: {}; of results per pipeline process: {}.",
+            shares(
+                &self
+                    .query_share
+                    .iter()
+                    .map(|(n, v)| (*n, *v as f64))
+                    .collect::<Vec<_>>()
+            ),
+            shares(&self.pipeline_share)
         )?;
         write!(f, "Load average at the start: {}.", self.load_average)
     }
@@ -450,6 +515,7 @@ pub async fn run(suite: FaultSuite) -> Report {
     let js = async_nats::jetstream::new(nats);
     tokio::time::sleep(suite.settle).await;
 
+    let faults_start = started.elapsed().as_secs_f64();
     let mut faults = Vec::new();
     for kind in &suite.faults {
         let kind = *kind;
@@ -493,12 +559,43 @@ pub async fn run(suite: FaultSuite) -> Report {
         tokio::time::sleep(suite.settle).await;
     }
 
+    let mut memory: BTreeMap<NodeKind, u64> = BTreeMap::new();
+    for status in cluster::status(&cluster) {
+        *memory.entry(status.node.kind).or_default() += status.rss_bytes.unwrap_or(0) >> 20;
+    }
+    let query_share: Vec<(Node, u64)> = (0..cluster.query_instances)
+        .map(|i| {
+            let node = Node::new(NodeKind::Query, i);
+            (
+                node,
+                cluster::haproxy_sessions(&cluster, &node.to_string()).unwrap_or(0),
+            )
+        })
+        .collect();
+    let pipeline_share: Vec<(Node, f64)> = (0..cluster.pipeline_processes)
+        .map(|i| {
+            let page = cluster::http_get(cluster.pipeline_metrics_port(i), "/metrics")
+                .map(|(_, body)| body)
+                .unwrap_or_default();
+            (
+                Node::new(NodeKind::Pipeline, i),
+                metric_sum(&page, "insite_pipeline_results_out_total"),
+            )
+        })
+        .collect();
     let (acked, duplicates) = feed.stop();
     stop_load.cancel();
     for task in load {
         let _ = task.await;
     }
     let total = count(&log, Duration::ZERO, started.elapsed());
+    let failures_at: Vec<f64> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(at, _)| at.as_secs_f64())
+        .collect();
 
     // Drain: nothing pending and the raw tables stop growing.
     let live = ClickHouseConfig {
@@ -579,6 +676,11 @@ pub async fn run(suite: FaultSuite) -> Report {
         sentiment,
         total,
         load_average,
+        memory: memory.into_iter().collect(),
+        failures_at,
+        faults_start,
+        query_share,
+        pipeline_share,
     }
 }
 

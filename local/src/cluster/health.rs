@@ -217,6 +217,20 @@ fn nats_role(config: &ClusterConfig, i: usize) -> String {
     }
 }
 
+/// Sessions (requests, with keep-alive off) the load balancer has sent to
+/// one of its servers since it started (`stot` in its stats).
+pub fn haproxy_sessions(config: &ClusterConfig, server: &str) -> Option<u64> {
+    let Ok((200, csv)) = http_get(config.haproxy_stats_port(), "/stats;csv") else {
+        return None;
+    };
+    csv.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(',').collect();
+        (fields.get(1) == Some(&server))
+            .then(|| fields.get(7).and_then(|n| n.parse().ok()))
+            .flatten()
+    })
+}
+
 /// The load balancer's view of one of its servers (`UP`, `DOWN`, `MAINT`).
 pub fn haproxy_state(config: &ClusterConfig, server: &str) -> Option<String> {
     let Ok((200, csv)) = http_get(config.haproxy_stats_port(), "/stats;csv") else {

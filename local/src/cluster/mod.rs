@@ -37,7 +37,7 @@ use std::time::Duration;
 
 pub use bootstrap::{haproxy_command, CLUSTER_SCHEMA};
 pub use configs::ClusterBinaries;
-pub use health::{haproxy_state, http_get};
+pub use health::{haproxy_sessions, haproxy_state, http_get};
 pub use layout::{AppSpec, ClusterConfig, Node, NodeKind};
 pub use process::{rss_bytes, running_pid};
 
