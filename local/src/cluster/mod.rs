@@ -308,6 +308,17 @@ pub fn up(
         let query = of_kind(config, &[NodeKind::Query]);
         start_and_wait(config, &binaries, &query, customize)?;
         bootstrap::set_query_slots(config, query.len())?;
+        // Serving means the load balancer sends to every instance.
+        bootstrap::wait_for(
+            "the load balancer to see every query instance up",
+            Duration::from_secs(60),
+            || {
+                query.iter().all(|n| {
+                    health::haproxy_state(config, &n.to_string())
+                        .is_some_and(|s| s.starts_with("UP"))
+                })
+            },
+        )?;
         // Instances past the count leave the load balancer first, then stop.
         stop_extra(config, NodeKind::Query, query.len())?;
     }
