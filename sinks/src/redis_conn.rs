@@ -50,8 +50,8 @@ impl Default for RedisOptions {
 /// A Redis Cluster connection opened on first use.
 #[derive(Clone)]
 pub struct LazyCluster {
-    /// The client (seeds, timeouts, retries).
-    client: ClusterClient,
+    /// The client (seeds, timeouts, retries), shared by every clone.
+    client: Arc<ClusterClient>,
     /// The connection, once opened; shared by every clone.
     conn: Arc<OnceCell<ClusterConnection>>,
 }
@@ -115,7 +115,7 @@ impl RedisConnection {
     pub fn lazy(config: &RedisConfig, options: RedisOptions) -> RedisResult<Self> {
         if config.cluster {
             return Ok(Self::Cluster(LazyCluster {
-                client: cluster_client(config, options)?,
+                client: Arc::new(cluster_client(config, options)?),
                 conn: Arc::new(OnceCell::new()),
             }));
         }
@@ -128,7 +128,7 @@ impl RedisConnection {
     pub async fn connect(config: &RedisConfig, options: RedisOptions) -> RedisResult<Self> {
         if config.cluster {
             let cluster = LazyCluster {
-                client: cluster_client(config, options)?,
+                client: Arc::new(cluster_client(config, options)?),
                 conn: Arc::new(OnceCell::new()),
             };
             cluster.get().await?;
