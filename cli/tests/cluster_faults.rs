@@ -37,6 +37,7 @@ fn every_kind_of_node_loss_loses_nothing() {
         settle: Duration::from_secs(5),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let data = root.clone();
     let report = runtime.block_on(faults::run(suite));
     println!("{report}");
     assert_eq!(report.faults.len(), FaultKind::ALL.len());
@@ -55,4 +56,7 @@ fn every_kind_of_node_loss_loses_nothing() {
             );
         }
     }
+    // The cluster is stopped; its data (some 500 MB) goes too, the logs of
+    // a failed run stay for a look.
+    std::fs::remove_dir_all(&data).unwrap();
 }
