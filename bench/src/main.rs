@@ -20,6 +20,7 @@
 //! | `pipeline` | raw JetStream consume vs the pipeline's sustained rate, end-to-end latency, peak memory of an `insite pipeline run` child | [`pipeline`] |
 //! | `query` | an `insite query serve` child under HTTP and WebSocket load | [`query`] |
 //! | `backfill` | `insite backfill` and `insite ingest files` of a generated trades file vs Bytewax 0.21 over the same file, bars compared | [`backfill`] |
+//! | `faults` | the node-loss fault suite on a local cluster: availability, time to full service, events lost, tables against a run without faults | [`faults`] |
 //!
 //! Shared modules:
 //! - [`servers`]: the servers a benchmark runs against (its own, or given
@@ -39,6 +40,7 @@
 
 mod backfill;
 mod child;
+mod faults;
 mod ingest;
 mod load;
 mod pipeline;
@@ -78,6 +80,9 @@ enum Command {
     /// History: `insite backfill` and `insite ingest files` of a generated
     /// trades file against Bytewax over the same file, bars compared.
     Backfill(backfill::BenchBackfillArgs),
+    /// Kill each kind of node of a local cluster under load, one at a
+    /// time, and report availability, recovery, loss and table equality.
+    Faults(faults::BenchFaultsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -92,6 +97,7 @@ fn main() -> anyhow::Result<()> {
         Command::Pipeline(args) => pipeline::run(&config, args),
         Command::Query(args) => query::run(&config, args),
         Command::Backfill(args) => backfill::run(&config, args),
+        Command::Faults(args) => faults::run(&config, args),
     }
 }
 

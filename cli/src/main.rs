@@ -6,6 +6,7 @@
 //! | subcommand | library |
 //! |---|---|
 //! | `services install\|up\|down\|status` | `insite-local` |
+//! | `cluster up\|status\|down\|kill` | `insite-local` (`cluster`) |
 //! | `migrate` | `insite-sinks` |
 //! | `pipeline run`, `replay` | `insite-pipeline` |
 //! | `backfill` | `insite-ingest` (reading files), `insite-pipeline` (the bounded run) |
@@ -20,6 +21,7 @@
 //! `INSITE_CLICKHOUSE__DATABASE`, ...).
 
 mod backfill;
+mod cluster;
 mod ingest;
 mod metrics;
 mod migrate;
@@ -53,6 +55,10 @@ enum Command {
     /// Install (if missing), start, check or stop the local NATS, Redis and
     /// ClickHouse servers.
     Services(services::ServicesArgs),
+    /// A local cluster of every component: NATS ×3, Redis Cluster 3+3,
+    /// ClickHouse 2 shards × 2 replicas with ZooKeeper, the pipeline's timely
+    /// processes, query instances behind haproxy.
+    Cluster(cluster::ClusterArgs),
     /// Create the ClickHouse database and apply the versioned migrations.
     Migrate,
     /// The dataflow job: JetStream in; ClickHouse, Redis and NATS out.
@@ -86,6 +92,7 @@ fn main() -> anyhow::Result<()> {
     let config = config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Services(args) => services::run(&config, args),
+        Command::Cluster(args) => cluster::run(&config, args),
         Command::Migrate => migrate::run(&config),
         Command::Pipeline(args) => pipeline::run(&config, args),
         Command::Replay(args) => pipeline::replay(&config, args),

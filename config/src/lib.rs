@@ -12,6 +12,10 @@
 //! ## Layout
 //! - [`InsiteConfig`]: every section; [`LocalSection`]: `[local]`.
 //! - [`load`]: the layered load; [`ConfigError`]: what can go wrong.
+//! - `cluster`: [`InsiteConfig::for_cluster`], the config of the insite
+//!   processes of the local cluster.
+
+mod cluster;
 
 use std::path::{Path, PathBuf};
 

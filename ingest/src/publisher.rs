@@ -50,7 +50,8 @@ pub struct PublisherConfig {
     pub max_in_flight: usize,
     /// How long to wait for one ack before sending again.
     pub ack_timeout: Duration,
-    /// Re-sends of one message before giving up.
+    /// Re-sends of one message before giving up (the default's backoffs add
+    /// up to some 9 s, longer than a JetStream leader election).
     pub max_retries: u32,
     /// First backoff before a re-send (doubles each time, capped at 2 s).
     pub retry_backoff: Duration,
@@ -61,7 +62,7 @@ impl Default for PublisherConfig {
         Self {
             max_in_flight: 4_096,
             ack_timeout: Duration::from_secs(5),
-            max_retries: 5,
+            max_retries: 8,
             retry_backoff: Duration::from_millis(100),
         }
     }
@@ -206,10 +207,19 @@ impl std::fmt::Debug for Publisher {
     }
 }
 
+/// Whether a failed publish may succeed when sent again (with the same
+/// `Nats-Msg-Id`, so JetStream stores it once). `StreamNotFound` is JetStream
+/// answering "no responders": on one server the stream is missing, but in a
+/// cluster it is also what a publish gets while the stream's leader is being
+/// elected (its old leader lost), so it is retried too, within
+/// `max_retries`; a stream that really is missing still fails the run.
 fn retryable(kind: PublishErrorKind) -> bool {
     matches!(
         kind,
-        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::MaxAckPending
+        PublishErrorKind::TimedOut
+            | PublishErrorKind::BrokenPipe
+            | PublishErrorKind::MaxAckPending
+            | PublishErrorKind::StreamNotFound
     )
 }
 
@@ -539,7 +549,8 @@ mod tests {
     fn only_transient_errors_are_retried() {
         assert!(retryable(PublishErrorKind::TimedOut));
         assert!(retryable(PublishErrorKind::BrokenPipe));
-        assert!(!retryable(PublishErrorKind::StreamNotFound));
+        // No responders: a cluster electing the stream's leader.
+        assert!(retryable(PublishErrorKind::StreamNotFound));
         assert!(!retryable(PublishErrorKind::MaxPayloadExceeded));
     }
 }

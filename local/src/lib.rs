@@ -11,6 +11,10 @@
 //!   Debian's packages).
 //! - [`server`]: one [`ServerKind`] at a time: its command line, generated
 //!   config, pid file, health check and stop.
+//! - [`cluster`]: the local cluster of every component (`insite cluster
+//!   up|status|down`): NATS ×3, Redis Cluster 3+3, ZooKeeper, ClickHouse
+//!   2 shards × 2 replicas, the pipeline's timely processes, query
+//!   instances and haproxy.
 //! - This file: [`LocalConfig`] (where data lives, which ports) and the
 //!   whole-stack operations [`up`], [`status`] and [`down`].
 //!
@@ -18,6 +22,7 @@
 //! (`.insite/` by default). `down` stops only processes whose pid files this
 //! crate wrote and whose command line is still the server's.
 
+pub mod cluster;
 pub mod install;
 pub mod server;
 

@@ -231,8 +231,17 @@ pub async fn run(run: &RunConfig, shutdown: CancellationToken) -> Result<RunRepo
     tracing::info!(pipeline = %config.name, ?resumed, "where the earlier run left each stream");
     // A process's own record starts at the pipeline's: records of an
     // earlier run (or an earlier topology) never speak for this one.
+    // Retried while ClickHouse is unavailable, or (a cluster's quorum
+    // inserts on ClickHouse 18.16 run one at a time per shard) busy.
     for src in [InputSource::Market, InputSource::Social] {
-        store.save_process(src, resumed.of(src).floor()).await?;
+        let floor = resumed.of(src).floor();
+        insite_sinks::retry::retry_forever(
+            "checkpoints",
+            insite_sinks::retry::Backoff::standard(),
+            ResumeError::is_retryable,
+            || store.save_process(src, floor),
+        )
+        .await?;
     }
 
     // Process 0 reads every stream, in order, from its checkpoint; the

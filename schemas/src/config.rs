@@ -62,7 +62,8 @@ pub struct StreamsConfig {
     pub derived: String,
     /// Dead letters (`insite.dlq.>`).
     pub dlq: String,
-    /// Replicas of every stream: 1 on one server, 3 in a cluster.
+    /// Replicas of every stream: 1 on one server, 3 in a cluster (the
+    /// local cluster of `insite cluster up` and `deploy/k8s`).
     pub replicas: usize,
     /// Max age of MARKET and SOCIAL, in seconds (0: no age limit).
     pub raw_max_age_s: u64,
@@ -165,6 +166,13 @@ pub struct ClickHouseConfig {
     /// statement, since ClickHouse answers an `INSERT` only once it has
     /// written it. Long enough for the largest batch on a slow machine.
     pub request_timeout_ms: u64,
+    /// Replicas that must hold the rows of a result or event insert before
+    /// ClickHouse acknowledges it (its `insert_quorum`, sent with every
+    /// write of the pipeline's table writers); 0 leaves it to the server.
+    /// On a replicated cluster (2 replicas per shard) set 2, so that an
+    /// acknowledged insert survives the loss of any one server; see
+    /// `docs/deploy.md`.
+    pub insert_quorum: u32,
 }
 
 impl Default for ClickHouseConfig {
@@ -176,6 +184,7 @@ impl Default for ClickHouseConfig {
             password: String::new(),
             connect_timeout_ms: 2_000,
             request_timeout_ms: 30_000,
+            insert_quorum: 0,
         }
     }
 }
@@ -185,8 +194,13 @@ impl Default for ClickHouseConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// URL, e.g. `redis://127.0.0.1:16379/0` (`rediss://` for TLS, user and
-    /// password in the URL for ACL users).
+    /// password in the URL for ACL users). With `cluster`, the URLs of some
+    /// or all Redis Cluster nodes, comma-separated (the seeds the client
+    /// learns the slot map from).
     pub url: String,
+    /// Speak the Redis Cluster protocol: route each key to its slot's
+    /// master, follow `MOVED`/`ASK` redirects and fail-overs.
+    pub cluster: bool,
     /// A prefix put before every key (tests give each test its own).
     pub key_prefix: String,
     /// Default time to live of hot keys, in seconds.
@@ -197,6 +211,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:16379/0".into(),
+            cluster: false,
             key_prefix: "insite:".into(),
             ttl_s: 86_400,
         }

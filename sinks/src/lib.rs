@@ -14,6 +14,8 @@
 //!   [`clickhouse::TableWriter`] (flush by size or age, confirm, back-pressure).
 //! - [`redis`]: the hot-state key layout ([`redis::RedisKeys`]) and the
 //!   coalescing, pipelined [`redis::RedisSink`].
+//! - [`redis_conn`]: one connection type for a single Redis and a Redis
+//!   Cluster ([`redis_conn::RedisConnection`]).
 //! - [`nats`]: final results on the DERIVED stream, de-duplicated by a
 //!   `Nats-Msg-Id` of their identity, and provisional ones on the
 //!   `insite.live.>` core NATS subjects, not stored
@@ -28,5 +30,6 @@
 pub mod clickhouse;
 pub mod nats;
 pub mod redis;
+pub mod redis_conn;
 pub mod retry;
 pub mod streams;

@@ -26,7 +26,10 @@
 //! [`RedisSink::push`] coalesces: of several updates to the same string key
 //! within one flush only the newest is written, so provisional results cost
 //! Redis one write per key per flush, whatever their rate. [`RedisSink::flush`]
-//! sends everything as one pipeline.
+//! sends everything as one pipeline; against a Redis Cluster
+//! (`redis.cluster = true`), as one pipeline per hash tag, sent at once
+//! (a cluster pipeline must stay within one slot; see
+//! [`crate::redis_conn`]).
 
 use std::collections::BTreeMap;
 
@@ -34,8 +37,9 @@ use insite_schemas::config::RedisConfig;
 use insite_schemas::{
     Alert, Bar, Finality, Interval, Quote, SentimentWindow, Symbol, Trade, Trending,
 };
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+
+use crate::redis_conn::{hash_tag, RedisConnection, RedisOptions};
 
 /// Redis sink errors.
 #[derive(Debug, thiserror::Error)]
@@ -177,8 +181,9 @@ type HistoryEntry = (String, i64, String);
 
 /// Writes hot state to Redis in coalesced pipelines.
 pub struct RedisSink {
-    /// The connection (reconnects by itself).
-    conn: ConnectionManager,
+    /// The connection (reconnects, and in a cluster follows fail-overs, by
+    /// itself).
+    conn: RedisConnection,
     /// Key names.
     keys: RedisKeys,
     /// TTL of every key, in seconds.
@@ -213,13 +218,18 @@ impl RedisSink {
         redis: &RedisConfig,
         config: RedisSinkConfig,
     ) -> Result<Self, RedisSinkError> {
-        let client = redis::Client::open(redis.url.as_str()).map_err(|source| {
-            RedisSinkError::InvalidUrl {
-                url: redis.url.clone(),
-                source,
-            }
-        })?;
-        let conn = ConnectionManager::new(client).await?;
+        let conn = RedisConnection::connect(redis, RedisOptions::default())
+            .await
+            .map_err(|source| {
+                if source.kind() == redis::ErrorKind::InvalidClientConfig {
+                    RedisSinkError::InvalidUrl {
+                        url: redis.url.clone(),
+                        source,
+                    }
+                } else {
+                    RedisSinkError::Redis(source)
+                }
+            })?;
         Ok(Self {
             conn,
             keys: RedisKeys::new(&redis.key_prefix),
@@ -347,9 +357,11 @@ impl RedisSink {
         let ttl = self.ttl_s;
         let keep = self.config.history_len.max(1) as isize;
         let alerts_keep = self.config.alerts_len.max(1) as isize;
-        let mut pipe = redis::pipe();
+        let mut pipes = Pipes::new(self.conn.is_cluster());
         for (key, (_, json)) in &self.latest {
-            pipe.cmd("SET")
+            pipes
+                .for_key(key)
+                .cmd("SET")
                 .arg(key)
                 .arg(json)
                 .arg("EX")
@@ -359,6 +371,7 @@ impl RedisSink {
         for (key, score, json) in &self.history {
             // Replace whatever this window held before (a re-delivered or
             // recomputed result), then trim to the newest `keep`.
+            let pipe = pipes.for_key(key);
             pipe.cmd("ZREMRANGEBYSCORE")
                 .arg(key)
                 .arg(score)
@@ -373,6 +386,7 @@ impl RedisSink {
             pipe.cmd("EXPIRE").arg(key).arg(ttl).ignore();
         }
         for (key, members) in &self.ranks {
+            let pipe = pipes.for_key(key);
             pipe.cmd("DEL").arg(key).ignore();
             if !members.is_empty() {
                 let mut zadd = redis::cmd("ZADD");
@@ -387,6 +401,7 @@ impl RedisSink {
         let recent = self.keys.recent_alerts();
         for (key, json) in &self.alerts {
             for list in [key, &recent] {
+                let pipe = pipes.for_key(list);
                 pipe.cmd("LPUSH").arg(list).arg(json).ignore();
                 pipe.cmd("LTRIM")
                     .arg(list)
@@ -396,12 +411,49 @@ impl RedisSink {
                 pipe.cmd("EXPIRE").arg(list).arg(ttl).ignore();
             }
         }
-        pipe.exec_async(&mut self.conn).await?;
+        pipes.exec(&self.conn).await?;
         self.latest.clear();
         self.history.clear();
         self.ranks.clear();
         self.alerts.clear();
         Ok(written)
+    }
+}
+
+/// The pipelines of one flush: one in all against a single server, one per
+/// hash tag (so per slot) against a cluster.
+struct Pipes {
+    /// Group by hash tag.
+    cluster: bool,
+    /// The pipelines, by hash tag (`""` for the single one).
+    by_tag: BTreeMap<String, redis::Pipeline>,
+}
+
+impl Pipes {
+    fn new(cluster: bool) -> Self {
+        Self {
+            cluster,
+            by_tag: BTreeMap::new(),
+        }
+    }
+
+    /// The pipeline that `key`'s commands go to.
+    fn for_key(&mut self, key: &str) -> &mut redis::Pipeline {
+        let tag = if self.cluster { hash_tag(key) } else { "" };
+        self.by_tag.entry(tag.to_owned()).or_default()
+    }
+
+    /// Sends every pipeline at once; the first error, if any, after all
+    /// have been answered.
+    async fn exec(self, conn: &RedisConnection) -> Result<(), redis::RedisError> {
+        let sends = self.by_tag.into_values().map(|pipe| {
+            let mut conn = conn.clone();
+            async move { pipe.exec_async(&mut conn).await }
+        });
+        for result in futures::future::join_all(sends).await {
+            result?;
+        }
+        Ok(())
     }
 }
 

@@ -40,6 +40,8 @@
 //! - [`results`]: the result tables read back and compared.
 //! - [`clients`]: real API clients from PyPI (the vendor's Python client,
 //!   schemathesis) in a virtualenv, and the scripts that drive them.
+//! - [`faults`]: the node-loss fault suite on the local cluster
+//!   (`insite_local::cluster`), with its [`faults::Report`].
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -50,6 +52,7 @@ use std::time::Duration;
 
 pub mod child;
 pub mod clients;
+pub mod faults;
 pub mod fixtures;
 pub mod jetstream;
 pub mod pipeline;

@@ -161,7 +161,7 @@ impl OutputTask {
         js: &jetstream::Context,
         hot: bool,
     ) -> Result<Self, RedisSinkError> {
-        let clickhouse = ch::connect(&services.clickhouse);
+        let clickhouse = ch::connect_for_writes(&services.clickhouse);
         let (redis, nats) = if hot {
             let redis = RedisSink::connect(&services.redis, config.redis_sink.clone()).await?;
             let nats = DerivedPublisher::new(

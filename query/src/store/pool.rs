@@ -1,6 +1,12 @@
 //! The Redis connections, and the reads and writes every part of the store
 //! shares: `GET`, write-back (`SET NX EX`) and read-through (Redis, else
 //! ClickHouse written back).
+//!
+//! The connections speak to a single Redis or to a Redis Cluster
+//! (`redis.cluster`; see `insite_sinks::redis_conn`). Redis holds nothing
+//! that ClickHouse cannot answer, so a read-through whose Redis read fails
+//! (a master lost and its replica not promoted yet) is answered from
+//! ClickHouse instead of failing the request.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use insite_schemas::config::RedisConfig;
-use redis::aio::ConnectionManager;
+use insite_sinks::redis_conn::{RedisConnection, RedisOptions};
 use serde::Serialize;
 
 use super::{Source, Store};
@@ -18,7 +24,7 @@ use crate::error::{encode_json, ApiError, QueryError};
 #[derive(Clone)]
 pub struct RedisPool {
     /// The connections (each reconnects by itself).
-    conns: Arc<Vec<ConnectionManager>>,
+    conns: Arc<Vec<RedisConnection>>,
     /// The next connection to hand out.
     next: Arc<AtomicUsize>,
 }
@@ -36,17 +42,14 @@ impl RedisPool {
     /// the service starts, and `/readyz` says why, while Redis is down);
     /// each reconnects by itself. Must be called within a Tokio runtime.
     pub fn lazy(config: &RedisConfig, size: usize) -> Result<Self, QueryError> {
-        let client = redis::Client::open(config.url.as_str())?;
-        let manager_config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2);
+        let options = RedisOptions {
+            connection_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(5),
+            retries: 2,
+        };
         let mut conns = Vec::new();
         for _ in 0..size.max(1) {
-            conns.push(ConnectionManager::new_lazy_with_config(
-                client.clone(),
-                manager_config.clone(),
-            )?);
+            conns.push(RedisConnection::lazy(config, options)?);
         }
         Ok(Self {
             conns: Arc::new(conns),
@@ -55,7 +58,7 @@ impl RedisPool {
     }
 
     /// A connection (cheap clone of a multiplexed one).
-    pub fn get(&self) -> ConnectionManager {
+    pub fn get(&self) -> RedisConnection {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
         self.conns[i].clone()
     }
@@ -92,14 +95,22 @@ impl Store {
         key: &str,
         from_clickhouse: impl Future<Output = Result<Option<T>, ApiError>>,
     ) -> Result<Option<(String, Source)>, ApiError> {
-        if let Some(json) = self.get(key).await? {
-            return Ok(Some((json, Source::Redis)));
-        }
+        let redis_up = match self.get(key).await {
+            Ok(Some(json)) => return Ok(Some((json, Source::Redis))),
+            Ok(None) => true,
+            Err(e) => {
+                tracing::warn!(key, error = %e, "Redis read failed: answering from ClickHouse");
+                metrics::counter!("insite_query_redis_fallbacks_total").increment(1);
+                false
+            }
+        };
         let Some(value) = from_clickhouse.await? else {
             return Ok(None);
         };
         let json = encode_json(&value)?;
-        self.write_back(key, &json).await?;
+        if redis_up {
+            self.write_back(key, &json).await?;
+        }
         Ok(Some((json, Source::ClickHouse)))
     }
 }

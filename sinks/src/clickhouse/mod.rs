@@ -6,6 +6,18 @@
 //! works on ClickHouse 18.16 (no `RowBinaryWithNamesAndTypes` there) as on
 //! current releases; every value reaches SQL through `.bind()`.
 //!
+//! ## Durable inserts on a cluster
+//!
+//! On replicated shards behind `Distributed` tables, durability when
+//! acknowledged takes two server settings and one of ours: the server's
+//! `insert_distributed_sync = 1` (an insert returns once every shard has
+//! written its part, not once it is queued), and `insert_quorum`
+//! ([`connect_for_writes`], from `ClickHouseConfig::insert_quorum`): each
+//! shard's part is acknowledged once that many replicas hold it. The
+//! checkpoint rows (`pipeline_checkpoints`) are written without a quorum:
+//! they are written after the results they cover are acknowledged, and a
+//! checkpoint lost with a replica only makes a restart re-read more.
+//!
 //! ## Timeouts, errors, retries
 //!
 //! - Every client [`connect`] and [`client_without_database`] make runs over
@@ -46,6 +58,18 @@ use serde::Serialize;
 /// configured timeouts.
 pub fn connect(config: &ClickHouseConfig) -> clickhouse::Client {
     client_without_database(config).with_database(&config.database)
+}
+
+/// A client for the table writers: [`connect`]'s, with the configured
+/// `insert_quorum` (if any) sent with every insert, so that a write is
+/// acknowledged only once that many replicas of its shard hold it.
+pub fn connect_for_writes(config: &ClickHouseConfig) -> clickhouse::Client {
+    let client = connect(config);
+    if config.insert_quorum > 0 {
+        client.with_setting("insert_quorum", config.insert_quorum.to_string())
+    } else {
+        client
+    }
 }
 
 /// A client for the configured server and user, on the `default` database

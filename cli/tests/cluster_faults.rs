@@ -1,0 +1,62 @@
+//! The local cluster (`insite cluster`) under the node-loss fault suite:
+//! one fault of each kind (a query instance, a Redis master, the NATS
+//! node leading MARKET, a ClickHouse replica, a pipeline process), each
+//! killed with SIGKILL under a steady feed and query load and restarted.
+//! Nothing acknowledged is lost, `bars` and `sentiment` equal a replay of
+//! the same input without faults, and queries through the load balancer
+//! stay available across the query, Redis and NATS losses.
+//!
+//! Its own test binary: it runs a whole cluster (on ports from 22000,
+//! apart from `insite cluster up` and `insite-bench faults`), stopped at the
+//! end, also when the test fails.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
+
+use std::time::Duration;
+
+use insite_config::InsiteConfig;
+use insite_local::cluster::ClusterConfig;
+use insite_testkit::faults::{self, FaultKind, FaultSuite};
+
+#[test]
+fn every_kind_of_node_loss_loses_nothing() {
+    let root = insite_testkit::workspace_root()
+        .join("target")
+        .join("insite-test")
+        .join("cluster");
+    let mut cluster = ClusterConfig::new(&root, root.join("tools"));
+    cluster.base_port = 22_000;
+    let suite = FaultSuite {
+        insite: env!("CARGO_BIN_EXE_insite").into(),
+        cluster,
+        config: InsiteConfig::default(),
+        rate: 2_000.0,
+        query_clients: 2,
+        faults: FaultKind::ALL.to_vec(),
+        down_for: Duration::from_secs(3),
+        settle: Duration::from_secs(5),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let data = root.clone();
+    let report = runtime.block_on(faults::run(suite));
+    println!("{report}");
+    assert_eq!(report.faults.len(), FaultKind::ALL.len());
+    assert_eq!(report.lost(), 0, "{report}");
+    assert!(report.identical(), "{report}");
+    for outcome in &report.faults {
+        if matches!(
+            outcome.kind,
+            FaultKind::QueryInstance | FaultKind::RedisMaster | FaultKind::NatsLeader
+        ) {
+            assert!(
+                outcome.availability() >= 99.9,
+                "{:?}: {:.3} % ({report})",
+                outcome.kind,
+                outcome.availability()
+            );
+        }
+    }
+    // The cluster is stopped; its data (some 500 MB) goes too, the logs of
+    // a failed run stay for a look.
+    std::fs::remove_dir_all(&data).unwrap();
+}
