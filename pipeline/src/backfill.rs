@@ -50,10 +50,10 @@ use insite_sinks::clickhouse::{self as ch};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::bridge::{Job, JobSpec, Reader, SourceReader};
+use crate::bridge::Job;
 use crate::config::PipelineConfig;
 use crate::output::OutputTask;
-use crate::run::{PipelineError, Topology};
+use crate::run::PipelineError;
 use crate::source::{InputBody, InputMessage, InputSource};
 
 /// The receiving ends of a backfill's input, one per stream; see
@@ -426,27 +426,7 @@ async fn run_job(
     )
     .with_version(version);
     let (durable_tx, _durable_rx) = watch::channel([TimestampMs::MIN; 2]);
-    let reader = Reader {
-        market: SourceReader {
-            input: input.market,
-            reads: None,
-            resume_max_ts: None,
-        },
-        social: SourceReader {
-            input: input.social,
-            reads: None,
-            resume_max_ts: None,
-        },
-    };
-    let job = Job::start(JobSpec {
-        config,
-        topology: &Topology::single(),
-        reader,
-        bounded: true,
-        resume_from: [TimestampMs::MIN; 2],
-        output,
-        durable: durable_tx,
-    })?;
+    let job = Job::start_bounded(config, input.market, input.social, output, durable_tx)?;
     let stop = job.stop_flag();
     let cancelled = cancel.clone();
     let watcher = tokio::spawn(async move {

@@ -10,11 +10,11 @@ use insite_schemas::{Post, TimestampMs, Trade};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::Reader;
+use super::{Reader, SourceReader};
 use crate::config::PipelineConfig;
 use crate::output::{OutputError, OutputTask};
 use crate::run::{PipelineError, Topology};
-use crate::source::InputSource;
+use crate::source::{InputMessage, InputSource};
 
 /// Everything a job starts from.
 pub(crate) struct JobSpec<'a> {
@@ -135,6 +135,35 @@ impl Job {
             stop,
             output,
             workers,
+        })
+    }
+
+    /// Starts a bounded job in this one process over `market` and `social`
+    /// (a replay or a backfill): nothing is checkpointed, and every window
+    /// closes when both inputs end.
+    pub(crate) fn start_bounded(
+        config: &PipelineConfig,
+        market: mpsc::Receiver<InputMessage>,
+        social: mpsc::Receiver<InputMessage>,
+        output: OutputTask,
+        durable: watch::Sender<[TimestampMs; 2]>,
+    ) -> Result<Self, PipelineError> {
+        let unread = |input| SourceReader {
+            input,
+            reads: None,
+            resume_max_ts: None,
+        };
+        Self::start(JobSpec {
+            config,
+            topology: &Topology::single(),
+            reader: Reader {
+                market: unread(market),
+                social: unread(social),
+            },
+            bounded: true,
+            resume_from: [TimestampMs::MIN; 2],
+            output,
+            durable,
         })
     }
 

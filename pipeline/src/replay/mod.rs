@@ -33,10 +33,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use edges::{Edges, ReplayFilter, Withheld};
 
-use crate::bridge::{Job, JobSpec, Reader, SourceReader};
+use crate::bridge::Job;
 use crate::config::PipelineConfig;
 use crate::output::OutputTask;
-use crate::run::{jetstream, PipelineError, Topology};
+use crate::run::{jetstream, PipelineError};
 use crate::source::{
     self, InputBody, InputMessage, InputSource, PullOptions, ReplayStart, StreamRange,
 };
@@ -195,27 +195,7 @@ pub async fn replay(
             Some(output) => filter.apply(output, out),
             None => filter.finish(),
         }));
-    let reader = Reader {
-        market: SourceReader {
-            input: market_rx,
-            reads: None,
-            resume_max_ts: None,
-        },
-        social: SourceReader {
-            input: social_rx,
-            reads: None,
-            resume_max_ts: None,
-        },
-    };
-    let job = Job::start(JobSpec {
-        config,
-        topology: &Topology::single(),
-        reader,
-        bounded: true,
-        resume_from: [TimestampMs::MIN; 2],
-        output,
-        durable: durable_tx,
-    })?;
+    let job = Job::start_bounded(config, market_rx, social_rx, output, durable_tx)?;
     let mut senders = [Some(market_tx), Some(social_tx)];
 
     let bar = spec.progress_bar.then(|| {

@@ -12,6 +12,7 @@ use insite_schemas::time::now_ms;
 use insite_schemas::{wire, TimestampMs, Trade};
 use insite_testkit::fixtures::trade;
 use insite_testkit::jetstream::{publish_trades, read_all};
+use insite_testkit::pipeline::wait_running;
 use insite_testkit::pipeline::{config, publish_recorded, RECORDED_DONE_MS};
 use insite_testkit::results::{
     assert_bars_equal, assert_sentiment_equal, read_bars, read_late, read_sentiment, wait_durable,
@@ -20,23 +21,6 @@ use insite_testkit::results::{
 use insite_testkit::service::start_pipeline;
 use insite_testkit::wait::eventually;
 use insite_testkit::TestEnv;
-
-/// Waits until the pipeline has created its streams and consumers.
-async fn wait_running(env: &TestEnv, durable: &str) {
-    let js = env.jetstream().await;
-    let market = env.connections.nats.streams.market.clone();
-    eventually(Duration::from_secs(60), async || {
-        match js.get_stream(&market).await {
-            Ok(stream) => stream
-                .get_consumer::<async_nats::jetstream::consumer::pull::Config>(durable)
-                .await
-                .is_ok(),
-            Err(_) => false,
-        }
-    })
-    .await
-    .expect("the pipeline starts");
-}
 
 /// The newest final 1 s bar's window start in `bars`, if any.
 async fn newest_second_bar(env: &TestEnv) -> Option<u64> {
