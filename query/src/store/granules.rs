@@ -14,6 +14,11 @@ use super::Store;
 use crate::error::ApiError;
 use crate::vendor::rollup::Granule;
 
+/// Read buffer per column of a part, in bytes, for the vendor aggregates'
+/// reads, which span many daily partitions at once (ClickHouse's default is
+/// 1 MiB a column a part).
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Which symbols a granule read covers.
 #[derive(Debug, Clone, Copy)]
 pub enum Symbols<'a> {
@@ -97,7 +102,16 @@ impl Store {
              GROUP BY symbol, g ORDER BY symbol, g {order} {limit}"
         );
         let granule = millis(q.granule_ms);
-        let mut query = self.clickhouse.query(&sql).bind(granule).bind(granule);
+        // `FINAL` over a long range reads every daily partition's parts
+        // at once, each column through a read buffer of its own: with the
+        // default 1 MiB buffers a year of one symbol's bars needs more than
+        // the server's per-query memory limit (3.7 GiB on this machine).
+        let mut query = self
+            .clickhouse
+            .query(&sql)
+            .with_setting("max_read_buffer_size", READ_BUFFER_BYTES.to_string())
+            .bind(granule)
+            .bind(granule);
         match q.symbols {
             Symbols::One(s) => query = query.bind(s.as_str()),
             Symbols::Some(list) => {
