@@ -118,7 +118,7 @@ pub fn run(config: &InsiteConfig, args: BackfillArgs) -> anyhow::Result<()> {
     // A bounded run is one pass over the input, with no reader waiting on
     // it: hand ClickHouse big batches, as it prefers.
     let writer = &mut pipeline.clickhouse_writer;
-    writer.max_rows = writer.max_rows.max(100_000);
+    writer.max_rows = writer.max_rows.max(250_000);
     writer.capacity_rows = writer.capacity_rows.max(4 * writer.max_rows);
     writer.max_age_ms = writer.max_age_ms.max(1_000);
     let defaults = BatchConfig::for_files();
