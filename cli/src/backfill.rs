@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bytes::Bytes;
 use clap::Args;
 use insite_ingest::files::{FileReader, Rejected};
 use insite_ingest::{BatchConfig, Batcher, Event, EventBatch, Publisher, PublisherConfig};
@@ -426,15 +425,7 @@ async fn dead_letter_all(
     mut rejects: mpsc::UnboundedReceiver<Rejected>,
 ) -> anyhow::Result<()> {
     while let Some(reject) = rejects.recv().await {
-        publisher.count_rejected();
-        publisher
-            .dead_letter(
-                Bytes::from(reject.raw),
-                &reject.reason,
-                reject.kind,
-                &reject.origin,
-            )
-            .await?;
+        reject.dead_letter(&mut publisher).await?;
     }
     tokio::time::timeout(Duration::from_secs(30), publisher.flush())
         .await

@@ -84,6 +84,17 @@ pub struct Rejected {
     pub kind: &'static str,
 }
 
+impl Rejected {
+    /// Counts the line as rejected and sends it, raw, to
+    /// `insite.dlq.ingest` with its reason, kind and `file:line`.
+    pub async fn dead_letter(self, publisher: &mut Publisher) -> Result<(), IngestError> {
+        publisher.count_rejected();
+        publisher
+            .dead_letter(Bytes::from(self.raw), &self.reason, self.kind, &self.origin)
+            .await
+    }
+}
+
 /// The kind of an input file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
@@ -836,15 +847,7 @@ pub async fn publish_files(
             let next = merged.next_event(&mut rejects)?;
             for reject in rejects.drain(..) {
                 tracing::warn!(origin = %reject.origin, reason = %reject.reason, "rejected line");
-                publisher.count_rejected();
-                publisher
-                    .dead_letter(
-                        Bytes::from(reject.raw),
-                        &reject.reason,
-                        reject.kind,
-                        &reject.origin,
-                    )
-                    .await?;
+                reject.dead_letter(&mut publisher).await?;
             }
             let Some(event) = next else { break };
             if let Some(clock) = first_clock.take().flatten() {
