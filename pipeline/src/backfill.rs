@@ -420,15 +420,7 @@ async fn run_job(
     // costs both ends more than it saves on a local link; the batches are
     // big, so the server does not mind the bytes.
     let client = ch::connect(database).with_compression(clickhouse::Compression::None);
-    let output = OutputTask::new(
-        &client,
-        &config.clickhouse_writer,
-        None,
-        None,
-        config.workers.max(1),
-        Duration::from_millis(config.hot_flush_ms.max(1)),
-    )
-    .with_version(version);
+    let output = OutputTask::durable_only(&client, config).with_version(version);
     let (durable_tx, _durable_rx) = watch::channel([TimestampMs::MIN; 2]);
     let job = Job::start_bounded(config, input.market, input.social, output, durable_tx)?;
     let stop = job.stop_flag();

@@ -173,14 +173,31 @@ impl OutputTask {
         } else {
             (None, None)
         };
-        Ok(Self::new(
-            &clickhouse,
+        Ok(Self::with_settings(&clickhouse, config, redis, nats))
+    }
+
+    /// The output task of a job with `config`'s settings that writes
+    /// ClickHouse through `clickhouse` and nothing else (a backfill).
+    pub fn durable_only(clickhouse: &clickhouse::Client, config: &PipelineConfig) -> Self {
+        Self::with_settings(clickhouse, config, None, None)
+    }
+
+    /// [`OutputTask::new`] with `config`'s writer, worker count and hot
+    /// cadence.
+    fn with_settings(
+        clickhouse: &clickhouse::Client,
+        config: &PipelineConfig,
+        redis: Option<RedisSink>,
+        nats: Option<DerivedPublisher>,
+    ) -> Self {
+        Self::new(
+            clickhouse,
             &config.clickhouse_writer,
             redis,
             nats,
             config.workers.max(1),
             Duration::from_millis(config.hot_flush_ms.max(1)),
-        ))
+        )
     }
 
     /// Records every new durable frontier in `progress` before reporting
