@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Args;
 use insite_config::InsiteConfig;
-use insite_testkit::faults::{self, FaultKind, FaultSuite};
+use insite_testkit::faults::{self, FaultKind, FaultSuite, Shape};
 
 use crate::child::InsiteBinaryArgs;
 
@@ -34,6 +34,10 @@ pub struct BenchFaultsArgs {
     /// Pipeline processes.
     #[arg(long, default_value_t = 2)]
     pipeline_processes: usize,
+    /// Skip the rescales after the faults (a third query instance in and
+    /// out, the pipeline 2 → 3 → 1, then one query instance).
+    #[arg(long)]
+    no_rescales: bool,
     /// The cluster's first port.
     #[arg(long, default_value_t = 21_000)]
     base_port: u16,
@@ -54,6 +58,11 @@ pub fn run(config: &InsiteConfig, args: BenchFaultsArgs) -> anyhow::Result<()> {
         faults: FaultKind::ALL.to_vec(),
         down_for: Duration::from_secs(args.down_s),
         settle: Duration::from_secs(args.settle_s),
+        rescales: if args.no_rescales {
+            Vec::new()
+        } else {
+            Shape::RESCALES.to_vec()
+        },
     };
     let report = crate::runtime()?.block_on(faults::run(suite));
     println!("{report}");

@@ -344,6 +344,9 @@ impl History {
 
 /// Reads the history to its end (or until `stop`), batching like `ingest
 /// files` and sending each batch to the dataflow.
+/// Events read between two checks for a cancellation.
+const CANCEL_CHECK_EVERY: u64 = 1024;
+
 fn feed(
     mut files: History,
     batch: BatchConfig,
@@ -378,11 +381,14 @@ fn feed(
         }
         true
     };
+    let mut read = 0u64;
     loop {
-        if stop.is_cancelled() {
+        // A cancellation check is a few atomics: once per read-ahead chunk.
+        if read % CANCEL_CHECK_EVERY == 0 && stop.is_cancelled() {
             report.interrupted = true;
             break;
         }
+        read += 1;
         let next = files.next_event(&mut rejects)?;
         for reject in rejects.drain(..) {
             report.rejected += 1;

@@ -4,7 +4,10 @@
 //! killed with SIGKILL under a steady feed and query load and restarted.
 //! Nothing acknowledged is lost, `bars` and `sentiment` equal a replay of
 //! the same input without faults, and queries through the load balancer
-//! stay available across the query, Redis and NATS losses.
+//! stay available across the query, Redis and NATS losses. Then, under the
+//! same load, a third query instance joins and leaves, and the pipeline is
+//! rescaled 2 → 3 → 1: queries stay available, every instance and process
+//! takes a share of the work, and the tables still equal the replay.
 //!
 //! Its own test binary: it runs a whole cluster (on ports from 22000,
 //! apart from `insite cluster up` and `insite-bench faults`), stopped at the
@@ -16,7 +19,7 @@ use std::time::Duration;
 
 use insite_config::InsiteConfig;
 use insite_local::cluster::ClusterConfig;
-use insite_testkit::faults::{self, FaultKind, FaultSuite};
+use insite_testkit::faults::{self, FaultKind, FaultSuite, Shape};
 
 #[test]
 fn every_kind_of_node_loss_loses_nothing() {
@@ -35,6 +38,7 @@ fn every_kind_of_node_loss_loses_nothing() {
         faults: FaultKind::ALL.to_vec(),
         down_for: Duration::from_secs(3),
         settle: Duration::from_secs(5),
+        rescales: Shape::RESCALES.to_vec(),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let data = root.clone();
@@ -54,6 +58,24 @@ fn every_kind_of_node_loss_loses_nothing() {
                 outcome.kind,
                 outcome.availability()
             );
+        }
+    }
+    // Rescaling under load: queries stay available, and the work spreads
+    // over every query instance and pipeline process of each shape.
+    assert_eq!(report.rescales.len(), Shape::RESCALES.len());
+    for rescale in &report.rescales {
+        assert!(
+            rescale.availability() >= 99.9,
+            "{} -> {}: {:.3} % ({report})",
+            rescale.from,
+            rescale.to,
+            rescale.availability()
+        );
+        for (node, requests) in &rescale.query_share {
+            assert!(*requests > 0, "{node} got no requests at {} ({report})", rescale.to);
+        }
+        for (node, results) in &rescale.pipeline_share {
+            assert!(*results > 0.0, "{node} produced nothing at {} ({report})", rescale.to);
         }
     }
     // The cluster is stopped; its data (some 500 MB) goes too, the logs of

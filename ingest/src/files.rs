@@ -525,11 +525,17 @@ fn parse_size(text: &str) -> Result<u64, String> {
     }
 }
 
+/// Fields of a record held without an allocation ([`Fields::Inline`]).
+const INLINE_FIELDS: usize = 16;
+
 /// The fields of one CSV record: borrowed from the line when it has no
 /// quotes (nearly always), parsed by the `csv` crate when it has.
 #[derive(Debug)]
 enum Fields<'a> {
-    /// Split at commas.
+    /// Split at commas, up to [`INLINE_FIELDS`] of them (no allocation per
+    /// line).
+    Inline([&'a str; INLINE_FIELDS], usize),
+    /// Split at commas, more than [`INLINE_FIELDS`].
     Plain(Vec<&'a str>),
     /// Parsed with quoting.
     Quoted(Vec<String>),
@@ -541,11 +547,21 @@ impl<'a> Fields<'a> {
             return split_csv(line).map(Self::Quoted);
         }
         let text = std::str::from_utf8(line).map_err(|e| format!("not UTF-8: {e}"))?;
-        Ok(Self::Plain(text.split(',').collect()))
+        let mut inline = [""; INLINE_FIELDS];
+        let mut count = 0;
+        for field in text.split(',') {
+            match inline.get_mut(count) {
+                Some(slot) => *slot = field,
+                None => return Ok(Self::Plain(text.split(',').collect())),
+            }
+            count += 1;
+        }
+        Ok(Self::Inline(inline, count))
     }
 
     fn get(&self, i: usize) -> Option<&str> {
         match self {
+            Self::Inline(v, len) => v.get(..*len).and_then(|v| v.get(i)).copied(),
             Self::Plain(v) => v.get(i).copied(),
             Self::Quoted(v) => v.get(i).map(String::as_str),
         }
@@ -553,6 +569,7 @@ impl<'a> Fields<'a> {
 
     fn len(&self) -> usize {
         match self {
+            Self::Inline(_, len) => *len,
             Self::Plain(v) => v.len(),
             Self::Quoted(v) => v.len(),
         }
@@ -885,6 +902,25 @@ pub async fn publish_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_split_like_commas_whatever_their_count() {
+        for count in [1, 2, 13, INLINE_FIELDS - 1, INLINE_FIELDS, INLINE_FIELDS + 1, 40] {
+            let line: Vec<String> = (0..count).map(|i| format!("f{i}")).collect();
+            let line = line.join(",");
+            let fields = Fields::split(line.as_bytes()).unwrap();
+            assert_eq!(fields.len(), count, "{line}");
+            for (i, expected) in line.split(',').enumerate() {
+                assert_eq!(fields.get(i), Some(expected), "field {i} of {line}");
+            }
+            assert_eq!(fields.get(count), None);
+            if count <= INLINE_FIELDS {
+                assert_eq!(fields.get(INLINE_FIELDS), None, "a slot past the line's fields");
+            }
+        }
+        let empty = Fields::split(b",,").unwrap();
+        assert_eq!((empty.len(), empty.get(2), empty.get(3)), (3, Some(""), None));
+    }
 
     #[test]
     fn timestamps_in_both_forms() {

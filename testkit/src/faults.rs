@@ -14,7 +14,18 @@
 //!   grow). A restarted pipeline re-reads from its checkpoint, which trails
 //!   by up to the longest window (5 minutes of input by default).
 //!
-//! After the last fault the feed stops and the pipeline drains; then the
+//! After the faults, still under the same feed and load, the suite rescales
+//! the application tier ([`Shape::RESCALES`]): a third query instance
+//! joins the load balancer and leaves again, and the pipeline goes from 2
+//! to 3 to 1 processes (a stop and start: timely's topology is fixed; each
+//! new process records its own frontier from the pipeline's before it
+//! starts, so records of a gone topology never speak for the new one). For
+//! each rescale it measures the same availability and time to full
+//! service, then how the work spreads over the next `settle`: requests per
+//! query instance (the load balancer's counts) and results per pipeline
+//! process.
+//!
+//! After the last rescale the feed stops and the pipeline drains; then the
 //! suite counts events acknowledged by JetStream but missing from the
 //! streams or from ClickHouse, and compares `bars` and `sentiment` (FINAL)
 //! with a replay of the same streams into a separate database on one server
@@ -79,6 +90,82 @@ impl FaultKind {
     }
 }
 
+/// A shape of the cluster's application tier, reached under the load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Query instances behind the load balancer.
+    pub query_instances: usize,
+    /// Pipeline processes (one timely cluster).
+    pub pipeline_processes: usize,
+}
+
+impl Shape {
+    /// The rescales the suite runs after the faults, from 2 query
+    /// instances and 2 pipeline processes: a third query instance in, then
+    /// out; the pipeline 2 → 3 → 1; then one query instance, so that the
+    /// shares of one and of two instances and processes are measured in
+    /// the same run.
+    pub const RESCALES: [Shape; 5] = [
+        Shape::new(3, 2),
+        Shape::new(2, 2),
+        Shape::new(2, 3),
+        Shape::new(2, 1),
+        Shape::new(1, 1),
+    ];
+
+    /// `query_instances` query instances and `pipeline_processes` pipeline
+    /// processes.
+    pub const fn new(query_instances: usize, pipeline_processes: usize) -> Self {
+        Self {
+            query_instances,
+            pipeline_processes,
+        }
+    }
+
+    fn of(cluster: &ClusterConfig) -> Self {
+        Self::new(cluster.query_instances, cluster.pipeline_processes)
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} query, {} pipeline",
+            self.query_instances, self.pipeline_processes
+        )
+    }
+}
+
+/// One rescale's figures, and how the work spread once it was done.
+#[derive(Debug, Clone)]
+pub struct RescaleOutcome {
+    /// The shape before.
+    pub from: Shape,
+    /// The shape after.
+    pub to: Shape,
+    /// Requests answered 2xx/4xx from the start of the rescale to full
+    /// service.
+    pub served: u64,
+    /// Requests failed (5xx, errors, timeouts) in that time.
+    pub failed: u64,
+    /// From the start of the rescale to full service.
+    pub recovery: Duration,
+    /// Requests the load balancer sent to each query instance over the
+    /// steady window after the rescale.
+    pub query_share: Vec<(Node, u64)>,
+    /// Results each pipeline process produced over that window
+    /// (`insite_pipeline_results_out_total`).
+    pub pipeline_share: Vec<(Node, f64)>,
+}
+
+impl RescaleOutcome {
+    /// Served over all requests during the rescale, in %.
+    pub fn availability(&self) -> f64 {
+        availability(self.served, self.failed)
+    }
+}
+
 /// How to run the suite.
 #[derive(Debug, Clone)]
 pub struct FaultSuite {
@@ -98,6 +185,10 @@ pub struct FaultSuite {
     pub down_for: Duration,
     /// Steady running before the first fault and between faults.
     pub settle: Duration,
+    /// Shapes reached one after another once the faults are done (see
+    /// [`Shape::RESCALES`]); the shares are measured over `settle` after
+    /// each.
+    pub rescales: Vec<Shape>,
 }
 
 /// One fault's figures.
@@ -136,6 +227,8 @@ fn availability(served: u64, failed: u64) -> f64 {
 pub struct Report {
     /// Each fault.
     pub faults: Vec<FaultOutcome>,
+    /// Each rescale, after the faults.
+    pub rescales: Vec<RescaleOutcome>,
     /// Messages JetStream acknowledged to the feed, duplicates excluded.
     pub acked_messages: u64,
     /// Messages the MARKET and SOCIAL streams hold.
@@ -220,6 +313,32 @@ impl fmt::Display for Report {
                 o.availability(),
                 o.recovery.as_secs_f64()
             )?;
+        }
+        if !self.rescales.is_empty() {
+            writeln!(
+                f,
+                "\n| rescale | served | failed | availability | time to full service | requests per query instance | results per pipeline process |"
+            )?;
+            writeln!(f, "|---|---:|---:|---:|---:|---|---|")?;
+            for r in &self.rescales {
+                writeln!(
+                    f,
+                    "| {} → {} | {} | {} | {:.3} % | {:.1} s | {} | {} |",
+                    r.from,
+                    r.to,
+                    r.served,
+                    r.failed,
+                    r.availability(),
+                    r.recovery.as_secs_f64(),
+                    shares(
+                        &r.query_share
+                            .iter()
+                            .map(|(n, v)| (*n, *v as f64))
+                            .collect::<Vec<_>>()
+                    ),
+                    shares(&r.pipeline_share)
+                )?;
+            }
         }
         writeln!(
             f,
@@ -559,6 +678,48 @@ pub async fn run(suite: FaultSuite) -> Report {
         tokio::time::sleep(suite.settle).await;
     }
 
+    let mut rescales = Vec::new();
+    for to in &suite.rescales {
+        let from = Shape::of(&cluster);
+        let begun_at = started.elapsed();
+        let t0 = Instant::now();
+        cluster.query_instances = to.query_instances;
+        cluster.pipeline_processes = to.pipeline_processes;
+        cluster.record_shape().unwrap();
+        up(&cluster).await;
+        let pipeline_changed = from.pipeline_processes != to.pipeline_processes;
+        loop {
+            let healthy = {
+                let cluster = cluster.clone();
+                tokio::task::spawn_blocking(move || all_healthy(&cluster))
+                    .await
+                    .unwrap()
+            };
+            if healthy && (!pipeline_changed || at_full_rate(&js, &app_config).await) {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(300),
+                "no full service 300 s after rescaling to {to}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let recovery = t0.elapsed();
+        let (served, failed) = count(&log, begun_at, started.elapsed());
+        let (query_share, pipeline_share) = work_shares(&cluster, suite.settle).await;
+        let outcome = RescaleOutcome {
+            from,
+            to: *to,
+            served,
+            failed,
+            recovery,
+            query_share,
+            pipeline_share,
+        };
+        tracing::warn!(?outcome, "rescale done");
+        rescales.push(outcome);
+    }
+
     let mut memory: BTreeMap<NodeKind, u64> = BTreeMap::new();
     for status in cluster::status(&cluster) {
         *memory.entry(status.node.kind).or_default() += status.rss_bytes.unwrap_or(0) >> 20;
@@ -668,6 +829,7 @@ pub async fn run(suite: FaultSuite) -> Report {
     let sentiment = compare_sentiment(&live_sent, &base_sent, cutoff);
     Report {
         faults,
+        rescales,
         acked_messages: acked.saturating_sub(duplicates),
         stream_messages,
         live_rows: raw_rows(&live).await,
@@ -682,6 +844,51 @@ pub async fn run(suite: FaultSuite) -> Report {
         query_share,
         pipeline_share,
     }
+}
+
+/// How the work spreads over `window`: requests the load balancer sent to
+/// each query instance, and results each pipeline process produced.
+async fn work_shares(
+    cluster: &ClusterConfig,
+    window: Duration,
+) -> (Vec<(Node, u64)>, Vec<(Node, f64)>) {
+    let read = |cluster: ClusterConfig| {
+        tokio::task::spawn_blocking(move || {
+            let query: Vec<(Node, u64)> = (0..cluster.query_instances)
+                .map(|i| {
+                    let node = Node::new(NodeKind::Query, i);
+                    let sessions = cluster::haproxy_sessions(&cluster, &node.to_string());
+                    (node, sessions.unwrap_or(0))
+                })
+                .collect();
+            let pipeline: Vec<(Node, f64)> = (0..cluster.pipeline_processes)
+                .map(|i| {
+                    let page = cluster::http_get(cluster.pipeline_metrics_port(i), "/metrics")
+                        .map(|(_, body)| body)
+                        .unwrap_or_default();
+                    (
+                        Node::new(NodeKind::Pipeline, i),
+                        metric_sum(&page, "insite_pipeline_results_out_total"),
+                    )
+                })
+                .collect();
+            (query, pipeline)
+        })
+    };
+    let (query_0, pipeline_0) = read(cluster.clone()).await.unwrap();
+    tokio::time::sleep(window).await;
+    let (query_1, pipeline_1) = read(cluster.clone()).await.unwrap();
+    let query = query_1
+        .iter()
+        .zip(&query_0)
+        .map(|((node, after), (_, before))| (*node, after.saturating_sub(*before)))
+        .collect();
+    let pipeline = pipeline_1
+        .iter()
+        .zip(&pipeline_0)
+        .map(|((node, after), (_, before))| (*node, (after - before).max(0.0)))
+        .collect();
+    (query, pipeline)
 }
 
 /// Distinct trades, quotes and posts (FINAL) in `clickhouse`'s database.

@@ -23,7 +23,7 @@ use insite_schemas::{Finality, TimestampMs};
 use insite_sinks::clickhouse::rows::{
     millis, AlertRow, BarRow, LateEventRow, PostRow, QuoteRow, SentimentRow, TradeRow, TrendingRow,
 };
-use insite_sinks::clickhouse::{TableWriter, WriteError, WriterConfig};
+use insite_sinks::clickhouse::{Batch, TableWriter, WriteError, WriterConfig};
 use insite_sinks::retry::Backoff;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -49,6 +49,20 @@ macro_rules! tables {
             $($variant(Vec<$row>),)*
         }
 
+        /// One flush: every table's rows taken at one moment.
+        struct Batches {
+            $($field: Batch<$row>,)*
+        }
+
+        impl Batches {
+            /// Writes every table's batch concurrently; returns the rows
+            /// written.
+            async fn write_each(self) -> Result<usize, WriteError> {
+                let ($($field,)*) = futures::try_join!($(self.$field.write()),*)?;
+                Ok(0 $(+ $field.rows)*)
+            }
+        }
+
         impl Tables {
             fn new(client: &clickhouse::Client, config: &WriterConfig) -> Self {
                 Self {
@@ -71,10 +85,12 @@ macro_rules! tables {
                 false $(|| self.$field.should_flush(now))*
             }
 
-            /// Flushes every table concurrently; returns the rows written.
-            async fn flush_each(&mut self) -> Result<usize, WriteError> {
-                let ($($field,)*) = futures::try_join!($(self.$field.flush()),*)?;
-                Ok(0 $(+ $field.rows)*)
+            /// Takes every table's buffered rows out as one set of
+            /// batches, to write while the writers take new rows.
+            fn take(&mut self) -> Batches {
+                Batches {
+                    $($field: self.$field.take_batch(),)*
+                }
             }
 
             fn push(&mut self, rows: Rows) {
@@ -97,12 +113,12 @@ tables! {
     late: Late(LateEventRow),
 }
 
-impl Tables {
-    /// Flushes every table, all at once; rows are durable when this returns
-    /// `Ok`.
-    async fn flush(&mut self) -> Result<usize, WriteError> {
+impl Batches {
+    /// Writes every table's batch, all at once; the rows are durable when
+    /// this returns `Ok`.
+    async fn write(self) -> Result<usize, WriteError> {
         let started = Instant::now();
-        let rows = self.flush_each().await?;
+        let rows = self.write_each().await?;
         metrics::histogram!("insite_pipeline_clickhouse_flush_seconds")
             .record(started.elapsed().as_secs_f64());
         metrics::histogram!("insite_pipeline_clickhouse_flush_rows").record(rows as f64);
@@ -271,6 +287,13 @@ struct Recording {
     checkpoints: Option<watch::Receiver<Checkpoints>>,
 }
 
+/// The flush in flight, and the frontiers it makes durable once
+/// confirmed.
+struct InFlight {
+    write: std::pin::Pin<Box<dyn std::future::Future<Output = Result<usize, WriteError>> + Send>>,
+    frontiers: [TimestampMs; 2],
+}
+
 /// The ClickHouse task: buffers rows, flushes, records and reports the
 /// durable frontiers.
 pub(super) struct ClickHouseTask {
@@ -397,6 +420,13 @@ impl ClickHouseTask {
     }
 
     /// Runs until `input` closes, then flushes what is left.
+    ///
+    /// One flush is in flight at a time, and the task keeps taking rows
+    /// meanwhile (up to the writers' capacity), so the dataflow never waits
+    /// for an insert it need not: the next batch fills while the last one
+    /// is written. Flushes complete in the order they started, and a
+    /// flush's frontiers (those received before it took its rows) become
+    /// durable only once it is confirmed.
     async fn run(
         mut self,
         mut input: mpsc::Receiver<ToClickHouse>,
@@ -409,8 +439,14 @@ impl ClickHouseTask {
         let mut last_checkpoints = None;
         let mut last_progress = Instant::now() - PROGRESS_EVERY;
         let mut open = true;
-        while open {
-            let reading = !self.tables.any_full();
+        let mut in_flight: Option<InFlight> = None;
+        // The latest frontiers known durable and not yet recorded.
+        let mut confirmed: Option<[TimestampMs; 2]> = None;
+        loop {
+            let reading = open && !self.tables.any_full();
+            let flushing = futures::future::OptionFuture::from(
+                in_flight.as_mut().map(|flush| flush.write.as_mut()),
+            );
             tokio::select! {
                 next = input.recv(), if reading => match next {
                     Some(ToClickHouse::Rows(rows)) => self.tables.push(rows),
@@ -420,38 +456,56 @@ impl ClickHouseTask {
                     }
                     None => open = false,
                 },
+                Some(written) = flushing => {
+                    written?;
+                    confirmed = in_flight.take().map(|flush| flush.frontiers);
+                }
                 _ = tick.tick() => {}
             }
-            let now = Instant::now();
-            let empty = self.tables.pending() == 0;
-            if !(empty || self.tables.any_due(now) || self.tables.any_full() || !open) {
-                continue;
+            if in_flight.is_none() {
+                // Everything received before this moment is in the writers.
+                let frontiers = [
+                    self.frontier[0].max(self.floor[0]),
+                    self.frontier[1].max(self.floor[1]),
+                ];
+                if self.tables.pending() == 0 {
+                    // Nothing buffered and nothing in flight: all of it is
+                    // durable.
+                    confirmed = Some(frontiers);
+                } else if self.tables.any_due(Instant::now())
+                    || self.tables.any_full()
+                    || !open
+                {
+                    in_flight = Some(InFlight {
+                        write: Box::pin(self.tables.take().write()),
+                        frontiers,
+                    });
+                }
             }
-            // Everything received before this flush is durable after it.
-            let frontiers = [
-                self.frontier[0].max(self.floor[0]),
-                self.frontier[1].max(self.floor[1]),
-            ];
-            if !empty {
-                self.tables.flush().await?;
-            }
+            let done = !open && in_flight.is_none() && self.tables.pending() == 0;
             // The frontiers move with the watermarks, every few
             // milliseconds: they are recorded at most every PROGRESS_EVERY
             // (and at the end), and again while the pipeline's record lags
             // (a cluster's other processes, or checkpoints that moved).
-            if last_progress.elapsed() >= PROGRESS_EVERY || !open {
-                let checkpoints = self
-                    .recording
-                    .as_ref()
-                    .and_then(|r| r.checkpoints.as_ref())
-                    .map(|c| *c.borrow());
-                let lagging = *durable.borrow() != frontiers;
-                if frontiers != last_recorded || checkpoints != last_checkpoints || lagging {
-                    last_recorded = frontiers;
-                    last_checkpoints = checkpoints;
-                    self.make_durable(frontiers, &durable).await?;
-                    last_progress = Instant::now();
+            if let Some(frontiers) = confirmed {
+                if last_progress.elapsed() >= PROGRESS_EVERY || done {
+                    let checkpoints = self
+                        .recording
+                        .as_ref()
+                        .and_then(|r| r.checkpoints.as_ref())
+                        .map(|c| *c.borrow());
+                    let lagging = *durable.borrow() != frontiers;
+                    if frontiers != last_recorded || checkpoints != last_checkpoints || lagging {
+                        last_recorded = frontiers;
+                        last_checkpoints = checkpoints;
+                        self.make_durable(frontiers, &durable).await?;
+                        last_progress = Instant::now();
+                    }
+                    confirmed = None;
                 }
+            }
+            if done {
+                break;
             }
         }
         // The checkpoints a frontier allows are worked out (by the

@@ -46,7 +46,7 @@ pub use classify::{
 pub use migrate::{
     applied_versions, is_migrated, migrate, server_version, MigrateError, MigrationReport,
 };
-pub use writer::{FlushReport, TableWriter, WriteError, WriterConfig};
+pub use writer::{Batch, FlushReport, TableWriter, WriteError, WriterConfig};
 
 use std::time::Duration;
 

@@ -131,7 +131,7 @@ impl BarRow {
     /// The row of a bar, with `version`.
     pub fn from_bar(bar: &Bar, version: u64) -> Self {
         Self {
-            symbol: bar.symbol.to_string(),
+            symbol: bar.symbol.as_str().to_owned(),
             interval_s: bar.interval.seconds(),
             window_start: datetime_secs(bar.window_start),
             window_start_ms: millis(bar.window_start),
@@ -178,7 +178,7 @@ impl SentimentRow {
     /// The row of a sentiment window, with `version`.
     pub fn from_window(w: &SentimentWindow, version: u64) -> Self {
         Self {
-            symbol: w.symbol.to_string(),
+            symbol: w.symbol.as_str().to_owned(),
             interval_s: w.interval.seconds(),
             window_start: datetime_secs(w.window_start),
             window_start_ms: millis(w.window_start),
@@ -217,14 +217,14 @@ pub struct TradeRow {
 impl From<&Trade> for TradeRow {
     fn from(t: &Trade) -> Self {
         Self {
-            symbol: t.symbol.to_string(),
+            symbol: t.symbol.as_str().to_owned(),
             ts: datetime_secs(t.ts),
             ts_ms: millis(t.ts),
             price: t.price,
             size: t.size,
-            exchange: t.exchange.to_string(),
-            trade_id: t.trade_id.to_string(),
-            conditions: t.conditions.iter().map(ToString::to_string).collect(),
+            exchange: t.exchange.as_str().to_owned(),
+            trade_id: t.trade_id.as_str().to_owned(),
+            conditions: t.conditions.iter().map(|c| c.as_str().to_owned()).collect(),
         }
     }
 }
@@ -251,7 +251,7 @@ pub struct QuoteRow {
 impl From<&Quote> for QuoteRow {
     fn from(q: &Quote) -> Self {
         Self {
-            symbol: q.symbol.to_string(),
+            symbol: q.symbol.as_str().to_owned(),
             ts: datetime_secs(q.ts),
             ts_ms: millis(q.ts),
             bid: q.bid,
@@ -334,7 +334,7 @@ impl TrendingRow {
                 window_start: datetime_secs(t.window_start),
                 window_start_ms: millis(t.window_start),
                 rank,
-                symbol: e.symbol.to_string(),
+                symbol: e.symbol.as_str().to_owned(),
                 mentions: e.mentions,
                 zscore: e.zscore,
                 version,
@@ -370,7 +370,7 @@ impl AlertRow {
     /// The row of an alert, with `version`.
     pub fn from_alert(a: &Alert, version: u64) -> Self {
         Self {
-            symbol: a.symbol.to_string(),
+            symbol: a.symbol.as_str().to_owned(),
             kind: a.kind.as_str().to_owned(),
             interval_s: a.interval.seconds(),
             window_start: datetime_secs(a.window_start),
@@ -407,7 +407,7 @@ impl LateEventRow {
     pub fn from_late(e: &LateEvent, received_at: TimestampMs) -> Self {
         Self {
             kind: e.kind.as_str().to_owned(),
-            symbol: e.symbol.to_string(),
+            symbol: e.symbol.as_str().to_owned(),
             ts: datetime_secs(e.ts),
             ts_ms: millis(e.ts),
             watermark_ms: millis(e.watermark),

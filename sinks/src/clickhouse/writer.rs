@@ -173,40 +173,106 @@ where
     /// and leave the buffer; on failure they stay.
     pub async fn flush(&mut self) -> Result<FlushReport, WriteError> {
         let started = Instant::now();
-        if self.buffer.is_empty() {
-            return Ok(FlushReport {
-                rows: 0,
-                retries: 0,
-                elapsed: Duration::ZERO,
-            });
-        }
-        let backoff = Backoff::new(
-            Duration::from_millis(self.config.retry_initial_ms),
-            Duration::from_millis(self.config.retry_max_ms),
-        );
-        let (client, table, rows) = (&self.client, self.table, &self.buffer);
-        let written = retry_forever(table, backoff, is_retryable, || {
-            super::insert(client, table, rows)
-        })
-        .await;
-        match written {
-            Ok(done) => {
+        match write_rows(&self.client, self.table, &self.config, &self.buffer).await {
+            Ok(retries) => {
                 let rows = self.buffer.len();
                 self.buffer.clear();
                 self.oldest = None;
                 Ok(FlushReport {
                     rows,
-                    retries: done.retries,
+                    retries,
                     elapsed: started.elapsed(),
                 })
             }
-            Err(source) => Err(WriteError::Rejected {
-                table: self.table,
-                rows: self.buffer.len(),
-                source,
-            }),
+            Err(error) => Err(error),
         }
     }
+
+    /// Takes every buffered row out as a [`Batch`] that writes on its own,
+    /// leaving the writer empty and taking rows again at once: the caller
+    /// can buffer the next batch while this one is in flight.
+    pub fn take_batch(&mut self) -> Batch<R> {
+        self.oldest = None;
+        Batch {
+            client: self.client.clone(),
+            table: self.table,
+            config: self.config.clone(),
+            rows: std::mem::take(&mut self.buffer),
+        }
+    }
+}
+
+/// Rows taken out of a [`TableWriter`] ([`TableWriter::take_batch`]), to be
+/// written as one batch with the writer's retry policy.
+#[derive(Debug)]
+pub struct Batch<R> {
+    client: clickhouse::Client,
+    table: &'static str,
+    config: WriterConfig,
+    rows: Vec<R>,
+}
+
+impl<R> Batch<R>
+where
+    R: Row + Serialize + Send + Sync + 'static,
+    for<'a> R: Row<Value<'a> = R>,
+{
+    /// Rows in the batch.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether the batch holds no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Writes the batch, retrying retryable failures like
+    /// [`TableWriter::flush`]; on success the rows are durable. On a
+    /// non-retryable failure the rows are dropped with the batch: the
+    /// caller has not reported them durable, so their input is delivered
+    /// again.
+    pub async fn write(self) -> Result<FlushReport, WriteError> {
+        let started = Instant::now();
+        let retries = write_rows(&self.client, self.table, &self.config, &self.rows).await?;
+        Ok(FlushReport {
+            rows: self.rows.len(),
+            retries,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+/// Writes `rows` into `table` as one `INSERT` (nothing for no rows),
+/// retrying retryable failures with `config`'s backoff, forever; returns
+/// the failed attempts before the one that succeeded.
+async fn write_rows<R>(
+    client: &clickhouse::Client,
+    table: &'static str,
+    config: &WriterConfig,
+    rows: &[R],
+) -> Result<u32, WriteError>
+where
+    R: Row + Serialize + Send + Sync + 'static,
+    for<'a> R: Row<Value<'a> = R>,
+{
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let backoff = Backoff::new(
+        Duration::from_millis(config.retry_initial_ms),
+        Duration::from_millis(config.retry_max_ms),
+    );
+    retry_forever(table, backoff, is_retryable, || {
+        super::insert(client, table, rows)
+    })
+    .await
+    .map(|done| done.retries)
+    .map_err(|source| WriteError::Rejected {
+        table,
+        rows: rows.len(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -117,3 +117,95 @@ async fn writes_results_and_reports_the_durable_frontier() {
         .unwrap();
     assert_eq!(derived.info().await.unwrap().state.messages, 3);
 }
+
+/// The ClickHouse task keeps taking rows while a flush is in flight; a
+/// frontier must still become durable only once every row sent before it
+/// is in ClickHouse. Many small flushes, each checked as it is reported.
+#[tokio::test]
+async fn a_durable_frontier_never_runs_ahead_of_clickhouse_across_overlapping_flushes() {
+    let env = TestEnv::new("pipeline_output_overlap");
+    migrate(&env.connections.clickhouse).await.unwrap();
+    let writer = WriterConfig {
+        max_rows: 40,
+        max_age_ms: 5,
+        capacity_rows: 120,
+        ..WriterConfig::default()
+    };
+    let task = OutputTask::new(
+        &env.clickhouse(),
+        &writer,
+        None,
+        None,
+        2,
+        Duration::from_millis(5),
+    );
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let (durable_tx, mut durable_rx) = tokio::sync::watch::channel([i64::MIN; 2]);
+    let handle = tokio::spawn(task.run(rx, durable_tx));
+
+    const SYMBOLS: [&str; 7] = ["AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "META", "GOOG"];
+    const WINDOWS: i64 = 60;
+    let t0 = 1_700_000_000_000;
+    let sender = tokio::spawn(async move {
+        for k in 0..WINDOWS {
+            let start = t0 + k * 1_000;
+            let bars = SYMBOLS
+                .iter()
+                .map(|s| bar(s, Interval::SECOND, start).build())
+                .collect();
+            tx.send(WorkerOutput::Bars(bars)).await.unwrap();
+            for worker in 0..2 {
+                tx.send(WorkerOutput::Progress {
+                    source: InputSource::Market,
+                    worker,
+                    frontier: start + 1_000,
+                })
+                .await
+                .unwrap();
+            }
+            // Paced so that several durable reports (at most one per
+            // 200 ms) fall inside the run.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+
+    let client = env.clickhouse();
+    let mut checked = 0;
+    let last = t0 + WINDOWS * 1_000;
+    loop {
+        let durable = tokio::time::timeout(Duration::from_secs(30), durable_rx.changed())
+            .await
+            .expect("the durable frontier stopped moving");
+        if durable.is_err() {
+            break; // the task ended
+        }
+        let frontier = durable_rx.borrow_and_update()[0];
+        if frontier == i64::MIN {
+            continue;
+        }
+        let below: u64 = client
+            .query("SELECT count() FROM bars WHERE window_start_ms < ?")
+            .bind(frontier)
+            .fetch_one()
+            .await
+            .unwrap();
+        let windows_below = (frontier - t0).div_euclid(1_000);
+        assert!(
+            below >= windows_below as u64 * SYMBOLS.len() as u64,
+            "frontier {frontier} reported durable with {below} rows below it in ClickHouse"
+        );
+        checked += 1;
+        if frontier >= last {
+            break;
+        }
+    }
+    sender.await.unwrap();
+    assert!(checked >= 3, "only {checked} durable frontiers were checked");
+    let total: u64 = client
+        .query("SELECT count() FROM bars FINAL")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(total, WINDOWS as u64 * SYMBOLS.len() as u64);
+    handle.abort();
+}
