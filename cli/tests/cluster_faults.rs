@@ -72,10 +72,18 @@ fn every_kind_of_node_loss_loses_nothing() {
             rescale.availability()
         );
         for (node, requests) in &rescale.query_share {
-            assert!(*requests > 0, "{node} got no requests at {} ({report})", rescale.to);
+            assert!(
+                *requests > 0,
+                "{node} got no requests at {} ({report})",
+                rescale.to
+            );
         }
         for (node, results) in &rescale.pipeline_share {
-            assert!(*results > 0.0, "{node} produced nothing at {} ({report})", rescale.to);
+            assert!(
+                *results > 0.0,
+                "{node} produced nothing at {} ({report})",
+                rescale.to
+            );
         }
     }
     // The cluster is stopped; its data (some 500 MB) goes too, the logs of

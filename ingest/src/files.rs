@@ -905,7 +905,15 @@ mod tests {
 
     #[test]
     fn fields_split_like_commas_whatever_their_count() {
-        for count in [1, 2, 13, INLINE_FIELDS - 1, INLINE_FIELDS, INLINE_FIELDS + 1, 40] {
+        for count in [
+            1,
+            2,
+            13,
+            INLINE_FIELDS - 1,
+            INLINE_FIELDS,
+            INLINE_FIELDS + 1,
+            40,
+        ] {
             let line: Vec<String> = (0..count).map(|i| format!("f{i}")).collect();
             let line = line.join(",");
             let fields = Fields::split(line.as_bytes()).unwrap();
@@ -915,11 +923,18 @@ mod tests {
             }
             assert_eq!(fields.get(count), None);
             if count <= INLINE_FIELDS {
-                assert_eq!(fields.get(INLINE_FIELDS), None, "a slot past the line's fields");
+                assert_eq!(
+                    fields.get(INLINE_FIELDS),
+                    None,
+                    "a slot past the line's fields"
+                );
             }
         }
         let empty = Fields::split(b",,").unwrap();
-        assert_eq!((empty.len(), empty.get(2), empty.get(3)), (3, Some(""), None));
+        assert_eq!(
+            (empty.len(), empty.get(2), empty.get(3)),
+            (3, Some(""), None)
+        );
     }
 
     #[test]

@@ -198,6 +198,10 @@ pub struct VendorConfig {
     /// that subscribe to `T` events (the query service's NATS user must
     /// then be allowed to subscribe to `md.trades.>`).
     pub trades: bool,
+    /// Aggregate reads from ClickHouse (long `FINAL` scans) in flight at
+    /// once per instance; more wait their turn instead of all competing
+    /// for the server's memory and file descriptors.
+    pub max_concurrent_reads: usize,
 }
 
 impl Default for VendorConfig {
@@ -206,6 +210,7 @@ impl Default for VendorConfig {
             max_range_days: 3_660,
             ws_prefix: String::new(),
             trades: true,
+            max_concurrent_reads: 4,
         }
     }
 }

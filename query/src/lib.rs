@@ -146,7 +146,8 @@ impl AppState {
             config.cache.clone(),
             &config.pipeline,
             Duration::from_millis(config.slow_query_ms),
-        );
+        )
+        .with_aggregate_reads(config.vendor.max_concurrent_reads);
         let limits = auth::Limits::new(&config.auth)?;
         let hub = Arc::new(stream::Hub::new(config.stream.clone(), intervals.clone()));
         Ok(Self {

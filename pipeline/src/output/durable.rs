@@ -472,10 +472,7 @@ impl ClickHouseTask {
                     // Nothing buffered and nothing in flight: all of it is
                     // durable.
                     confirmed = Some(frontiers);
-                } else if self.tables.any_due(Instant::now())
-                    || self.tables.any_full()
-                    || !open
-                {
+                } else if self.tables.any_due(Instant::now()) || self.tables.any_full() || !open {
                     in_flight = Some(InFlight {
                         write: Box::pin(self.tables.take().write()),
                         frontiers,

@@ -80,6 +80,17 @@ impl Store {
         )
     }
 
+    /// The Redis key of the cached answer of a durable vendor request over
+    /// every symbol (grouped daily bars; `request`: everything the answer
+    /// depends on).
+    pub fn vendor_all_answer_key(&self, request: &str) -> String {
+        format!(
+            "{}{{all}}:qv:{:016x}",
+            self.prefix,
+            xxhash_rust::xxh3::xxh3_64(request.as_bytes())
+        )
+    }
+
     /// Granules of `q` from ClickHouse's final bars, per symbol, each
     /// symbol's in start order (as `q.desc` asks).
     pub async fn granules(&self, q: &GranuleQuery<'_>) -> Result<Vec<(Symbol, Granule)>, ApiError> {
@@ -128,6 +139,12 @@ impl Store {
         if let Some(limit) = q.limit {
             query = query.bind(sql_count(limit));
         }
+        // Waits for a turn: a burst of long scans queues here instead of
+        // failing on the server (memory, file descriptors).
+        let _turn =
+            self.aggregate_reads.acquire().await.map_err(|_| {
+                ApiError::Internal("the aggregate reads' semaphore is closed".into())
+            })?;
         let rows: Vec<GranuleRow> = query.fetch_all().await?;
         rows.into_iter()
             .map(|r| {

@@ -74,6 +74,9 @@ impl Source {
     }
 }
 
+/// Aggregate reads in flight at once unless set ([`Store::with_aggregate_reads`]).
+const DEFAULT_AGGREGATE_READS: usize = 4;
+
 /// Reads hot state from Redis and history from ClickHouse.
 #[derive(Clone)]
 pub struct Store {
@@ -91,6 +94,8 @@ pub struct Store {
     frontiers: Arc<Frontiers>,
     /// A ClickHouse query this long or longer is slow (counted, logged).
     slow_query: Duration,
+    /// Turns for aggregate reads from ClickHouse ([`Store::granules`]).
+    aggregate_reads: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Store {
@@ -125,7 +130,15 @@ impl Store {
                 Frontiers::new(pipeline, frontier::FRONTIER_REFRESH).with_slow_query(slow_query),
             ),
             slow_query,
+            aggregate_reads: Arc::new(tokio::sync::Semaphore::new(DEFAULT_AGGREGATE_READS)),
         }
+    }
+
+    /// At most `reads` aggregate reads from ClickHouse in flight at once
+    /// (at least one).
+    pub fn with_aggregate_reads(mut self, reads: usize) -> Self {
+        self.aggregate_reads = Arc::new(tokio::sync::Semaphore::new(reads.max(1)));
+        self
     }
 
     /// Redis answers `PING`.

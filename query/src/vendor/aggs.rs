@@ -423,18 +423,35 @@ pub async fn grouped_daily(
     let params = query(params)?;
     parse_adjusted(params.adjusted.as_deref())?;
     let day = parse_day("date", &date)?;
-    let answer = rolled(
-        &state,
-        &Rolled {
-            symbols: Symbols::All,
-            bucketing: day_bucketing(),
-            from: ny_midnight(day),
-            to: ny_midnight(day + 1),
-            desc: false,
-            limit: None,
-        },
-    )
-    .await?;
+    let read = Rolled {
+        symbols: Symbols::All,
+        bucketing: day_bucketing(),
+        from: ny_midnight(day),
+        to: ny_midnight(day + 1),
+        desc: false,
+        limit: None,
+    };
+    // A day the durable frontier has passed never changes: its answer is
+    // computed once, then served from Redis.
+    let store = &state.inner.store;
+    let key = (durability(&state, &read).await? == Durability::Durable)
+        .then(|| store.vendor_all_answer_key(&format!("grouped|{date}")));
+    if let Some(key) = &key {
+        if let Some(body) = store.cached_answer(key).await? {
+            state.inner.cache.record("vendor_grouped", Source::Cache);
+            return Ok(json_response(
+                &headers,
+                body,
+                caching(&state, Durability::Durable),
+                Source::Cache,
+            ));
+        }
+    }
+    let answer = rolled(&state, &read).await?;
+    state
+        .inner
+        .cache
+        .record("vendor_grouped", Source::ClickHouse);
     let results: Vec<VendorAgg> = answer
         .buckets
         .iter()
@@ -448,9 +465,13 @@ pub async fn grouped_daily(
         status: "OK",
         request_id: request_id(),
     };
+    let text = encode_json(&body)?;
+    if let (Some(key), Durability::Durable) = (key, answer.durability) {
+        store.cache_answer(&key, &text).await?;
+    }
     Ok(json_response(
         &headers,
-        encode_json(&body)?,
+        text,
         caching(&state, answer.durability),
         Source::ClickHouse,
     ))

@@ -200,7 +200,10 @@ async fn a_durable_frontier_never_runs_ahead_of_clickhouse_across_overlapping_fl
         }
     }
     sender.await.unwrap();
-    assert!(checked >= 3, "only {checked} durable frontiers were checked");
+    assert!(
+        checked >= 3,
+        "only {checked} durable frontiers were checked"
+    );
     let total: u64 = client
         .query("SELECT count() FROM bars FINAL")
         .fetch_one()

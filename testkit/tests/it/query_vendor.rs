@@ -158,6 +158,24 @@ async fn the_vendors_python_client_reads_exact_aggregates_snapshots_and_last_tra
     }
     assert_eq!(n("all snapshots"), 3);
     assert_eq!(n("grouped daily"), 3);
+    // A durable day's grouped bars are computed once, then served from the
+    // cache, byte for byte.
+    let http = reqwest::Client::new();
+    let grouped = query.url("/v2/aggs/grouped/locale/us/market/stocks/2024-03-11");
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let response = http.get(&grouped).bearer_auth(KEY).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let source = response.headers()["x-insite-source"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        answers.push((source, response.text().await.unwrap()));
+    }
+    assert_eq!(answers[1].0, "cache", "{answers:?}");
+    assert_eq!(answers[0].1, answers[1].1);
+    let body: Value = serde_json::from_str(&answers[1].1).unwrap();
+    assert_eq!(body["resultsCount"], 3, "{body}");
     query.stop().await;
 }
 
