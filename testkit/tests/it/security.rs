@@ -409,3 +409,33 @@ async fn security_wrong_passwords_are_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("NOAUTH"), "{err}");
 }
+
+#[tokio::test]
+async fn security_pipeline_with_a_read_only_redis_user_logs_the_refusal_and_goes_on() {
+    let env = TestEnv::new("sec_pipeline_redis");
+    if !secured(&env) {
+        return;
+    }
+    // The pipeline's own users, but Redis as the read-only analyst.
+    let mut connections = env.connections_as(Role::Pipeline);
+    let reader = env.connections_as(Role::Analyst).redis;
+    connections.redis.user = reader.user;
+    connections.redis.password = reader.password;
+    let config = insite_testkit::pipeline::config(&env.id);
+    let through = insite_testkit::pipeline::publish_recorded(&env).await;
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let run = insite_pipeline::RunConfig::new(connections, config.clone());
+    let task = {
+        let stop = stop.clone();
+        tokio::spawn(async move { insite_pipeline::run(&run, stop).await })
+    };
+    // Every Redis flush is refused and logged; the durable results (and so
+    // the acknowledgements) go on regardless.
+    let line = logs::wait_for(&["Redis flush failed", "no permissions"]).await;
+    assert!(line.starts_with("WARN"), "{line}");
+    insite_testkit::results::wait_durable(&env.connections.clickhouse, &config.name, through).await;
+    assert!(!task.is_finished(), "the pipeline is still running");
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
