@@ -187,16 +187,12 @@ pub fn command(
                 "warning",
             ]);
             if let Some(secrets) = &secrets {
+                // Absolute: Redis resolves it against its --dir.
                 let path = config.dir("conf").join("redis.acl");
-                write_private(
-                    &std::path::absolute(&path)
-                        .map_err(|e| LocalError::io(format!("resolving {}", path.display()), e))?,
-                    &security::redis_acl(secrets, &config.security),
-                )?;
-                cmd.arg("--aclfile").arg(
-                    std::path::absolute(&path)
-                        .map_err(|e| LocalError::io(format!("resolving {}", path.display()), e))?,
-                );
+                let path = std::path::absolute(&path)
+                    .map_err(|e| LocalError::io(format!("resolving {}", path.display()), e))?;
+                write_private(&path, &security::redis_acl(secrets, &config.security))?;
+                cmd.arg("--aclfile").arg(path);
             }
             cmd
         }
