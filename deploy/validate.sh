@@ -82,6 +82,8 @@ if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
     expect "pipeline may not touch other keys" "NOPERM" -- --user pipeline --pass p1 set other v
     expect "pipeline may not FLUSHALL" "NOPERM" -- --user pipeline --pass p1 flushall
     expect "query writes back under insite:*" "OK" -- --user query --pass p2 set insite:cache:x v
+    expect "query may not DEL" "NOPERM" -- --user query --pass p2 del insite:cache:x
+    expect "query may not LPUSH" "NOPERM" -- --user query --pass p2 lpush insite:l v
     expect "analyst reads insite:*" "^v$" -- --user analyst --pass p3 get insite:{AAPL}:q
     expect "analyst may not write" "NOPERM" -- --user analyst --pass p3 set insite:{AAPL}:q w
     expect "analyst may not run CONFIG" "NOPERM" -- --user analyst --pass p3 config get maxmemory

@@ -58,9 +58,10 @@ insite is running on this machine (${rate} market events/s of live synthetic dat
   Metrics        http://127.0.0.1:9464/metrics (ingest)  http://127.0.0.1:9465/metrics (pipeline)
                  http://127.0.0.1:8080/metrics (query)
   Prometheus     http://127.0.0.1:${INSITE_PROMETHEUS_PORT:-19090}/alerts (the repo's scrape config and alert rules)
-  ClickHouse     curl 'http://127.0.0.1:18123/?query=SELECT+*+FROM+insite.bars+FINAL+ORDER+BY+window_start_ms+DESC+LIMIT+5'
-  Redis          redis-cli -p 16379 --scan --pattern 'insite:*'
-  NATS           nats://127.0.0.1:14222 (results on insite.>)
+  Passwords      .insite/secrets.toml (owner only; each insite command reads its own)
+  ClickHouse     curl -u 'insite_analyst:<[clickhouse] analyst>' 'http://127.0.0.1:18123/?query=SELECT+*+FROM+insite.bars+FINAL+ORDER+BY+window_start_ms+DESC+LIMIT+5'
+  Redis          redis-cli -p 16379 --user analyst --pass '<[redis] analyst>' --scan --pattern 'insite:*'
+  NATS           nats://127.0.0.1:14222, user subscriber, password [nats] subscriber (results on insite.>)
   Logs           $logs/{ingest,pipeline,query,prometheus}.log
 Ctrl-C stops the feed, the pipeline and the query service; the servers stay up
 (./target/release/insite services down stops them).

@@ -52,6 +52,9 @@ impl OwnServers {
             local: LocalConfig::with_free_ports(&root, &local.tools_dir)?,
             started: Vec::new(),
         };
+        // A benchmark's own servers run without users (its clients connect
+        // without credentials; see docs/deploy.md, "Security model").
+        own.local.security = insite_local::Security::Open;
         let binaries = insite_local::ensure_installed(&own.local.tools_dir)?;
         for &kind in kinds {
             server::start(&own.local, &binaries, kind, &mut |_| {})?;

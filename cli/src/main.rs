@@ -18,7 +18,11 @@
 //! Config (`insite-config`) is layered: built-in defaults, then a TOML file
 //! (`--config`, or `INSITE_CONFIG`), then `INSITE_*` environment variables
 //! with `__` between levels (`INSITE_NATS__URL`,
-//! `INSITE_CLICKHOUSE__DATABASE`, ...).
+//! `INSITE_CLICKHOUSE__DATABASE`, ...). Against the local stack, each
+//! subcommand connects as its component's user with the password from
+//! `.insite/secrets.toml` (written by `services up`) unless the config names
+//! a user or password itself: `ingest` as ingest, `query` as query,
+//! `migrate`, `pipeline`, `replay` and `backfill` as the pipeline.
 
 mod backfill;
 mod cluster;
@@ -89,7 +93,20 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log)?)
         .with_writer(std::io::stderr)
         .init();
-    let config = config::load(cli.config.as_deref())?;
+    // Each component connects as its own user; the local stack's passwords
+    // (`.insite/secrets.toml`) fill in what the config leaves out.
+    let role = match &cli.command {
+        Command::Services(_) | Command::Cluster(_) => None,
+        Command::Ingest(_) => Some(config::Role::Ingest),
+        Command::Query(_) => Some(config::Role::Query),
+        Command::Migrate | Command::Pipeline(_) | Command::Replay(_) | Command::Backfill(_) => {
+            Some(config::Role::Pipeline)
+        }
+    };
+    let config = match role {
+        Some(role) => config::load_as(cli.config.as_deref(), role)?,
+        None => config::load(cli.config.as_deref())?,
+    };
     match cli.command {
         Command::Services(args) => services::run(&config, args),
         Command::Cluster(args) => cluster::run(&config, args),

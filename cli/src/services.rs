@@ -1,6 +1,8 @@
 //! `insite services install|up|down|status`: the local NATS, Redis and
 //! ClickHouse. Ports and the data folder come from the `[local]` config
-//! section (`INSITE_LOCAL__NATS_PORT`, `INSITE_LOCAL__ROOT`, ...).
+//! section (`INSITE_LOCAL__NATS_PORT`, `INSITE_LOCAL__ROOT`, ...). The
+//! servers require users; the first `up` generates their passwords into
+//! `<root>/secrets.toml` (see `insite_local::secrets`).
 
 use std::os::unix::process::CommandExt;
 
@@ -48,6 +50,12 @@ pub fn run(config: &InsiteConfig, args: ServicesArgs) -> anyhow::Result<()> {
             })?;
             print_statuses(&statuses);
             println!("data and logs: {}", local.root.display());
+            if local.security.is_secured() {
+                println!(
+                    "users' passwords: {} (owner only; every insite command reads it)",
+                    local.secrets_path().display()
+                );
+            }
             Ok(())
         }
         Action::Down => {

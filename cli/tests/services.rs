@@ -48,6 +48,40 @@ fn up_status_down() {
     let up = insite(&root, &ports, &["services", "up"]);
     assert!(up.status.success(), "up failed: {}", text(&up));
 
+    // Secured: the passwords are in a file only its owner can read...
+    let secrets = root.join("secrets.toml");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&secrets).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "{}", secrets.display());
+    let generated = std::fs::read_to_string(&secrets).unwrap();
+    // ...which every command picks up: `migrate` connects as the writer.
+    let migrate = insite(&root, &ports, &["migrate"]);
+    assert!(
+        migrate.status.success(),
+        "migrate failed: {}",
+        text(&migrate)
+    );
+    // A password the config gives itself wins, and a wrong one is refused.
+    let mut wrong = Command::new(env!("CARGO_BIN_EXE_insite"));
+    wrong
+        .args(["migrate"])
+        .env("INSITE_LOCAL__ROOT", &root)
+        .env(
+            "INSITE_CLICKHOUSE__URL",
+            format!("http://127.0.0.1:{}", ports[2]),
+        )
+        .env("INSITE_CLICKHOUSE__USER", "insite_writer")
+        .env("INSITE_CLICKHOUSE__PASSWORD", "wrong")
+        .env("RUST_BACKTRACE", "0");
+    let refused = wrong.output().unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("Wrong password"),
+        "{}",
+        text(&refused)
+    );
+
     let status = insite(&root, &ports, &["services", "status"]);
     let out = text(&status);
     assert!(status.status.success(), "status failed: {out}");
@@ -63,9 +97,10 @@ fn up_status_down() {
         );
     }
 
-    // Idempotent: a second `up` starts nothing new.
+    // Idempotent: a second `up` starts nothing new, keeps the secrets.
     let again = insite(&root, &ports, &["services", "up"]);
     assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(std::fs::read_to_string(&secrets).unwrap(), generated);
 
     let down = insite(&root, &ports, &["services", "down"]);
     let out = text(&down);

@@ -11,16 +11,23 @@
 //!
 //! ## Layout
 //! - [`InsiteConfig`]: every section; [`LocalSection`]: `[local]`.
-//! - [`load`]: the layered load; [`ConfigError`]: what can go wrong.
+//! - [`load`]: the layered load; [`load_as`]: the same for one insite
+//!   component ([`Role`]), with the local stack's generated passwords
+//!   filled in where the config sets none; [`ConfigError`]: what can go
+//!   wrong.
 //! - `cluster`: [`InsiteConfig::for_cluster`], the config of the insite
 //!   processes of the local cluster.
 
 mod cluster;
+mod secrets;
+
+pub use secrets::load_as;
 
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+pub use insite_local::Role;
 use insite_schemas::config::{ClickHouseConfig, Connections, NatsConfig, RedisConfig};
 use serde::{Deserialize, Serialize};
 
@@ -87,6 +94,9 @@ pub enum ConfigError {
     /// The config could not be put into TOML (a bug).
     #[error("encoding the config as TOML")]
     Encode(#[source] toml::ser::Error),
+    /// The local stack's secrets file is there but cannot be used.
+    #[error("the local stack's secrets")]
+    Secrets(#[source] insite_local::LocalError),
     /// The file could not be written.
     #[error("writing {}", path.display())]
     Write {
@@ -142,7 +152,14 @@ impl LocalSection {
 
 /// Loads the config: defaults, then `file` (if given), then the environment.
 pub fn load(file: Option<&Path>) -> Result<InsiteConfig, ConfigError> {
-    let mut figment = Figment::from(Serialized::defaults(InsiteConfig::default()));
+    let figment = Figment::from(Serialized::defaults(InsiteConfig::default()));
+    layered(figment, file)?
+        .extract()
+        .map_err(|e| ConfigError::Invalid(Box::new(e)))
+}
+
+/// `figment` with the file (if given), then the environment, merged on top.
+fn layered(mut figment: Figment, file: Option<&Path>) -> Result<Figment, ConfigError> {
     if let Some(file) = file {
         if !file.is_file() {
             return Err(ConfigError::MissingFile(file.to_owned()));
@@ -152,14 +169,11 @@ pub fn load(file: Option<&Path>) -> Result<InsiteConfig, ConfigError> {
     // Every setting sits in a section, so its variable has a `__`
     // (`INSITE_NATS__URL`); other INSITE_* variables (INSITE_CONFIG,
     // INSITE_LOG, ...) are not settings.
-    figment = figment.merge(
+    Ok(figment.merge(
         Env::prefixed("INSITE_")
             .filter(|key| key.as_str().contains("__"))
             .split("__"),
-    );
-    figment
-        .extract()
-        .map_err(|e| ConfigError::Invalid(Box::new(e)))
+    ))
 }
 
 #[cfg(test)]

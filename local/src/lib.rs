@@ -18,12 +18,21 @@
 //! - This file: [`LocalConfig`] (where data lives, which ports) and the
 //!   whole-stack operations [`up`], [`status`] and [`down`].
 //!
-//! Everything listens on 127.0.0.1 only and keeps its data under one folder
+//! - [`secrets`]: the passwords, generated at the first start into
+//!   `<root>/secrets.toml` (mode 0600), and the [`Role`] each insite
+//!   component connects as.
+//! - [`security`]: what each user may do (NATS subject permissions, Redis
+//!   ACL, ClickHouse profiles), as generated server configs.
+//!
+//! Everything listens on 127.0.0.1 only, requires a user and password
+//! (unless [`Security::Open`]) and keeps its data under one folder
 //! (`.insite/` by default). `down` stops only processes whose pid files this
 //! crate wrote and whose command line is still the server's.
 
 pub mod cluster;
 pub mod install;
+pub mod secrets;
+pub mod security;
 pub mod server;
 
 use std::fmt;
@@ -32,6 +41,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub use install::{ensure_installed, Binaries};
+pub use secrets::{Credential, Role, Secrets};
+pub use security::Security;
 pub use server::{Health, ServerKind, ServerStatus};
 
 /// Errors of local server management.
@@ -68,6 +79,14 @@ pub enum LocalError {
         detail: String,
         /// Its log file.
         log: String,
+    },
+    /// The secrets file cannot be used.
+    #[error("the local secrets {path}: {detail}")]
+    Secrets {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        detail: String,
     },
     /// A port is taken by a process this crate did not start.
     #[error("port {port} for {kind} is already in use by another process")]
@@ -106,11 +125,14 @@ pub struct LocalConfig {
     pub clickhouse_tcp_port: u16,
     /// ClickHouse interserver port.
     pub clickhouse_interserver_port: u16,
+    /// Whether the servers require users ([`Security::Secured`] by
+    /// default); their passwords are in [`LocalConfig::secrets_path`].
+    pub security: Security,
 }
 
 impl LocalConfig {
     /// The default ports (NATS 14222, Redis 16379, ClickHouse HTTP 18123,
-    /// native 19000, interserver 19009) with data under `root`.
+    /// native 19000, interserver 19009) with data under `root`, secured.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
         Self {
@@ -121,10 +143,12 @@ impl LocalConfig {
             clickhouse_http_port: 18_123,
             clickhouse_tcp_port: 19_000,
             clickhouse_interserver_port: 19_009,
+            security: Security::Secured,
         }
     }
 
-    /// Random free loopback ports, data under `root`, tools under `tools_dir`.
+    /// Random free loopback ports, data under `root`, tools under
+    /// `tools_dir`, secured.
     pub fn with_free_ports(
         root: impl Into<PathBuf>,
         tools_dir: impl Into<PathBuf>,
@@ -139,7 +163,23 @@ impl LocalConfig {
             clickhouse_http_port: next(),
             clickhouse_tcp_port: next(),
             clickhouse_interserver_port: next(),
+            security: Security::Secured,
         })
+    }
+
+    /// The file holding the servers' passwords: `<root>/secrets.toml`.
+    pub fn secrets_path(&self) -> PathBuf {
+        secrets::secrets_path(&self.root)
+    }
+
+    /// The passwords of secured servers, generated on first use (`None` for
+    /// open ones).
+    pub fn secrets(&self) -> Result<Option<Secrets>, LocalError> {
+        if self.security.is_secured() {
+            Secrets::load_or_generate(&self.secrets_path()).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// NATS URL.
@@ -186,6 +226,8 @@ pub fn up(
     customize: &mut dyn FnMut(&mut Command),
 ) -> Result<Vec<ServerStatus>, LocalError> {
     let binaries = ensure_installed(&config.tools_dir)?;
+    // Generated before any server starts, so that all three get the same.
+    config.secrets()?;
     let mut started = Vec::new();
     for kind in ServerKind::ALL {
         let status = server::status(config, kind);

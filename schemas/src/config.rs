@@ -193,14 +193,18 @@ impl Default for ClickHouseConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
-    /// URL, e.g. `redis://127.0.0.1:16379/0` (`rediss://` for TLS, user and
-    /// password in the URL for ACL users). With `cluster`, the URLs of some
+    /// URL, e.g. `redis://127.0.0.1:16379/0` (`rediss://` for TLS; an ACL
+    /// user and password may be in the URL, or in `user` and `password`). With `cluster`, the URLs of some
     /// or all Redis Cluster nodes, comma-separated (the seeds the client
     /// learns the slot map from).
     pub url: String,
     /// Speak the Redis Cluster protocol: route each key to its slot's
     /// master, follow `MOVED`/`ASK` redirects and fail-overs.
     pub cluster: bool,
+    /// ACL user name (overrides a user in the URL).
+    pub user: Option<String>,
+    /// ACL password (overrides a password in the URL).
+    pub password: Option<String>,
     /// A prefix put before every key (tests give each test its own).
     pub key_prefix: String,
     /// Default time to live of hot keys, in seconds.
@@ -212,6 +216,8 @@ impl Default for RedisConfig {
         Self {
             url: "redis://127.0.0.1:16379/0".into(),
             cluster: false,
+            user: None,
+            password: None,
             key_prefix: "insite:".into(),
             ttl_s: 86_400,
         }

@@ -38,12 +38,20 @@ pub struct ConnectError {
     pub source: async_nats::ConnectError,
 }
 
-/// Connects to NATS: the one connect helper of every insite process.
+/// Connects to NATS: the one connect helper of every insite process. A
+/// refusal the server reports later (a subject this user may not use) is
+/// logged as an error; the connection stays up.
 /// `nats.url` may list several seed URLs, comma-separated; the client
 /// reconnects on its own. `name` is the client name the server shows
 /// (`insite-pipeline`, `insite-query`, ...).
 pub async fn connect(nats: &NatsConfig, name: &str) -> Result<async_nats::Client, ConnectError> {
-    let mut options = async_nats::ConnectOptions::new().name(name);
+    let client = name.to_owned();
+    let mut options = async_nats::ConnectOptions::new()
+        .name(name)
+        .event_callback(move |event| {
+            let client = client.clone();
+            async move { log_event(&client, event) }
+        });
     if let (Some(user), Some(password)) = (&nats.user, &nats.password) {
         options = options.user_and_password(user.clone(), password.clone());
     }
@@ -60,6 +68,26 @@ pub async fn connect(nats: &NatsConfig, name: &str) -> Result<async_nats::Client
             url: nats.url.clone(),
             source,
         })
+}
+
+/// Logs what the server reports on a connection: a refusal (a permission
+/// violation: a subject this user may not publish to or subscribe to) as
+/// an error naming the subject, the connection's ups and downs as warnings
+/// and information. The connection stays open after a refusal.
+fn log_event(client: &str, event: async_nats::Event) {
+    use async_nats::{Event, ServerError};
+    match event {
+        Event::ServerError(ServerError::AuthorizationViolation) => {
+            tracing::error!(client, "NATS refused this client's user or password");
+        }
+        Event::ServerError(error) => {
+            tracing::error!(client, error = %error, "NATS refused an operation");
+        }
+        Event::Disconnected => tracing::warn!(client, "disconnected from NATS"),
+        Event::Connected => tracing::info!(client, "connected to NATS"),
+        Event::ClientError(error) => tracing::warn!(client, error = %error, "NATS client error"),
+        other => tracing::debug!(client, event = %other, "NATS connection event"),
+    }
 }
 
 /// Errors publishing results.

@@ -23,7 +23,7 @@ use insite_schemas::config::RedisConfig;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
 use tokio::sync::OnceCell;
 
 /// Timeouts and retries of a connection.
@@ -99,7 +99,14 @@ pub fn seeds(config: &RedisConfig) -> Vec<String> {
 }
 
 fn cluster_client(config: &RedisConfig, options: RedisOptions) -> RedisResult<ClusterClient> {
-    ClusterClient::builder(seeds(config))
+    let mut builder = ClusterClient::builder(seeds(config));
+    if let Some(user) = &config.user {
+        builder = builder.username(user.clone());
+    }
+    if let Some(password) = &config.password {
+        builder = builder.password(password.clone());
+    }
+    builder
         .connection_timeout(options.connection_timeout)
         .response_timeout(options.response_timeout)
         .retries(options.retries.max(1))
@@ -119,7 +126,7 @@ impl RedisConnection {
                 conn: Arc::new(OnceCell::new()),
             }));
         }
-        let client = redis::Client::open(config.url.as_str())?;
+        let client = client(config)?;
         let manager = ConnectionManager::new_lazy_with_config(client, manager_config(options))?;
         Ok(Self::Single(manager))
     }
@@ -134,7 +141,7 @@ impl RedisConnection {
             cluster.get().await?;
             return Ok(Self::Cluster(cluster));
         }
-        let client = redis::Client::open(config.url.as_str())?;
+        let client = client(config)?;
         let manager = ConnectionManager::new_with_config(client, manager_config(options)).await?;
         Ok(Self::Single(manager))
     }
@@ -144,6 +151,21 @@ impl RedisConnection {
     pub fn is_cluster(&self) -> bool {
         matches!(self, Self::Cluster(_))
     }
+}
+
+/// A client of the single server at `config.url`, as `config.user` with
+/// `config.password` when they are set (else as the URL says).
+pub fn client(config: &RedisConfig) -> RedisResult<redis::Client> {
+    let mut info = config.url.as_str().into_connection_info()?;
+    let mut redis = info.redis_settings().clone();
+    if let Some(user) = &config.user {
+        redis = redis.set_username(user.clone());
+    }
+    if let Some(password) = &config.password {
+        redis = redis.set_password(password.clone());
+    }
+    info = info.set_redis_settings(redis);
+    redis::Client::open(info)
 }
 
 fn manager_config(options: RedisOptions) -> ConnectionManagerConfig {

@@ -66,10 +66,17 @@ pub fn write_config(
         path: dir.to_owned(),
         source,
     })?;
-    std::fs::write(&path, text).map_err(|source| ChildConfigError::Write {
+    // It may hold passwords: only its owner may read it.
+    std::fs::write(&path, "").map_err(|source| ChildConfigError::Write {
         path: path.clone(),
         source,
     })?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .and_then(|()| std::fs::write(&path, text))
+        .map_err(|source| ChildConfigError::Write {
+            path: path.clone(),
+            source,
+        })?;
     Ok(path)
 }
 
@@ -87,8 +94,9 @@ pub fn spawn_pipeline(
     extra: &[String],
 ) -> Child {
     let dir = std::env::temp_dir().join(format!("insite-child-{}", std::process::id()));
+    let connections = crate::as_role(connections, insite_local::Role::Pipeline);
     let file =
-        write_config(&dir, &config.name, connections, config).expect("writing the child's config");
+        write_config(&dir, &config.name, &connections, config).expect("writing the child's config");
     Command::new(insite)
         .arg("--config")
         .arg(&file)

@@ -19,9 +19,19 @@
 //! [`TestEnv::with_database`]) and its own Redis key prefix, all removed
 //! again when the `TestEnv` is dropped.
 //!
+//! The servers are secured as `insite services up` secures them (users,
+//! NATS subject permissions, Redis ACL, ClickHouse read-only users; see
+//! `insite_local::security`), with every rule also under each test's own
+//! prefixes. A `TestEnv`'s `connections` are the admin's, for arranging and
+//! checking; [`TestEnv::connections_as`] gives a [`Role`]'s users, and the
+//! query service and pipeline the kit starts ([`service`], [`child`]) run as
+//! their roles.
+//!
 //! To run against servers that are already up (say `insite services up`),
 //! set `INSITE_TEST_NATS_URL`, `INSITE_TEST_REDIS_URL` and
-//! `INSITE_TEST_CLICKHOUSE_URL`; the isolation per test is the same.
+//! `INSITE_TEST_CLICKHOUSE_URL` (and `INSITE_TEST_SECRETS` to their
+//! `secrets.toml` when they are secured); the isolation per test is the
+//! same.
 //!
 //! ## Layout
 //! - [`servers`]: start or reuse the servers; [`Servers::stop`] and
@@ -37,6 +47,8 @@
 //! - [`child`]: `insite` as a child process: its config file, starting and
 //!   terminating it.
 //! - [`jetstream`]: a stream's messages and events read back.
+//! - [`logs`]: the `warn` and `error` lines insite logged, for tests of
+//!   refusals.
 //! - [`results`]: the result tables read back and compared.
 //! - [`clients`]: real API clients from PyPI (the vendor's Python client,
 //!   schemathesis) in a virtualenv, and the scripts that drive them.
@@ -55,13 +67,14 @@ pub mod clients;
 pub mod faults;
 pub mod fixtures;
 pub mod jetstream;
+pub mod logs;
 pub mod pipeline;
 pub mod results;
 pub mod service;
 pub mod wait;
 
 use insite_local::server::{self, ServerKind};
-use insite_local::LocalConfig;
+use insite_local::{LocalConfig, Role, Secrets, Security};
 use insite_schemas::config::{
     ClickHouseConfig, Connections, NatsConfig, RedisConfig, StreamsConfig,
 };
@@ -77,6 +90,9 @@ pub struct Servers {
     pub clickhouse_url: String,
     /// The local config they were started with (`None` for external servers).
     pub local: Option<LocalConfig>,
+    /// The passwords of every user (`None`: servers without users, given by
+    /// `INSITE_TEST_*_URL` without `INSITE_TEST_SECRETS`).
+    pub secrets: Option<Secrets>,
 }
 
 impl Servers {
@@ -151,11 +167,18 @@ pub fn servers() -> &'static Servers {
             std::env::var("INSITE_TEST_REDIS_URL"),
             std::env::var("INSITE_TEST_CLICKHOUSE_URL"),
         ) {
+            // Secured external servers: their secrets file (as written by
+            // `insite services up`).
+            let secrets = std::env::var("INSITE_TEST_SECRETS").ok().map(|path| {
+                Secrets::load(std::path::Path::new(&path))
+                    .unwrap_or_else(|e| panic!("INSITE_TEST_SECRETS: {e}"))
+            });
             return Servers {
                 nats_url,
                 redis_url,
                 clickhouse_url,
                 local: None,
+                secrets,
             };
         }
         start_own_servers()
@@ -163,12 +186,18 @@ pub fn servers() -> &'static Servers {
 }
 
 fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let printed = tracing_subscriber::fmt::layer()
+        .with_test_writer()
+        .with_filter(
             tracing_subscriber::EnvFilter::try_from_env("INSITE_TEST_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_test_writer()
+        );
+    let _ = tracing_subscriber::registry()
+        .with(printed)
+        .with(logs::CaptureLayer)
         .try_init();
 }
 
@@ -177,7 +206,10 @@ fn start_own_servers() -> Servers {
     remove_dead_runs(&base);
     let root = base.join(std::process::id().to_string());
     let tools = insite_local::default_root(&workspace_root()).join("tools");
-    let config = LocalConfig::with_free_ports(&root, tools).expect("reserving free ports");
+    let mut config = LocalConfig::with_free_ports(&root, tools).expect("reserving free ports");
+    // Secured as `insite services up` is, with every rule also under each
+    // test's own subject and key prefixes.
+    config.security = Security::SecuredForTests;
     // The servers get the parent-death signal when the thread that spawned
     // them ends, so they are spawned from a thread that lives as long as the
     // process: they die with the test process, however it ends.
@@ -198,11 +230,13 @@ fn start_own_servers() -> Servers {
         .expect("server keeper thread ended")
         .unwrap_or_else(|e| panic!("starting test servers under {}: {e}", root.display()));
     tracing::info!(?statuses, "test servers up");
+    let secrets = config.secrets().expect("the test servers' secrets");
     Servers {
         nats_url: config.nats_url(),
         redis_url: config.redis_url(),
         clickhouse_url: config.clickhouse_url(),
         local: Some(config),
+        secrets,
     }
 }
 
@@ -252,6 +286,33 @@ fn remove_dead_runs(base: &std::path::Path) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// `connections` with `role`'s users and passwords on the shared servers
+/// (servers `role` has no user on get none, as a component of that role
+/// would). Unchanged when the servers have no users.
+pub fn as_role(connections: &Connections, role: Role) -> Connections {
+    let Some(secrets) = &servers().secrets else {
+        return connections.clone();
+    };
+    let mut c = connections.clone();
+    let nats = secrets.nats(role);
+    c.nats.user = Some(nats.user);
+    c.nats.password = Some(nats.password);
+    match secrets.clickhouse(role) {
+        Some(ch) => {
+            c.clickhouse.user = ch.user;
+            c.clickhouse.password = ch.password;
+        }
+        None => {
+            c.clickhouse.user = "default".into();
+            c.clickhouse.password = String::new();
+        }
+    }
+    let redis = secrets.redis(role);
+    c.redis.user = redis.as_ref().map(|r| r.user.clone());
+    c.redis.password = redis.map(|r| r.password);
+    c
 }
 
 /// Stream settings of a test: the defaults with small byte limits.
@@ -317,10 +378,16 @@ impl TestEnv {
             },
         };
         Self {
-            connections: base.isolated(&format!("t_{id}")),
+            connections: as_role(&base.isolated(&format!("t_{id}")), Role::Admin),
             id,
             databases: Mutex::new(Vec::new()),
         }
+    }
+
+    /// This test's connections as `role`'s users (see [`as_role`]): what a
+    /// component of that role is given.
+    pub fn connections_as(&self, role: Role) -> Connections {
+        as_role(&self.connections, role)
     }
 
     /// This test's connections with the results in a ClickHouse database of
@@ -337,9 +404,9 @@ impl TestEnv {
         connections
     }
 
-    /// A NATS client.
+    /// A NATS client (as this environment's user, the admin by default).
     pub async fn nats(&self) -> async_nats::Client {
-        async_nats::connect(&self.connections.nats.url)
+        insite_sinks::nats::connect(&self.connections.nats, "insite-test")
             .await
             .expect("connecting to NATS")
     }
@@ -388,9 +455,10 @@ impl TestEnv {
         insite_sinks::clickhouse::connect(&self.connections.clickhouse)
     }
 
-    /// A Redis connection.
+    /// A Redis connection (as this environment's user, the admin by
+    /// default).
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.connections.redis.url.as_str())
+        insite_sinks::redis_conn::client(&self.connections.redis)
             .expect("parsing the Redis URL")
             .get_multiplexed_async_connection()
             .await
@@ -451,7 +519,7 @@ async fn cleanup(
     databases: &[String],
     redis_config: &RedisConfig,
 ) {
-    if let Ok(client) = async_nats::connect(&nats.url).await {
+    if let Ok(client) = insite_sinks::nats::connect(nats, "insite-test-cleanup").await {
         let js = async_nats::jetstream::new(client);
         let s = &nats.streams;
         for name in [&s.market, &s.social, &s.derived, &s.dlq] {
@@ -465,7 +533,7 @@ async fn cleanup(
             .execute()
             .await;
     }
-    if let Ok(client) = redis::Client::open(redis_config.url.as_str()) {
+    if let Ok(client) = insite_sinks::redis_conn::client(redis_config) {
         if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
             let pattern = format!("{}*", redis_config.key_prefix);
             let mut cursor: u64 = 0;

@@ -58,7 +58,7 @@ pub async fn start_query(env: &TestEnv, query: QueryConfig) -> QueryService {
     let stop = CancellationToken::new();
     let config = ServeConfig {
         query,
-        connections: env.connections.clone(),
+        connections: env.connections_as(insite_local::Role::Query),
     };
     let task = tokio::spawn(insite_query::serve(config, listener, stop.clone()));
     let service = QueryService { addr, stop, task };
@@ -104,7 +104,10 @@ impl PipelineService {
 /// Starts `insite_pipeline::run` with `config` on `connections`.
 pub fn start_pipeline(connections: &Connections, config: &PipelineConfig) -> PipelineService {
     let stop = CancellationToken::new();
-    let run = RunConfig::new(connections.clone(), config.clone());
+    let run = RunConfig::new(
+        crate::as_role(connections, insite_local::Role::Pipeline),
+        config.clone(),
+    );
     let task = {
         let stop = stop.clone();
         tokio::spawn(async move { insite_pipeline::run(&run, stop).await })

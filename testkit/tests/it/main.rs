@@ -27,3 +27,4 @@ mod query_schemathesis;
 mod query_vendor;
 mod query_ws;
 mod redis_sink;
+mod security;
