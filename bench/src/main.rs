@@ -20,6 +20,7 @@
 //! | `pipeline` | raw JetStream consume vs the pipeline's sustained rate, end-to-end latency, peak memory of an `insite pipeline run` child | [`pipeline`] |
 //! | `query` | an `insite query serve` child under HTTP and WebSocket load | [`query`] |
 //! | `backfill` | `insite backfill` and `insite ingest files` of a generated trades file vs Bytewax 0.21 over the same file, bars compared | [`backfill`] |
+//! | `soak` | the live system (pipeline, query service, synthetic feed) for minutes at a rate: RSS of every process, each server's disk, ClickHouse's active and outdated parts, NATS's streams, over time | [`soak`] |
 //! | `faults` | the node-loss fault suite on a local cluster: availability, time to full service, events lost, tables against a run without faults | [`faults`] |
 //!
 //! Shared modules:
@@ -47,6 +48,7 @@ mod pipeline;
 mod procstat;
 mod query;
 mod servers;
+mod soak;
 
 use clap::{Parser, Subcommand};
 
@@ -83,6 +85,9 @@ enum Command {
     /// Kill each kind of node of a local cluster under load, one at a
     /// time, and report availability, recovery, loss and table equality.
     Faults(faults::BenchFaultsArgs),
+    /// The live system for minutes at a steady rate: memory, disk,
+    /// ClickHouse parts and NATS streams over time.
+    Soak(soak::BenchSoakArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -98,6 +103,7 @@ fn main() -> anyhow::Result<()> {
         Command::Query(args) => query::run(&config, args),
         Command::Backfill(args) => backfill::run(&config, args),
         Command::Faults(args) => faults::run(&config, args),
+        Command::Soak(args) => soak::run(&config, args),
     }
 }
 

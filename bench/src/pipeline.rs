@@ -171,7 +171,7 @@ struct Live {
 /// live feed starting now sits for the whole phase: the nominal rate is
 /// divided by it so that the published rate is the asked one (the
 /// achieved rate is printed).
-const OPEN_INTENSITY: f64 = 2.35 / 1.15;
+pub(crate) const OPEN_INTENSITY: f64 = 2.35 / 1.15;
 
 /// The memory phase.
 #[derive(Debug)]

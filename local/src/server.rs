@@ -208,6 +208,26 @@ pub fn command(
     Ok(cmd)
 }
 
+/// Seconds a part replaced by a merge stays on disk before it is removed
+/// (ClickHouse's `old_parts_lifetime`, 480 by default).
+///
+/// Every `INSERT` makes a part and merges keep replacing parts with bigger
+/// ones; the replaced parts stay on disk for this long, in case the server
+/// restarts before the merged part's pages reach the disk. At one insert per
+/// table per second, 480 s kept thousands of small parts (18.16 writes two
+/// files per column for each) and several times the live data on disk. A
+/// minute is still twice the kernel's writeback delay (`vm.dirty_expire_centisecs`,
+/// 30 s by default), after which a merged part is on disk.
+pub const OLD_PARTS_LIFETIME_S: u32 = 60;
+
+/// The `<merge_tree>` section of a generated ClickHouse config: MergeTree
+/// settings for every table of the server (see [`OLD_PARTS_LIFETIME_S`]).
+pub fn merge_tree_settings() -> String {
+    format!(
+        "  <merge_tree>\n    <old_parts_lifetime>{OLD_PARTS_LIFETIME_S}</old_parts_lifetime>\n  </merge_tree>\n"
+    )
+}
+
 fn write_clickhouse_config(
     config: &LocalConfig,
     data: &Path,
@@ -251,8 +271,9 @@ fn write_clickhouse_config(
   <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
   <max_session_timeout>3600</max_session_timeout>
   <default_session_timeout>60</default_session_timeout>
-</yandex>
+{merge_tree}</yandex>
 "#,
+        merge_tree = merge_tree_settings(),
         http = config.clickhouse_http_port,
         tcp = config.clickhouse_tcp_port,
         inter = config.clickhouse_interserver_port,
@@ -465,6 +486,26 @@ fn read_to_end(stream: &mut TcpStream) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_generated_config_keeps_replaced_parts_a_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LocalConfig::new(dir.path());
+        let path = write_clickhouse_config(&config, &dir.path().join("clickhouse")).unwrap();
+        let xml = fs::read_to_string(path).unwrap();
+        let section = xml
+            .split_once("<merge_tree>")
+            .and_then(|(_, rest)| rest.split_once("</merge_tree>"))
+            .map(|(inside, _)| inside.to_owned())
+            .unwrap();
+        assert!(
+            section.contains(&format!(
+                "<old_parts_lifetime>{OLD_PARTS_LIFETIME_S}</old_parts_lifetime>"
+            )),
+            "{section}"
+        );
+        assert!(xml.trim_end().ends_with("</yandex>"));
+    }
 
     #[test]
     fn nothing_listening_is_down() {

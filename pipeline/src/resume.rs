@@ -227,10 +227,41 @@ impl ProgressStore {
         Ok(least)
     }
 
-    async fn write(&self, row: CheckpointRow) -> Result<(), ResumeError> {
-        ch::insert(&self.client, CheckpointRow::TABLE, &[row])
+    /// Writes `rows` in one `INSERT` (one part on the server).
+    pub async fn write_rows(&self, rows: &[CheckpointRow]) -> Result<(), ResumeError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        ch::insert(&self.client, CheckpointRow::TABLE, rows)
             .await
             .map_err(|e| self.error(e))
+    }
+
+    /// The row recording `durable` as this process's frontier of `source`.
+    pub fn process_row(&self, source: InputSource, durable: TimestampMs) -> CheckpointRow {
+        CheckpointRow {
+            pipeline: format!("{}/{}", self.pipeline, self.process),
+            source: source.name().to_owned(),
+            durable_ms: durable,
+            resume_seq: 0,
+            max_ts_ms: TimestampMs::MIN,
+            updated_at: datetime_secs(now_ms()),
+            version: self.next_version(),
+        }
+    }
+
+    /// The pipeline's row of `source` (process 0 only): its durable frontier
+    /// over every process and its checkpoint.
+    pub fn pipeline_row(&self, source: InputSource, checkpoint: StreamCheckpoint) -> CheckpointRow {
+        CheckpointRow {
+            pipeline: self.pipeline.clone(),
+            source: source.name().to_owned(),
+            durable_ms: checkpoint.floor(),
+            resume_seq: checkpoint.resume_seq,
+            max_ts_ms: checkpoint.max_ts.unwrap_or(TimestampMs::MIN),
+            updated_at: datetime_secs(now_ms()),
+            version: self.next_version(),
+        }
     }
 
     /// Records `durable` as this process's frontier of `source`.
@@ -239,16 +270,7 @@ impl ProgressStore {
         source: InputSource,
         durable: TimestampMs,
     ) -> Result<(), ResumeError> {
-        self.write(CheckpointRow {
-            pipeline: format!("{}/{}", self.pipeline, self.process),
-            source: source.name().to_owned(),
-            durable_ms: durable,
-            resume_seq: 0,
-            max_ts_ms: TimestampMs::MIN,
-            updated_at: datetime_secs(now_ms()),
-            version: self.next_version(),
-        })
-        .await
+        self.write_rows(&[self.process_row(source, durable)]).await
     }
 
     /// Records the pipeline's row of `source` (process 0 only): its durable
@@ -258,15 +280,7 @@ impl ProgressStore {
         source: InputSource,
         checkpoint: StreamCheckpoint,
     ) -> Result<(), ResumeError> {
-        self.write(CheckpointRow {
-            pipeline: self.pipeline.clone(),
-            source: source.name().to_owned(),
-            durable_ms: checkpoint.floor(),
-            resume_seq: checkpoint.resume_seq,
-            max_ts_ms: checkpoint.max_ts.unwrap_or(TimestampMs::MIN),
-            updated_at: datetime_secs(now_ms()),
-            version: self.next_version(),
-        })
-        .await
+        self.write_rows(&[self.pipeline_row(source, checkpoint)])
+            .await
     }
 }

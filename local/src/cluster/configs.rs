@@ -297,9 +297,11 @@ fn write_clickhouse_config(
   </distributed_ddl>
   <merge_tree>
     <replicated_deduplication_window>1000</replicated_deduplication_window>
+    <old_parts_lifetime>{old_parts}</old_parts_lifetime>
   </merge_tree>
 </yandex>
 "#,
+        old_parts = crate::server::OLD_PARTS_LIFETIME_S,
         http = config.clickhouse_http_port(i),
         tcp = config.clickhouse_tcp_port(i),
         inter = config.clickhouse_interserver_port(i),

@@ -11,6 +11,12 @@
 //! reports it, and the checkpoint task moves each stream's checkpoint past
 //! the messages whose deadline it passes ([`crate::progress::CheckpointTracker`]).
 //!
+//! Every insert makes a part on the server, so this task inserts little and
+//! often only where it must: each table at most once per flush (all tables
+//! at once, every `clickhouse_writer.max_age_ms`, 1 s by default, or sooner
+//! when one holds `max_rows`), and the frontiers and checkpoints of both
+//! streams in one `INSERT` at most once per flush age as well.
+//!
 //! When ClickHouse is down, the writers keep their batches and retry; the
 //! ClickHouse task stops reading while any writer is full, its bounded
 //! channel fills, and the output task waits: back-pressure, never unbounded
@@ -266,9 +272,10 @@ impl Intake {
     }
 }
 
-/// How often the durable frontiers are recorded (and, in a cluster, the
-/// least frontiers over the processes looked up).
-const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+/// The least and the most time between two records of the durable
+/// frontiers: they are recorded once per flush age (`max_age_ms`), within
+/// these bounds.
+const PROGRESS_EVERY: (Duration, Duration) = (Duration::from_millis(20), Duration::from_secs(5));
 
 /// How long a stopping task waits for the checkpoints its last frontier
 /// allows (the checkpoint task answers within milliseconds; they may also
@@ -305,6 +312,9 @@ pub(super) struct ClickHouseTask {
     floor: [TimestampMs; 2],
     /// Per stream, the latest frontier received from the output task.
     frontier: [TimestampMs; 2],
+    /// How often the durable frontiers are recorded (and, in a cluster, the
+    /// least frontiers over the processes looked up): once per flush age.
+    progress_every: Duration,
 }
 
 impl ClickHouseTask {
@@ -315,6 +325,8 @@ impl ClickHouseTask {
             recording: None,
             floor: [TimestampMs::MIN; 2],
             frontier: [TimestampMs::MIN; 2],
+            progress_every: Duration::from_millis(writer.max_age_ms)
+                .clamp(PROGRESS_EVERY.0, PROGRESS_EVERY.1),
         }
     }
 
@@ -384,17 +396,21 @@ impl ClickHouseTask {
         Ok(())
     }
 
-    /// One attempt at recording: this process's rows, the least over the
-    /// processes, and (process 0) the pipeline's rows.
+    /// One attempt at recording: the least frontier over the processes,
+    /// then this process's rows and (process 0) the pipeline's rows, of
+    /// both streams, in one `INSERT` (one part on the server). The order
+    /// within it does not matter: the least frontier takes this process's
+    /// own frontiers as they are, not as recorded.
     async fn record(
         recording: &Recording,
         frontiers: [TimestampMs; 2],
     ) -> Result<[Option<TimestampMs>; 2], ResumeError> {
         let store = &recording.store;
         let mut least = [None, None];
+        let mut rows = Vec::with_capacity(4);
         for source in [InputSource::Market, InputSource::Social] {
             let own = frontiers[source.index()];
-            store.save_process(source, own).await?;
+            rows.push(store.process_row(source, own));
             least[source.index()] = store.global(source, own).await?;
         }
         if let Some(checkpoints) = &recording.checkpoints {
@@ -404,18 +420,17 @@ impl ClickHouseTask {
                     continue;
                 };
                 let (resume_seq, max_ts) = checkpoints[source.index()];
-                store
-                    .save_pipeline(
-                        source,
-                        StreamCheckpoint {
-                            durable_ms: Some(durable_ms),
-                            resume_seq,
-                            max_ts,
-                        },
-                    )
-                    .await?;
+                rows.push(store.pipeline_row(
+                    source,
+                    StreamCheckpoint {
+                        durable_ms: Some(durable_ms),
+                        resume_seq,
+                        max_ts,
+                    },
+                ));
             }
         }
+        store.write_rows(&rows).await?;
         Ok(least)
     }
 
@@ -437,7 +452,10 @@ impl ClickHouseTask {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_recorded = [TimestampMs::MIN; 2];
         let mut last_checkpoints = None;
-        let mut last_progress = Instant::now() - PROGRESS_EVERY;
+        let progress_every = self.progress_every;
+        let mut last_progress = Instant::now()
+            .checked_sub(progress_every)
+            .unwrap_or_else(Instant::now);
         let mut open = true;
         let mut in_flight: Option<InFlight> = None;
         // The latest frontiers known durable and not yet recorded.
@@ -481,11 +499,11 @@ impl ClickHouseTask {
             }
             let done = !open && in_flight.is_none() && self.tables.pending() == 0;
             // The frontiers move with the watermarks, every few
-            // milliseconds: they are recorded at most every PROGRESS_EVERY
+            // milliseconds: they are recorded at most once per flush age
             // (and at the end), and again while the pipeline's record lags
             // (a cluster's other processes, or checkpoints that moved).
             if let Some(frontiers) = confirmed {
-                if last_progress.elapsed() >= PROGRESS_EVERY || done {
+                if last_progress.elapsed() >= progress_every || done {
                     let checkpoints = self
                         .recording
                         .as_ref()

@@ -30,6 +30,13 @@ use crate::retry::{retry_forever, Backoff};
 pub use super::classify::is_retryable;
 
 /// When a writer flushes and how it retries.
+///
+/// The defaults follow ClickHouse's advice of about one `INSERT` per table
+/// per second: every insert makes a part, which merges later rewrite and
+/// replace, so the flush age, not the row rate, sets the server's part
+/// churn. A second's age keeps that to one part per table per second;
+/// readers of live state never wait for it, since Redis and the DERIVED
+/// stream carry the hot path (see `docs/pipeline.md`, "Flush policy").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WriterConfig {
@@ -49,8 +56,8 @@ pub struct WriterConfig {
 impl Default for WriterConfig {
     fn default() -> Self {
         Self {
-            max_rows: 50_000,
-            max_age_ms: 250,
+            max_rows: 100_000,
+            max_age_ms: 1_000,
             capacity_rows: 200_000,
             retry_initial_ms: 100,
             retry_max_ms: 5_000,

@@ -16,6 +16,7 @@ mod nats_retention;
 mod nats_sink;
 mod pipeline_derived;
 mod pipeline_e2e;
+mod pipeline_flush;
 mod pipeline_output;
 mod pipeline_replay;
 mod pipeline_source;
