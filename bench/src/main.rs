@@ -20,6 +20,7 @@
 //! | `pipeline` | raw JetStream consume vs the pipeline's sustained rate, end-to-end latency, peak memory of an `insite pipeline run` child | [`pipeline`] |
 //! | `query` | an `insite query serve` child under HTTP and WebSocket load | [`query`] |
 //! | `backfill` | `insite backfill` and `insite ingest files` of a generated trades file vs Bytewax 0.21 over the same file, bars compared | [`backfill`] |
+//! | `e2e` | event time → a WebSocket client's receipt of the bar update, through `insite ingest`, JetStream, `insite pipeline run` and `insite query serve` children | [`e2e`] |
 //! | `faults` | the node-loss fault suite on a local cluster: availability, time to full service, events lost, tables against a run without faults | [`faults`] |
 //!
 //! Shared modules:
@@ -40,6 +41,7 @@
 
 mod backfill;
 mod child;
+mod e2e;
 mod faults;
 mod ingest;
 mod load;
@@ -80,6 +82,9 @@ enum Command {
     /// History: `insite backfill` and `insite ingest files` of a generated
     /// trades file against Bytewax over the same file, bars compared.
     Backfill(backfill::BenchBackfillArgs),
+    /// End to end: event time to a WebSocket client's receipt of the bar
+    /// update, through ingest, the pipeline and the query service.
+    E2e(e2e::BenchE2eArgs),
     /// Kill each kind of node of a local cluster under load, one at a
     /// time, and report availability, recovery, loss and table equality.
     Faults(faults::BenchFaultsArgs),
@@ -97,6 +102,7 @@ fn main() -> anyhow::Result<()> {
         Command::Pipeline(args) => pipeline::run(&config, args),
         Command::Query(args) => query::run(&config, args),
         Command::Backfill(args) => backfill::run(&config, args),
+        Command::E2e(args) => e2e::run(&config, args),
         Command::Faults(args) => faults::run(&config, args),
     }
 }
