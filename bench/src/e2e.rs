@@ -353,7 +353,9 @@ async fn bench(
     let ingest_metrics = free_addr()?;
     let symbol_list = (0..args.symbols).map(symbol).collect::<Vec<_>>().join(",");
     let rate = format!("{}", args.rate / crate::pipeline::OPEN_INTENSITY);
-    let duration = format!("{}ms", (total * 1_000.0).round() as u64);
+    // A little longer than measured, so that its exporter is still there to
+    // be read at the end.
+    let duration = format!("{}ms", ((total + 3.0) * 1_000.0).round() as u64);
     let batch_ms = args.batch_ms.to_string();
     let mut ingest = InsiteChild::spawn(
         insite,

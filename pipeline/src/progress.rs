@@ -364,7 +364,7 @@ mod tests {
                     },
                     None => Some(read),
                 };
-                if seq % batch as u64 == 0 {
+                if seq.is_multiple_of(batch as u64) {
                     if let Some(r) = run.take() {
                         tracker.read(r);
                     }
