@@ -21,6 +21,7 @@
 //! | `query` | an `insite query serve` child under HTTP and WebSocket load | [`query`] |
 //! | `backfill` | `insite backfill` and `insite ingest files` of a generated trades file vs Bytewax 0.21 over the same file, bars compared | [`backfill`] |
 //! | `soak` | the live system (pipeline, query service, synthetic feed) for minutes at a rate: RSS of every process, each server's disk, ClickHouse's active and outdated parts, NATS's streams, over time | [`soak`] |
+//! | `e2e` | event time → a WebSocket client's receipt of the bar update, through `insite ingest`, JetStream, `insite pipeline run` and `insite query serve` children | [`e2e`] |
 //! | `faults` | the node-loss fault suite on a local cluster: availability, time to full service, events lost, tables against a run without faults | [`faults`] |
 //!
 //! Shared modules:
@@ -41,6 +42,7 @@
 
 mod backfill;
 mod child;
+mod e2e;
 mod faults;
 mod ingest;
 mod load;
@@ -82,6 +84,9 @@ enum Command {
     /// History: `insite backfill` and `insite ingest files` of a generated
     /// trades file against Bytewax over the same file, bars compared.
     Backfill(backfill::BenchBackfillArgs),
+    /// End to end: event time to a WebSocket client's receipt of the bar
+    /// update, through ingest, the pipeline and the query service.
+    E2e(e2e::BenchE2eArgs),
     /// Kill each kind of node of a local cluster under load, one at a
     /// time, and report availability, recovery, loss and table equality.
     Faults(faults::BenchFaultsArgs),
@@ -102,6 +107,7 @@ fn main() -> anyhow::Result<()> {
         Command::Pipeline(args) => pipeline::run(&config, args),
         Command::Query(args) => query::run(&config, args),
         Command::Backfill(args) => backfill::run(&config, args),
+        Command::E2e(args) => e2e::run(&config, args),
         Command::Faults(args) => faults::run(&config, args),
         Command::Soak(args) => soak::run(&config, args),
     }

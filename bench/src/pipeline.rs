@@ -65,6 +65,10 @@ pub struct BenchPipelineArgs {
     /// publishing is as fast as possible).
     #[arg(long, default_value_t = 200_000.0)]
     backlog_rate: f64,
+    /// Most trades or quotes of one symbol per backlog message (ingest's
+    /// `--batch-size`; larger messages, fewer of them).
+    #[arg(long, default_value_t = BatchConfig::default().max_events)]
+    backlog_batch_size: usize,
     /// Event time of the backlogs' first event (RFC 3339).
     #[arg(long, default_value = "2024-03-04T14:30:00Z")]
     start: String,
@@ -235,6 +239,7 @@ async fn bench(
             args.symbols,
             args.events,
             args.backlog_rate,
+            args.backlog_batch_size,
             start_ms,
         )
         .await?;
@@ -299,6 +304,7 @@ async fn publish_backlog(
     symbols: usize,
     events: u64,
     rate: f64,
+    batch_size: usize,
     start_ms: i64,
 ) -> anyhow::Result<Backlog> {
     let js = insite_ingest::connect(nats).await?;
@@ -311,6 +317,10 @@ async fn publish_backlog(
         start_ms,
         // Every event is stored once, so ClickHouse ends up with them all.
         duplicate_share: 0.0,
+        batch: BatchConfig {
+            max_events: batch_size.max(1),
+            ..BatchConfig::default()
+        },
         ..SyntheticConfig::default()
     };
     let started = Instant::now();
@@ -628,6 +638,7 @@ async fn memory(
         args.memory_symbols,
         args.memory_events,
         args.backlog_rate,
+        args.backlog_batch_size,
         start_ms,
     )
     .await?;

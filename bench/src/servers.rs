@@ -124,6 +124,19 @@ impl BenchServers {
         }
     }
 
+    /// The name and pid of each server this benchmark started (none for
+    /// servers given by URL), for their CPU.
+    pub fn server_pids(&self) -> Vec<(String, u32)> {
+        self._own
+            .iter()
+            .flat_map(|own| {
+                own.started.iter().filter_map(|&kind| {
+                    server::running_pid(&own.local, kind).map(|pid| (kind.name().to_owned(), pid))
+                })
+            })
+            .collect()
+    }
+
     /// These servers with `tag`'s own names
     /// ([`Connections::isolated`]); ClickHouse keeps the configured
     /// credentials.

@@ -32,7 +32,15 @@ pub fn exporter() -> Result<PrometheusBuilder, BuildError> {
             LATENCY_BUCKETS,
         )?
         .set_buckets_for_metric(
+            Matcher::Full("insite_pipeline_event_to_read_seconds".into()),
+            LATENCY_BUCKETS,
+        )?
+        .set_buckets_for_metric(
             Matcher::Full("insite_ingest_publish_ack_seconds".into()),
+            LATENCY_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("insite_ingest_event_to_ack_seconds".into()),
             LATENCY_BUCKETS,
         )?
         .set_buckets_for_metric(
@@ -53,6 +61,11 @@ mod tests {
             metrics::histogram!("insite_pipeline_clickhouse_flush_seconds").record(0.3);
             metrics::histogram!("insite_ingest_publish_ack_seconds", "feed" => "files")
                 .record(0.004);
+            metrics::histogram!("insite_ingest_event_to_ack_seconds", "feed" => "synthetic")
+                .record(0.02);
+            metrics::histogram!("insite_pipeline_event_to_read_seconds", "source" => "market")
+                .record(0.03);
+            metrics::histogram!("insite_pipeline_event_to_redis_seconds").record(0.04);
         });
         let text = handle.render();
         assert!(
@@ -65,6 +78,13 @@ mod tests {
             ),
             "{text}"
         );
+        for bucket in [
+            "insite_ingest_event_to_ack_seconds_bucket{feed=\"synthetic\",le=\"0.025\"} 1",
+            "insite_pipeline_event_to_read_seconds_bucket{source=\"market\",le=\"0.05\"} 1",
+            "insite_pipeline_event_to_redis_seconds_bucket{le=\"0.05\"} 1",
+        ] {
+            assert!(text.contains(bucket), "{bucket} missing from {text}");
+        }
         assert!(!text.contains("quantile="), "{text}");
     }
 }

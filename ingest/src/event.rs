@@ -77,6 +77,9 @@ pub struct OutMessage {
     pub payload: Bytes,
     /// Number of events inside.
     pub events: u32,
+    /// Event time of its oldest event (`None` for a message of no event),
+    /// for `insite_ingest_event_to_ack_seconds`.
+    pub oldest_ts: Option<TimestampMs>,
 }
 
 fn encode_with<T: WireType>(value: &T) -> Result<(SchemaId, Bytes), EncodeError> {
@@ -96,6 +99,7 @@ pub fn single(event: &Event, streams: &StreamsConfig) -> Result<OutMessage, Enco
         schema,
         payload,
         events: 1,
+        oldest_ts: Some(event.ts()),
     })
 }
 
@@ -113,6 +117,7 @@ fn batch_message<T: Clone>(
     subject: String,
     prefix: &str,
     first_key: String,
+    oldest_ts: Option<TimestampMs>,
 ) -> Result<OutMessage, EncodeError>
 where
     Batch<T>: WireType,
@@ -129,6 +134,7 @@ where
         schema,
         payload,
         events: count,
+        oldest_ts,
     })
 }
 
@@ -143,7 +149,8 @@ pub fn trade_batch(
     };
     let subject = streams.subject(&subjects::trades(&first.symbol));
     let key = format!("t:{}:{}", first.symbol, first.ts);
-    batch_message(events, subject, "tb", key).map(Some)
+    let oldest = events.iter().map(|t| t.ts).min();
+    batch_message(events, subject, "tb", key, oldest).map(Some)
 }
 
 /// The message of a batch of one symbol's quotes.
@@ -156,7 +163,8 @@ pub fn quote_batch(
     };
     let subject = streams.subject(&subjects::quotes(&first.symbol));
     let key = format!("q:{}:{}", first.symbol, first.ts);
-    batch_message(events, subject, "qb", key).map(Some)
+    let oldest = events.iter().map(|q| q.ts).min();
+    batch_message(events, subject, "qb", key, oldest).map(Some)
 }
 
 /// The message of a batch of one source's posts.
@@ -169,7 +177,8 @@ pub fn post_batch(
     };
     let subject = streams.subject(&subjects::posts(&first.source));
     let key = msgid::post_msg_id(first);
-    batch_message(events, subject, "pb", key).map(Some)
+    let oldest = events.iter().map(|p| p.ts).min();
+    batch_message(events, subject, "pb", key, oldest).map(Some)
 }
 
 #[cfg(test)]

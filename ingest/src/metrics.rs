@@ -10,6 +10,7 @@
 //! | `insite_ingest_rejected_total` | counter | input lines or frames rejected (and dead-lettered) |
 //! | `insite_ingest_events_total` | counter | events inside acknowledged messages |
 //! | `insite_ingest_publish_ack_seconds` | histogram | time from first send to acknowledgement |
+//! | `insite_ingest_event_to_ack_seconds` | histogram | event time of a message's oldest event to its acknowledgement (batching included; a feed of history gives old ages) |
 //!
 //! The recorder (a Prometheus endpoint, say) is installed by the binary;
 //! without one, these are no-ops.
@@ -30,6 +31,8 @@ pub const REJECTED: &str = "insite_ingest_rejected_total";
 pub const EVENTS: &str = "insite_ingest_events_total";
 /// Name of the publish-to-ack latency histogram, in seconds.
 pub const ACK_SECONDS: &str = "insite_ingest_publish_ack_seconds";
+/// Name of the event-time-to-ack latency histogram, in seconds.
+pub const EVENT_TO_ACK_SECONDS: &str = "insite_ingest_event_to_ack_seconds";
 
 /// Handles on every ingest metric for one feed, registered once so the hot
 /// path only increments.
@@ -49,6 +52,8 @@ pub struct IngestMetrics {
     pub events: Counter,
     /// Publish-to-ack latency.
     pub ack_seconds: Histogram,
+    /// Event time (of a message's oldest event) to ack.
+    pub event_to_ack_seconds: Histogram,
 }
 
 impl IngestMetrics {
@@ -62,7 +67,8 @@ impl IngestMetrics {
             retried: metrics::counter!(RETRIED, "feed" => feed.clone()),
             rejected: metrics::counter!(REJECTED, "feed" => feed.clone()),
             events: metrics::counter!(EVENTS, "feed" => feed.clone()),
-            ack_seconds: metrics::histogram!(ACK_SECONDS, "feed" => feed),
+            ack_seconds: metrics::histogram!(ACK_SECONDS, "feed" => feed.clone()),
+            event_to_ack_seconds: metrics::histogram!(EVENT_TO_ACK_SECONDS, "feed" => feed),
         }
     }
 
@@ -81,6 +87,11 @@ impl IngestMetrics {
             ACK_SECONDS,
             metrics::Unit::Seconds,
             "Time from first send to JetStream acknowledgement."
+        );
+        metrics::describe_histogram!(
+            EVENT_TO_ACK_SECONDS,
+            metrics::Unit::Seconds,
+            "Event time of a message's oldest event to its JetStream acknowledgement."
         );
     }
 }

@@ -29,7 +29,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use insite_schemas::config::StreamsConfig;
 use insite_schemas::wire::SchemaId;
-use insite_schemas::{subjects, wire};
+use insite_schemas::{subjects, wire, TimestampMs};
 use tokio::time::Instant;
 
 use crate::error::IngestError;
@@ -281,7 +281,7 @@ impl Publisher {
             message.subject,
             headers,
             message.payload,
-            message.events,
+            (message.events, message.oldest_ts),
             false,
         )
         .await
@@ -310,8 +310,14 @@ impl Publisher {
         headers.insert(wire::DLQ_KIND_HEADER, kind);
         headers.insert(wire::DLQ_STAGE_HEADER, DLQ_STAGE);
         headers.insert(DLQ_ORIGIN_HEADER, one_line(origin).as_str());
-        self.send(subject, Headers::Full { headers, msg_id }, raw, 0, true)
-            .await
+        self.send(
+            subject,
+            Headers::Full { headers, msg_id },
+            raw,
+            (0, None),
+            true,
+        )
+        .await
     }
 
     async fn send(
@@ -319,7 +325,7 @@ impl Publisher {
         subject: String,
         headers: Headers,
         payload: Bytes,
-        events: u32,
+        (events, oldest_ts): (u32, Option<TimestampMs>),
         dead_letter: bool,
     ) -> Result<(), IngestError> {
         self.reap_ready();
@@ -344,11 +350,12 @@ impl Publisher {
             async move {
                 let (result, retries) = confirm(&resend, first).await;
                 if result.is_ok() {
-                    resend
-                        .shared
-                        .metrics
-                        .ack_seconds
-                        .record(started.elapsed().as_secs_f64());
+                    let metrics = &resend.shared.metrics;
+                    metrics.ack_seconds.record(started.elapsed().as_secs_f64());
+                    if let Some(ts) = oldest_ts {
+                        let age_ms = insite_schemas::time::now_ms().saturating_sub(ts).max(0);
+                        metrics.event_to_ack_seconds.record(age_ms as f64 / 1_000.0);
+                    }
                 }
                 Settled {
                     result,

@@ -13,12 +13,25 @@
 //! before it; seeing it again after a restart is harmless (see
 //! `docs/pipeline.md`).
 //!
+//! **Runs, not messages.** A message whose deadline is at most that of the
+//! message before it is finished with exactly when that one is (the
+//! checkpoint passes messages in order, and the frontier only grows), so it
+//! joins its predecessor's entry ([`Read::absorb`]): an entry is a run of
+//! consecutive messages, held with the run's last sequence and clock and
+//! the largest deadline. The entries' deadlines strictly increase, so the
+//! tracker holds one entry per distinct deadline (about one per window end
+//! of the longest window), not one per message, and the reading worker
+//! sends one run per activation rather than one record per message. The
+//! checkpoints are those a per-message tracker gives (a property test
+//! checks it).
+//!
 //! ```
 //! use insite_pipeline::progress::{CheckpointTracker, Read};
 //! let mut tracker = CheckpointTracker::new(0, None);
-//! tracker.read(Read { seq: 1, deadline: 60_000, max_ts: Some(1_000) });
-//! tracker.read(Read { seq: 2, deadline: 120_000, max_ts: Some(61_000) });
-//! tracker.read(Read { seq: 3, deadline: 60_000, max_ts: Some(61_000) });
+//! tracker.read(Read::one(1, 60_000, Some(1_000)));
+//! tracker.read(Read::one(2, 120_000, Some(61_000)));
+//! tracker.read(Read::one(3, 60_000, Some(61_000))); // joins 2's entry
+//! assert_eq!((tracker.held(), tracker.entries()), (3, 2));
 //! assert!(tracker.advance(60_000)); // seq 1 is finished; 3 waits for 2
 //! assert_eq!(tracker.checkpoint(), (1, Some(1_000)));
 //! assert!(tracker.advance(120_000));
@@ -33,24 +46,56 @@ use tokio::sync::{mpsc, watch};
 
 use crate::source::InputSource;
 
-/// One message as read: its place, its deadline and its stream's clock
-/// after it.
+/// A run of consecutive messages as read (often one message): where it
+/// ends, when all of it is finished with, and its stream's clock after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Read {
-    /// Its stream sequence.
+    /// The stream sequence of its last message.
     pub seq: u64,
-    /// The durable frontier at which it is finished with.
+    /// The durable frontier at which every message of the run is finished
+    /// with.
     pub deadline: TimestampMs,
-    /// The stream's largest event time once it was read.
+    /// The stream's largest event time once its last message was read.
     pub max_ts: Option<TimestampMs>,
+    /// How many messages it covers (at least 1).
+    pub messages: u64,
+}
+
+impl Read {
+    /// One message.
+    pub fn one(seq: u64, deadline: TimestampMs, max_ts: Option<TimestampMs>) -> Self {
+        Self {
+            seq,
+            deadline,
+            max_ts,
+            messages: 1,
+        }
+    }
+
+    /// Takes in `next`, the run just after this one, if it is finished with
+    /// no later than this one (its deadline is at most this one's): the
+    /// checkpoint then passes both at once, so they are one run. Gives
+    /// `next` back otherwise.
+    pub fn absorb(&mut self, next: Read) -> Result<(), Read> {
+        if next.deadline > self.deadline {
+            return Err(next);
+        }
+        self.seq = next.seq;
+        self.max_ts = next.max_ts;
+        self.messages += next.messages;
+        Ok(())
+    }
 }
 
 /// The messages of one stream not yet finished with, in sequence order,
 /// and the stream's checkpoint; see the module docs.
 #[derive(Debug, Default)]
 pub struct CheckpointTracker {
-    /// Messages read but not behind the checkpoint, in sequence order.
+    /// Runs of messages read but not behind the checkpoint, in sequence
+    /// order, with strictly increasing deadlines.
     pending: VecDeque<Read>,
+    /// Messages in `pending`.
+    held: usize,
     /// Every message at or below this sequence is finished with.
     seq: u64,
     /// The stream's clock after `seq`.
@@ -65,14 +110,23 @@ impl CheckpointTracker {
     pub fn new(seq: u64, max_ts: Option<TimestampMs>) -> Self {
         Self {
             pending: VecDeque::new(),
+            held: 0,
             seq,
             max_ts,
             durable: TimestampMs::MIN,
         }
     }
 
-    /// Notes a message read (in sequence order).
+    /// Notes a message, or a run of them, read (in sequence order).
     pub fn read(&mut self, read: Read) {
+        self.held += usize::try_from(read.messages).unwrap_or(usize::MAX);
+        let read = match self.pending.back_mut() {
+            Some(last) => match last.absorb(read) {
+                Ok(()) => return,
+                Err(read) => read,
+            },
+            None => read,
+        };
         self.pending.push_back(read);
     }
 
@@ -87,6 +141,9 @@ impl CheckpointTracker {
             }
             self.seq = front.seq;
             self.max_ts = front.max_ts;
+            self.held = self
+                .held
+                .saturating_sub(usize::try_from(front.messages).unwrap_or(usize::MAX));
             self.pending.pop_front();
             moved = true;
         }
@@ -101,6 +158,11 @@ impl CheckpointTracker {
 
     /// Messages read but not yet behind the checkpoint.
     pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Entries held for them: runs of messages with one deadline each.
+    pub fn entries(&self) -> usize {
         self.pending.len()
     }
 }
@@ -137,11 +199,11 @@ pub async fn run_checkpoints(
         let [market, social] = &mut reads;
         tokio::select! {
             read = market.recv(), if open[0] => match read {
-                Some(read) => trackers[0].read(read),
+                Some(read) => take_queued(&mut trackers[0], read, market),
                 None => open[0] = false,
             },
             read = social.recv(), if open[1] => match read {
-                Some(read) => trackers[1].read(read),
+                Some(read) => take_queued(&mut trackers[1], read, social),
                 None => open[1] = false,
             },
             changed = durable.changed(), if durable_open => {
@@ -173,6 +235,19 @@ pub async fn run_checkpoints(
     }
     report.held = trackers.iter().map(|t| t.held() as u64).sum();
     report
+}
+
+/// Notes `first` and every run already queued behind it, so that the
+/// checkpoint task advances (and reports) once per wake-up, not per run.
+fn take_queued(
+    tracker: &mut CheckpointTracker,
+    first: Read,
+    reads: &mut mpsc::UnboundedReceiver<Read>,
+) {
+    tracker.read(first);
+    while let Ok(read) = reads.try_recv() {
+        tracker.read(read);
+    }
 }
 
 /// The windows an event contributes to, as far as holding its message goes.
@@ -230,7 +305,7 @@ mod tests {
         ) {
             let mut tracker = CheckpointTracker::new(0, None);
             for (i, deadline) in deadlines.iter().enumerate() {
-                tracker.read(Read { seq: i as u64 + 1, deadline: *deadline, max_ts: Some(i as i64) });
+                tracker.read(Read::one(i as u64 + 1, *deadline, Some(i as i64)));
             }
             let mut durable = i64::MIN;
             for frontier in frontiers {
@@ -243,6 +318,87 @@ mod tests {
                 prop_assert_eq!(tracker.held() as u64, deadlines.len() as u64 - prefix);
             }
         }
+    }
+
+    /// The checkpoints of per-message bookkeeping (one entry per message,
+    /// in order, never merged), for comparison.
+    struct PerMessage(
+        Vec<(u64, TimestampMs, Option<TimestampMs>)>,
+        u64,
+        Option<TimestampMs>,
+    );
+
+    impl PerMessage {
+        fn advance(&mut self, durable: TimestampMs) {
+            let done = self.0.iter().take_while(|(_, d, _)| *d <= durable).count();
+            if let Some(&(seq, _, max_ts)) = self.0[..done].last() {
+                (self.1, self.2) = (seq, max_ts);
+            }
+            self.0.drain(..done);
+        }
+    }
+
+    proptest! {
+        /// Runs give exactly the checkpoints of per-message bookkeeping,
+        /// whether the reader sends messages one by one or already merged
+        /// into runs of any length, with frontiers arriving between them;
+        /// and the entries held have strictly increasing deadlines.
+        #[test]
+        fn runs_checkpoint_like_single_messages(
+            steps in proptest::collection::vec((0i64..2_000, 1usize..5, proptest::option::of(0i64..2_000)), 1..200),
+        ) {
+            let mut tracker = CheckpointTracker::new(0, None);
+            let mut single = PerMessage(Vec::new(), 0, None);
+            let mut seq = 0u64;
+            let mut durable = i64::MIN;
+            let mut run: Option<Read> = None;
+            for (deadline, batch, frontier) in steps {
+                seq += 1;
+                let read = Read::one(seq, deadline, Some(seq as i64 * 10));
+                single.0.push((seq, deadline, read.max_ts));
+                // The reader's own merging within an activation of `batch`.
+                run = match run {
+                    Some(mut r) => match r.absorb(read) {
+                        Ok(()) => Some(r),
+                        Err(read) => { tracker.read(r); Some(read) }
+                    },
+                    None => Some(read),
+                };
+                if seq.is_multiple_of(batch as u64) {
+                    if let Some(r) = run.take() {
+                        tracker.read(r);
+                    }
+                }
+                if let Some(frontier) = frontier {
+                    if let Some(r) = run.take() {
+                        tracker.read(r);
+                    }
+                    durable = durable.max(frontier);
+                    tracker.advance(frontier);
+                    single.advance(durable);
+                    prop_assert_eq!(tracker.checkpoint(), (single.1, single.2));
+                    prop_assert_eq!(tracker.held(), single.0.len());
+                    let deadlines: Vec<_> = tracker.pending.iter().map(|r| r.deadline).collect();
+                    prop_assert!(deadlines.windows(2).all(|w| w[0] < w[1]), "{:?}", deadlines);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_entry_per_window_end_not_per_message() {
+        // 10,000 messages over 3 windows of 5 minutes: their deadlines are
+        // the three window ends, so three entries are held.
+        let mut tracker = CheckpointTracker::new(0, None);
+        for seq in 1..=10_000u64 {
+            let ts = seq as i64 * 90 - 1;
+            let deadline = (ts / 300_000 + 1) * 300_000 + 1;
+            tracker.read(Read::one(seq, deadline, Some(ts)));
+        }
+        assert_eq!((tracker.held(), tracker.entries()), (10_000, 3));
+        assert!(tracker.advance(600_001));
+        assert_eq!(tracker.checkpoint(), (6_666, Some(599_939)));
+        assert_eq!((tracker.held(), tracker.entries()), (3_334, 1));
     }
 
     #[test]

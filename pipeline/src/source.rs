@@ -755,6 +755,15 @@ impl StreamActivity {
     }
 }
 
+/// The event time of the oldest of `events`.
+fn oldest_ts(events: &Inbound) -> Option<TimestampMs> {
+    match events {
+        Inbound::Trades(v) => v.iter().map(|t| t.ts).min(),
+        Inbound::Quotes(v) => v.iter().map(|q| q.ts).min(),
+        Inbound::Posts(v) => v.iter().map(|p| p.ts).min(),
+    }
+}
+
 /// Writes one clock tick into `source`'s stream.
 async fn write_tick(
     js: &jetstream::Context,
@@ -811,6 +820,14 @@ pub async fn run_consumer(
         return Ok(());
     }
     let mut activity = StreamActivity::new(options.resume_max_ts);
+    // Registered once: the per-message path only updates them.
+    let messages_in =
+        metrics::counter!("insite_pipeline_messages_in_total", "source" => source.name());
+    let events_in = metrics::counter!("insite_pipeline_events_in_total", "source" => source.name());
+    let pending_gauge =
+        metrics::gauge!("insite_pipeline_consumer_pending", "source" => source.name());
+    let read_age =
+        metrics::histogram!("insite_pipeline_event_to_read_seconds", "source" => source.name());
     let mut last_stream_seq: Option<u64> = None;
     let mut last_consumer_seq: Option<u64> = None;
     'consume: loop {
@@ -897,12 +914,10 @@ pub async fn run_consumer(
             }
             last_stream_seq = Some(stream_seq);
             last_consumer_seq = Some(consumer_seq);
-            metrics::gauge!("insite_pipeline_consumer_pending", "source" => source.name())
-                .set(pending as f64);
+            pending_gauge.set(pending as f64);
             let at_end = options.end_seq.is_some_and(|end| stream_seq >= end);
             let (message, _acker) = message.split();
-            metrics::counter!("insite_pipeline_messages_in_total", "source" => source.name())
-                .increment(1);
+            messages_in.increment(1);
             let body = match decode_message(
                 &streams,
                 message.subject.as_str(),
@@ -936,8 +951,11 @@ pub async fn run_consumer(
                             }
                         }
                     }
-                    metrics::counter!("insite_pipeline_events_in_total", "source" => source.name())
-                        .increment(events.len() as u64);
+                    events_in.increment(events.len() as u64);
+                    if let Some(oldest) = oldest_ts(&events) {
+                        let age_ms = insite_schemas::time::now_ms().saturating_sub(oldest).max(0);
+                        read_age.record(age_ms as f64 / 1_000.0);
+                    }
                     InputBody::Events(events)
                 }
                 Ok(Decoded::Clock(tick)) => match options

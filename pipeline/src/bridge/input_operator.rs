@@ -133,6 +133,10 @@ pub fn input<'s, D: StreamEvent>(
             };
             let mut ended = false;
             let mut taken = 0;
+            // This activation's messages as runs for the checkpoint task:
+            // a message finished with no later than the one before it joins
+            // its run, so one record goes per run, not per message.
+            let mut run: Option<Read> = None;
             while taken < settings.max_messages_per_activation {
                 let message = match reader.input.try_recv() {
                     Ok(message) => message,
@@ -151,36 +155,48 @@ pub fn input<'s, D: StreamEvent>(
                 }
                 let stamp = *cap.time();
                 let mut deadline = stamp;
-                let mut times = Vec::new();
                 match message.body {
                     InputBody::Events(events) => {
-                        let (events, raw) = D::take(events, &mut |ts| times.push(ts));
+                        // The clock moves only after the whole message: its
+                        // events share the stamp taken before it.
+                        let mut newest: Option<TimestampMs> = None;
+                        let (events, raw) = D::take(events, &mut |ts| {
+                            newest = Some(newest.map_or(ts, |n| n.max(ts)));
+                            deadline = deadline.max(spans.deadline(ts));
+                        });
                         if !events.is_empty() {
                             out.session(&*cap).give_iterator(events.into_iter());
                         }
                         if let Some(raw) = raw {
                             send_out(&output, &stop, raw);
                         }
-                        for ts in &times {
-                            deadline = deadline.max(spans.deadline(*ts));
+                        if let Some(newest) = newest {
+                            clock.advance(newest);
                         }
                     }
-                    InputBody::Clock(ts) => times.push(ts),
+                    InputBody::Clock(ts) => clock.advance(ts),
                     InputBody::Rejected => {}
                 }
-                for ts in times {
-                    clock.advance(ts);
-                }
-                if let Some(reads) = &reader.reads {
-                    let read = Read {
-                        seq: message.stream_seq,
-                        deadline: deadline.saturating_add(1),
-                        max_ts: clock.max_ts(),
+                if reader.reads.is_some() {
+                    let read = Read::one(
+                        message.stream_seq,
+                        deadline.saturating_add(1),
+                        clock.max_ts(),
+                    );
+                    run = match run {
+                        Some(mut current) => match current.absorb(read) {
+                            Ok(()) => Some(current),
+                            Err(next) => {
+                                send_read(reader, &stop, current);
+                                Some(next)
+                            }
+                        },
+                        None => Some(read),
                     };
-                    if reads.send(read).is_err() {
-                        stop.store(true, Ordering::SeqCst);
-                    }
                 }
+            }
+            if let Some(current) = run {
+                send_read(reader, &stop, current);
             }
             if ended {
                 if settings.bounded {
@@ -204,4 +220,14 @@ pub fn input<'s, D: StreamEvent>(
             }
         }
     })
+}
+
+/// Tells the checkpoint task where a run of messages stands; a closed
+/// channel means the job is ending: the workers are told to stop.
+fn send_read(reader: &SourceReader, stop: &AtomicBool, read: Read) {
+    if let Some(reads) = &reader.reads {
+        if reads.send(read).is_err() {
+            stop.store(true, Ordering::SeqCst);
+        }
+    }
 }

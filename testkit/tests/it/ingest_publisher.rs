@@ -16,6 +16,7 @@ fn message(subject: String) -> OutMessage {
         schema: SchemaId::current(SchemaKind::Trade),
         payload: bytes::Bytes::from_static(b"payload"),
         events: 1,
+        oldest_ts: None,
     }
 }
 

@@ -23,6 +23,7 @@ fn message(subject: String, id: &str) -> OutMessage {
         schema: SchemaId::current(SchemaKind::Trade),
         payload: bytes::Bytes::from_static(b"payload"),
         events: 1,
+        oldest_ts: None,
     }
 }
 
