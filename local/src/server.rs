@@ -491,7 +491,7 @@ mod tests {
     fn the_generated_config_keeps_replaced_parts_a_minute() {
         let dir = tempfile::tempdir().unwrap();
         let config = LocalConfig::new(dir.path());
-        let path = write_clickhouse_config(&config, &dir.path().join("clickhouse")).unwrap();
+        let path = write_clickhouse_config(&config, &dir.path().join("clickhouse"), None).unwrap();
         let xml = fs::read_to_string(path).unwrap();
         let section = xml
             .split_once("<merge_tree>")
