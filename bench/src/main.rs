@@ -41,8 +41,10 @@
 mod backfill;
 mod child;
 mod faults;
+mod floor;
 mod ingest;
 mod load;
+mod pin;
 mod pipeline;
 mod procstat;
 mod query;
@@ -83,6 +85,10 @@ enum Command {
     /// Kill each kind of node of a local cluster under load, one at a
     /// time, and report availability, recovery, loss and table equality.
     Faults(faults::BenchFaultsArgs),
+    /// The floors of `query` (a bare hyper server, a bare WebSocket
+    /// broadcast server), run by it as a child process.
+    #[command(hide = true)]
+    Floor(floor::FloorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -98,6 +104,7 @@ fn main() -> anyhow::Result<()> {
         Command::Query(args) => query::run(&config, args),
         Command::Backfill(args) => backfill::run(&config, args),
         Command::Faults(args) => faults::run(&config, args),
+        Command::Floor(args) => floor::run(&config, args),
     }
 }
 
