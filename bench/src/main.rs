@@ -21,6 +21,7 @@
 //! | `query` | an `insite query serve` child under HTTP and WebSocket load | [`query`] |
 //! | `backfill` | `insite backfill` and `insite ingest files` of a generated trades file vs Bytewax 0.21 over the same file, bars compared | [`backfill`] |
 //! | `faults` | the node-loss fault suite on a local cluster: availability, time to full service, events lost, tables against a run without faults | [`faults`] |
+//! | `floor` (hidden) | the floors `query` runs as a child process: a bare hyper server and a bare tokio-tungstenite broadcast server | [`floor`] |
 //!
 //! Shared modules:
 //! - [`servers`]: the servers a benchmark runs against (its own, or given
@@ -31,6 +32,8 @@
 //! - [`procstat`]: a process's CPU time, RSS and peak RSS from `/proc`;
 //! - [`load`]: the HTTP/1.1 load generator (keep-alive connections, closed
 //!   or open loop, latencies in HDR histograms).
+//! - [`pin`]: pinning the generator and the measured processes to CPUs of
+//!   their own (`taskset`).
 //!
 //! Config is `insite`'s own (`insite-config`): built-in defaults, then
 //! `--config` (or `INSITE_CONFIG`), then `INSITE_*` environment variables.

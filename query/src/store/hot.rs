@@ -26,8 +26,9 @@
 //!
 //! "Newer" is the order the Redis sink keeps per key: a bar by window,
 //! then final after provisional, then by its trade count (which only grows
-//! while its window is open); a quote or trade by its time. Of two values
-//! of the same order the held one stays, so answers never step back.
+//! while its window is open); a quote or trade by its time. Of two bars of
+//! the same order the held one stays, so answers never step back; of two
+//! ticks of the same time, Redis's (the one its sink kept last).
 //! A key nobody has read for `idle_s` is let go; at most `max_keys` are
 //! held (further keys are read from Redis per request).
 
@@ -189,7 +190,10 @@ impl HotState {
         let room = entries.len() < self.config.max_keys;
         match entries.get_mut(key) {
             Some(entry) => {
-                if order > entry.order {
+                // A quote or trade of the same time as the held one: Redis's
+                // is the one the sink kept last (ticks come from Redis only).
+                let same_tick = kind == HotKind::Tick && order == entry.order;
+                if order > entry.order || (same_tick && json != entry.value) {
                     entry.order = order;
                     entry.value = json.to_owned();
                 }
