@@ -24,7 +24,7 @@ use crate::procstat::{cpu_percent, Sample};
 pub type Paths = Arc<dyn Fn(usize, u64) -> String + Send + Sync>;
 
 /// The header of the table of [`Phase::line`]s.
-pub const HEADER: &str = "| phase | req/s | avg ms | p50 ms | p95 ms | p99 ms | max ms | requests | 4xx | 5xx | errors | service CPU | service RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|";
+pub const HEADER: &str = "| phase | req/s | avg ms | p50 ms | p95 ms | p99 ms | max ms | requests | 4xx | 5xx | errors | service CPU | service RSS MiB | generator CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
 
 /// Outcome of one HTTP phase.
 #[derive(Debug)]
@@ -38,15 +38,29 @@ pub struct Phase {
     elapsed: Duration,
     cpu: f64,
     rss_mib: f64,
+    /// The load generator's (this process's) CPU over the phase, in % of
+    /// one core.
+    generator_cpu: f64,
 }
 
 impl Phase {
+    /// Answers per second.
+    pub fn rate(&self) -> f64 {
+        let total = self.ok + self.c4xx + self.c5xx;
+        total as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The latency at quantile `q`, in milliseconds.
+    pub fn ms_at(&self, q: f64) -> f64 {
+        self.hist.value_at_quantile(q) as f64 / 1_000.0
+    }
+
     /// One row of the table under [`HEADER`].
     pub fn line(&self) -> String {
         let us = |q: f64| self.hist.value_at_quantile(q) as f64 / 1_000.0;
         let total = self.ok + self.c4xx + self.c5xx;
         format!(
-            "| {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {} | {} | {:.0}% | {:.0} |",
+            "| {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {} | {} | {:.0}% | {:.0} | {:.0}% |",
             self.name,
             total as f64 / self.elapsed.as_secs_f64().max(1e-9),
             self.hist.mean() / 1_000.0,
@@ -59,7 +73,8 @@ impl Phase {
             self.c5xx,
             self.errors,
             self.cpu,
-            self.rss_mib
+            self.rss_mib,
+            self.generator_cpu
         )
     }
 }
@@ -166,6 +181,8 @@ struct Recording {
     counts: Arc<Counts>,
     hist: Arc<Mutex<Histogram<u64>>>,
     before: Sample,
+    /// This process (the generator) at the start.
+    own_before: Sample,
     start: Instant,
 }
 
@@ -176,6 +193,7 @@ impl Recording {
             counts: Arc::new(Counts::default()),
             hist: Arc::new(Mutex::new(histogram()?)),
             before: Sample::take(pid),
+            own_before: Sample::take(std::process::id()),
             start: Instant::now(),
         })
     }
@@ -183,6 +201,7 @@ impl Recording {
     fn finish(self, name: &str) -> anyhow::Result<Phase> {
         let elapsed = self.start.elapsed();
         let after = Sample::take(self.pid);
+        let own_after = Sample::take(std::process::id());
         let hist = self
             .hist
             .lock()
@@ -198,6 +217,7 @@ impl Recording {
             elapsed,
             cpu: cpu_percent(self.before, after),
             rss_mib: after.rss_mib(),
+            generator_cpu: cpu_percent(self.own_before, own_after),
         })
     }
 }

@@ -23,6 +23,7 @@
 //! | `soak` | the live system (pipeline, query service, synthetic feed) for minutes at a rate: RSS of every process, each server's disk, ClickHouse's active and outdated parts, NATS's streams, over time | [`soak`] |
 //! | `e2e` | event time → a WebSocket client's receipt of the bar update, through `insite ingest`, JetStream, `insite pipeline run` and `insite query serve` children | [`e2e`] |
 //! | `faults` | the node-loss fault suite on a local cluster: availability, time to full service, events lost, tables against a run without faults | [`faults`] |
+//! | `floor` (hidden) | the floors `query` runs as a child process: a bare hyper server and a bare tokio-tungstenite broadcast server | [`floor`] |
 //!
 //! Shared modules:
 //! - [`servers`]: the servers a benchmark runs against (its own, or given
@@ -33,6 +34,8 @@
 //! - [`procstat`]: a process's CPU time, RSS and peak RSS from `/proc`;
 //! - [`load`]: the HTTP/1.1 load generator (keep-alive connections, closed
 //!   or open loop, latencies in HDR histograms).
+//! - [`pin`]: pinning the generator and the measured processes to CPUs of
+//!   their own (`taskset`).
 //!
 //! Config is `insite`'s own (`insite-config`): built-in defaults, then
 //! `--config` (or `INSITE_CONFIG`), then `INSITE_*` environment variables.
@@ -44,8 +47,10 @@ mod backfill;
 mod child;
 mod e2e;
 mod faults;
+mod floor;
 mod ingest;
 mod load;
+mod pin;
 mod pipeline;
 mod procstat;
 mod query;
@@ -93,6 +98,10 @@ enum Command {
     /// The live system for minutes at a steady rate: memory, disk,
     /// ClickHouse parts and NATS streams over time.
     Soak(soak::BenchSoakArgs),
+    /// The floors of `query` (a bare hyper server, a bare WebSocket
+    /// broadcast server), run by it as a child process.
+    #[command(hide = true)]
+    Floor(floor::FloorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -110,6 +119,7 @@ fn main() -> anyhow::Result<()> {
         Command::E2e(args) => e2e::run(&config, args),
         Command::Faults(args) => faults::run(&config, args),
         Command::Soak(args) => soak::run(&config, args),
+        Command::Floor(args) => floor::run(&config, args),
     }
 }
 

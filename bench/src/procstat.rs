@@ -58,3 +58,11 @@ pub fn cpu_percent(a: Sample, b: Sample) -> f64 {
     let secs = b.at.duration_since(a.at).as_secs_f64().max(1e-9);
     (b.cpu_ticks.saturating_sub(a.cpu_ticks)) as f64 / 100.0 / secs * 100.0
 }
+
+/// The load averages of `/proc/loadavg` (1, 5 and 15 minutes), as text.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}

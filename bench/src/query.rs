@@ -15,9 +15,13 @@
 //!    ClickHouse with `FINAL`, answer written back to Redis), then warm
 //!    (the cached, immutable answer);
 //! 3. `redis-benchmark -t get` against the same Redis, the floor of the
-//!    Redis path;
+//!    Redis path; and the HTTP floor ([`crate::floor`]: a bare hyper
+//!    server answering a fixed body of the latest-bar answer's size)
+//!    under the same generator, peak and fixed rate, with the ratios;
 //! 4. WebSocket fan-out: N clients subscribed to one symbol's bars, bars
-//!    published to DERIVED at a fixed rate, publish-to-client latency.
+//!    published to DERIVED at a fixed rate, publish-to-client latency; and
+//!    the same clients and messages against the WebSocket floor (a bare
+//!    tokio-tungstenite broadcast server), with the ratio of the p99s.
 //! 5. the vendor-compatible API: a one-year daily and a one-week hourly
 //!    aggregate (rolled up from a year of 5-minute bars), cold (each
 //!    distinct request's first time: ClickHouse) and warm (the cached
@@ -26,7 +30,11 @@
 //!    (`/stocks`, `AM` events of final 1-minute bars).
 //!
 //! Every phase reports avg/p50/p95/p99/max, throughput, 4xx/5xx and
-//! transport errors, and the service's CPU (share of one core) and RSS.
+//! transport errors, the service's CPU (share of one core) and RSS, and
+//! the load generator's own CPU. With 2 CPUs or more the generator (this
+//! process) is pinned to CPU 0 and the service and floor processes to the
+//! others ([`crate::pin`]), so that neither starves the other; `--no-pin`
+//! leaves scheduling to the kernel. `--phases` picks the phases.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -47,7 +55,8 @@ use insite_sinks::redis::{HotUpdate, RedisSink, RedisSinkConfig};
 
 use crate::child::{InsiteBinaryArgs, InsiteChild};
 use crate::load::{histogram, http_phase, queue_phase, Paths, HEADER};
-use crate::procstat::{cpu_percent, Sample};
+use crate::pin::{pin, Pinning};
+use crate::procstat::{cpu_percent, load_average, Sample};
 use crate::servers::{BenchServers, ServerArgs};
 
 /// Arguments of `insite-bench query`.
@@ -84,6 +93,27 @@ pub struct BenchQueryArgs {
     /// Symbols with a day of 5-minute bars (vendor grouped daily phase).
     #[arg(long, default_value_t = 100)]
     vendor_symbols: usize,
+    /// Phases to run: any of `latest` (latest bar and its HTTP floor),
+    /// `history`, `vendor` (the vendor REST phases), `ws` (WebSocket
+    /// fan-out and its floor).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "latest,history,vendor,ws"
+    )]
+    phases: Vec<String>,
+    /// Do not pin: by default, with 2 CPUs or more, this process (the load
+    /// generator) runs on CPU 0 and the service and the floors on the
+    /// others.
+    #[arg(long)]
+    no_pin: bool,
+}
+
+impl BenchQueryArgs {
+    /// Whether phase `name` is to run.
+    fn runs(&self, name: &str) -> bool {
+        self.phases.iter().any(|p| p == name)
+    }
 }
 
 /// The key the vendor WebSocket clients authenticate with.
@@ -342,10 +372,13 @@ async fn ws_phase(
                         .saturating_sub(at)
                         .max(1);
                     local.saturating_record(us);
-                    received.fetch_add(1, Ordering::Relaxed);
                 }
                 got += 1;
             }
+            // Counted once per client, not per message: a shared counter
+            // touched 100,000 times a second would cost the generator more
+            // than the reads it counts.
+            received.fetch_add(local.len(), Ordering::Relaxed);
             if let Ok(mut h) = hist.lock() {
                 let _ = h.add(&local);
             }
@@ -475,11 +508,36 @@ fn redis_benchmark(redis_url: &str) -> String {
 pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
     let insite = args.insite.binary()?;
     let nofile = raise_nofile(65_536);
+    let pinning = if args.no_pin {
+        None
+    } else {
+        Pinning::split(crate::pin::cpus())
+    };
+    println!(
+        "load average at the start: {}; {} CPUs; {}",
+        load_average(),
+        crate::pin::cpus(),
+        match &pinning {
+            Some(p) => format!(
+                "generator pinned to CPU {}, service and floors to CPU {}",
+                p.generator, p.service
+            ),
+            None => "not pinned".into(),
+        }
+    );
     let own = BenchServers::start_or_use(config, "query", &args.servers)?;
     let services = own.isolated(config, &format!("bench_query_{}", std::process::id()));
     let (nats, redis, clickhouse) = (&services.nats, &services.redis, &services.clickhouse);
 
-    let runtime = crate::runtime()?;
+    // Pinned, the generator has one CPU: one worker thread, not two
+    // taking turns on it.
+    let runtime = match &pinning {
+        Some(_) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?,
+        None => crate::runtime()?,
+    };
     let fill_start = Instant::now();
     runtime.block_on(fill(
         args.symbols,
@@ -493,15 +551,21 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
         fill_start.elapsed().as_secs_f64()
     );
     let fill_start = Instant::now();
-    runtime.block_on(fill_vendor(
-        args.year_symbols,
-        args.vendor_symbols,
-        clickhouse,
-    ))?;
+    let year_symbols = if args.runs("vendor") {
+        args.year_symbols
+    } else {
+        0
+    };
+    let vendor_symbols = if args.runs("vendor") {
+        args.vendor_symbols
+    } else {
+        0
+    };
+    runtime.block_on(fill_vendor(year_symbols, vendor_symbols, clickhouse))?;
     println!(
         "filled {} symbols × a year and {} symbols × a day of 5-minute bars in {:.1} s",
-        args.year_symbols,
-        args.vendor_symbols,
+        year_symbols,
+        vendor_symbols,
         fill_start.elapsed().as_secs_f64()
     );
 
@@ -536,6 +600,16 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
         ],
     )?;
     let pid = service.pid();
+    // The floors, as a process of their own: this executable's `floor`.
+    let free_port = || -> anyhow::Result<SocketAddr> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+    };
+    let (floor_http, floor_ws) = (free_port()?, free_port()?);
+    let mut floor: Option<InsiteChild> = None;
+    if let Some(p) = &pinning {
+        pin(std::process::id(), &p.generator)?;
+        pin(pid, &p.service)?;
+    }
 
     let result = runtime.block_on(async {
         // Ready?
@@ -554,32 +628,82 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
             ready_start.elapsed().as_secs_f64(),
             Sample::take(pid).rss_mib()
         );
+        // The floor answers a body of the latest-bar answer's size.
+        let body = crate::load::get_text(addr, &format!("/v1/symbols/{}/bar?interval=1m", symbol(0))).await?;
+        let me = std::env::current_exe()?;
+        let (fh, fw) = (floor_http.to_string(), floor_ws.to_string());
+        let (live, fin) = (
+            nats.streams.subject(&format!("insite.live.bars.1m.{}", symbol(0))),
+            nats.streams.subject(&format!("insite.bars.1m.{}", symbol(0))),
+        );
+        let bytes = body.len().to_string();
+        let child = InsiteChild::spawn(
+            &me,
+            "floor",
+            &child_config,
+            &["--log", "warn", "floor", "--http", &fh, "--body-bytes", &bytes, "--ws", &fw, "--subject", &live, "--subject", &fin],
+        )?;
+        let floor_pid = child.pid();
+        floor = Some(child);
+        if let Some(p) = &pinning {
+            pin(floor_pid, &p.service)?;
+        }
+        let ready_start = Instant::now();
+        while !crate::load::probe(floor_http, "/").await {
+            if ready_start.elapsed() > Duration::from_secs(30) {
+                anyhow::bail!("the floor did not become ready in 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        println!("floor pid {floor_pid} ready (HTTP {floor_http}, a fixed body of {bytes} bytes; WebSocket {floor_ws})");
         let n = args.symbols;
         let mut phases = Vec::new();
+        let mut ratios = Vec::new();
         let latest: Paths = Arc::new(move |t, i| {
             format!("/v1/symbols/{}/bar?interval=1m", symbol((t * 7919 + i as usize) % n))
         });
+        if args.runs("latest") {
         // Warm-up of connections and code paths, not reported.
         http_phase("warm-up", addr, pid, args.connections, 1.0, None, latest.clone()).await?;
-        phases.push(
-            http_phase("latest bar (Redis), peak", addr, pid, args.connections, args.seconds, None, latest.clone())
-                .await?,
-        );
-        phases.push(
-            http_phase(
-                &format!("latest bar (Redis), {:.0} req/s", args.rate),
+        http_phase("warm-up", floor_http, floor_pid, args.connections, 1.0, None, latest.clone()).await?;
+        let peak = http_phase("latest bar, peak", addr, pid, args.connections, args.seconds, None, latest.clone())
+                .await?;
+        let floor_peak = http_phase(&format!("floor: bare hyper, {bytes}-byte body, peak"), floor_http, floor_pid, args.connections, args.seconds, None, latest.clone())
+                .await?;
+        let fixed = http_phase(
+                &format!("latest bar, {:.0} req/s", args.rate),
                 addr,
                 pid,
                 args.connections,
                 args.seconds,
                 Some(args.rate),
+                latest.clone(),
+            )
+            .await?;
+        let floor_fixed = http_phase(
+                &format!("floor: bare hyper, {:.0} req/s", args.rate),
+                floor_http,
+                floor_pid,
+                args.connections,
+                args.seconds,
+                Some(args.rate),
                 latest,
             )
-            .await?,
-        );
+            .await?;
+        ratios.push(format!(
+            "latest bar peak: {:.0} req/s against the bare hyper server's {:.0}: ratio {:.2}",
+            peak.rate(), floor_peak.rate(), peak.rate() / floor_peak.rate().max(1e-9)
+        ));
+        ratios.push(format!(
+            "latest bar at {:.0} req/s: p99 {:.3} ms against the bare hyper server's {:.3} ms: ratio {:.2}",
+            args.rate, fixed.ms_at(0.99), floor_fixed.ms_at(0.99), fixed.ms_at(0.99) / floor_fixed.ms_at(0.99).max(1e-9)
+        ));
+        phases.extend([peak, floor_peak, fixed, floor_fixed]);
+        }
         let day = |s: &str, extra: &str| {
             format!("/v1/aggs/{s}/range/1m/{DAY}/{}{extra}", DAY + 86_400_000)
         };
+        if args.runs("history") {
         // Cold: the first request per symbol, 4 at a time.
         let cold_n = n;
         let next = Arc::new(AtomicUsize::new(0));
@@ -606,6 +730,8 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
             http_phase("1-day 1m history, warm (cached)", addr, pid, args.connections, args.seconds, None, warm)
                 .await?,
         );
+        }
+        if args.runs("vendor") {
         // The vendor's aggregates: a year of days and a week of hours, each
         // request distinct by its end day (so the first time is cold).
         let ys = args.year_symbols.max(1);
@@ -661,30 +787,41 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
             )
             .await?,
         );
+        }
         println!();
         println!("{HEADER}");
         for p in &phases {
             println!("{}", p.line());
         }
         println!();
-        println!("redis-benchmark -t get -n 400000 -c 64 (floor of the Redis path): {}", redis_benchmark(&redis.url));
+        for r in &ratios {
+            println!("{r}");
+        }
+        if args.runs("latest") {
+            println!("redis-benchmark -t get -n 400000 -c 64 (floor of the Redis path): {}", redis_benchmark(&redis.url));
+        }
 
-        for protocol in [WsProtocol::V1, WsProtocol::Vendor] {
-            if args.ws_clients == 0 {
+        let mut ws_p99 = Vec::new();
+        // The floor between the service's two protocols, so that a change
+        // of the machine's load in the run touches both sides alike.
+        for (name, is_floor, protocol) in [
+            ("/v1/stream", false, WsProtocol::V1),
+            ("floor: bare tokio-tungstenite broadcast", true, WsProtocol::V1),
+            ("vendor /stocks, AM events", false, WsProtocol::Vendor),
+        ] {
+            if args.ws_clients == 0 || !args.runs("ws") {
                 break;
             }
             println!();
             println!(
-                "WebSocket fan-out ({}): {} clients on one symbol's 1m bars, {} bars at {}/s",
-                match protocol {
-                    WsProtocol::V1 => "/v1/stream",
-                    WsProtocol::Vendor => "vendor /stocks, AM events",
-                },
+                "WebSocket fan-out ({name}): {} clients on one symbol's 1m bars, {} bars at {}/s; load average {}",
                 args.ws_clients,
                 args.ws_messages,
-                args.ws_rate
+                args.ws_rate,
+                load_average()
             );
-            let ws = ws_phase(addr, pid, nats, &args, protocol).await?;
+            let (ws_addr, ws_pid) = if is_floor { (floor_ws, floor_pid) } else { (addr, pid) };
+            let ws = ws_phase(ws_addr, ws_pid, nats, &args, protocol).await?;
             let ms = |q: f64| ws.hist.value_at_quantile(q) as f64 / 1_000.0;
             println!(
                 "| clients held | connect time s | failed connects | deliveries | expected | avg ms | p50 ms | p95 ms | p99 ms | max ms | service CPU | service RSS MiB | clients' CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n| {} | {:.1} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0}% | {:.0} | {:.0}% |",
@@ -702,6 +839,10 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
                 ws.rss_mib,
                 ws.client_cpu
             );
+            ws_p99.push((name, ms(0.99)));
+            if is_floor {
+                continue;
+            }
             // The service's own view: hub hand-over to written on the socket.
             let metrics = crate::load::get_text(addr, "/metrics").await?;
             let buckets: Vec<&str> = metrics
@@ -713,8 +854,16 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
                 println!("  {line}");
             }
         }
+        if let Some((_, floor_p99)) = ws_p99.iter().find(|(n, _)| n.starts_with("floor")).copied() {
+            println!();
+            for (name, p99) in ws_p99.iter().filter(|(n, _)| !n.starts_with("floor")) {
+                println!("WebSocket fan-out {name}: p99 {p99:.2} ms against the bare broadcast server's {floor_p99:.2} ms: ratio {:.2}", p99 / floor_p99.max(1e-9));
+            }
+        }
+        println!("load average at the end: {}", load_average());
         anyhow::Ok(())
     });
+    drop(floor);
     drop(service);
     // Leave nothing behind on servers that were given.
     runtime.block_on(crate::servers::clean_up(&services));

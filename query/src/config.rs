@@ -22,6 +22,12 @@ pub struct QueryConfig {
     pub cache: CacheConfig,
     /// WebSocket push.
     pub stream: StreamConfig,
+    /// The latest state held in memory (the hot read path). Written to a
+    /// file only when not the default, so that a file written by this
+    /// version still loads in one without the section (benchmarks run
+    /// older binaries with it).
+    #[serde(skip_serializing_if = "HotConfig::is_default")]
+    pub hot: HotConfig,
     /// The vendor-compatible (Polygon.io/Massive) REST and WebSocket API.
     pub vendor: VendorConfig,
     /// Redis connections shared by all requests (multiplexed, round-robin).
@@ -43,6 +49,7 @@ impl Default for QueryConfig {
             limits: LimitsConfig::default(),
             cache: CacheConfig::default(),
             stream: StreamConfig::default(),
+            hot: HotConfig::default(),
             vendor: VendorConfig::default(),
             redis_connections: 4,
             request_timeout_ms: 10_000,
@@ -180,6 +187,47 @@ impl Default for StreamConfig {
             max_subscriptions: 256,
             quotes: true,
             close_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// The latest state held in memory: the current bars, latest quotes and
+/// trades that requests read, confirmed against Redis every `sweep_ms` and
+/// served only while confirmed less than `max_age_ms` ago (see
+/// `insite_query::store::HotState`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HotConfig {
+    /// Serve the latest state from memory (false: every request reads
+    /// Redis).
+    pub enabled: bool,
+    /// How often the held keys are read from Redis, in milliseconds.
+    pub sweep_ms: u64,
+    /// A held value is served only while its last Redis read was sent less
+    /// than this long ago, in milliseconds: an answer is never older than
+    /// what Redis held this long before it.
+    pub max_age_ms: u64,
+    /// Most keys held (further keys are read from Redis per request).
+    pub max_keys: usize,
+    /// A held key nobody read for this long, in seconds, is let go.
+    pub idle_s: u64,
+}
+
+impl HotConfig {
+    /// Whether these are the defaults.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Default for HotConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            sweep_ms: 10,
+            max_age_ms: 20,
+            max_keys: 10_000,
+            idle_s: 60,
         }
     }
 }

@@ -65,6 +65,7 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{middleware, Json, Router};
 use insite_schemas::config::{ClickHouseConfig, Connections, RedisConfig};
 use insite_schemas::Interval;
@@ -138,6 +139,9 @@ impl AppState {
                 "vendor.ws_prefix: {prefix:?} must be empty or start with / and not end with /"
             )));
         }
+        // Installed before anything looks a metric up (the hub keeps its
+        // histogram's handle).
+        let metrics = telemetry::handle();
         let pool = store::RedisPool::lazy(redis, config.redis_connections)?;
         let store = store::Store::new(
             pool,
@@ -146,10 +150,13 @@ impl AppState {
             config.cache.clone(),
             &config.pipeline,
             Duration::from_millis(config.slow_query_ms),
+            config.hot.clone(),
         )
         .with_aggregate_reads(config.vendor.max_concurrent_reads);
         let limits = auth::Limits::new(&config.auth)?;
-        let hub = Arc::new(stream::Hub::new(config.stream.clone(), intervals.clone()));
+        let hub = Arc::new(
+            stream::Hub::new(config.stream.clone(), intervals.clone()).with_hot(store.hot.clone()),
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -158,7 +165,7 @@ impl AppState {
                 limits,
                 hub,
                 cache: telemetry::CacheCounters::default(),
-                metrics: telemetry::handle(),
+                metrics,
             }),
         })
     }
@@ -302,9 +309,23 @@ pub async fn serve(
         config.query.vendor.trades,
         stop.clone(),
     ));
+    let sweeps = tokio::spawn(
+        state
+            .inner
+            .store
+            .hot
+            .clone()
+            .run_sweeps(state.inner.store.redis.clone(), stop.clone()),
+    );
     let hub = state.inner.hub.clone();
     let stop_all = stop.clone();
     tracing::info!(addr = ?listener.local_addr().ok(), "query service listening");
+    // No Nagle delay: answers and WebSocket frames are written whole.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "setting TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
             stop_all.cancelled().await;
@@ -312,6 +333,7 @@ pub async fn serve(
         })
         .await;
     stop.cancel();
+    let _ = sweeps.await;
     match feed.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "NATS feed ended with an error"),
         Err(e) => tracing::warn!(error = %e, "NATS feed task failed"),

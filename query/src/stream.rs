@@ -44,12 +44,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::StreamConfig;
+use crate::store::HotState;
 
 /// Topic of all symbols' alerts.
 const ALL_ALERTS: &str = "alerts.*";
 
-/// A message in a client's queue, with when the hub got it.
-type Queued = (Arc<str>, Instant);
+/// A message in a client's queue, with when the hub got it: the one
+/// encoding of the message, shared by every client it goes to (a clone is
+/// a reference count, not a copy).
+type Queued = (Utf8Bytes, Instant);
 
 /// Most queued messages written to a client before one flush.
 const MAX_BATCH: usize = 64;
@@ -97,6 +100,10 @@ pub struct Hub {
     shutdown: CancellationToken,
     /// Whether the NATS feed's subscriptions are in place.
     feed_ready: std::sync::atomic::AtomicBool,
+    /// `insite_query_ws_delivery_seconds`, looked up once (not per write).
+    delivery: metrics::Histogram,
+    /// The latest state in memory, which takes the bars of the feed.
+    hot: Option<Arc<HotState>>,
 }
 
 /// A message from a client.
@@ -230,7 +237,15 @@ impl Hub {
             intervals,
             shutdown: CancellationToken::new(),
             feed_ready: std::sync::atomic::AtomicBool::new(false),
+            delivery: metrics::histogram!("insite_query_ws_delivery_seconds"),
+            hot: None,
         }
+    }
+
+    /// This hub, also handing every bar of its feed to `hot`.
+    pub fn with_hot(mut self, hot: Arc<HotState>) -> Self {
+        self.hot = Some(hot);
+        self
     }
 
     /// Whether the NATS feed is subscribed (results published from now on
@@ -326,7 +341,7 @@ impl Hub {
 
     /// Sends `json` to every client of `topic`; drops clients whose queue
     /// is full. Returns the number of clients reached.
-    pub fn publish(&self, topic: &str, kind: &'static str, json: Arc<str>) -> usize {
+    pub fn publish(&self, topic: &str, kind: &'static str, json: Utf8Bytes) -> usize {
         let mut reached = 0;
         let mut slow = Vec::new();
         let now = Instant::now();
@@ -380,6 +395,10 @@ impl Hub {
         let mut mine: HashSet<String> = HashSet::new();
         let (mut sink, mut stream) = socket.split();
         let kill = handle.kill.clone();
+        // One registration with the token for the client's whole life, not
+        // one per message.
+        let killed = kill.cancelled();
+        tokio::pin!(killed);
         let mut closing: Option<(u16, String)> = None;
         if let Some(greeting) = protocol.greeting() {
             if sink.send(Message::Text(greeting.into())).await.is_err() {
@@ -389,26 +408,25 @@ impl Hub {
         while closing.is_none() {
             tokio::select! {
                 biased;
-                () = kill.cancelled() => break,
+                () = &mut killed => break,
                 queued = rx.recv() => {
                     let Some((json, at)) = queued else { break };
                     // Whatever else is queued goes out with it, in one flush.
                     let send = async {
-                        sink.feed(Message::Text(Utf8Bytes::from(&*json))).await?;
+                        sink.feed(Message::Text(json)).await?;
                         for _ in 1..MAX_BATCH {
                             let Ok((more, _)) = rx.try_recv() else { break };
-                            sink.feed(Message::Text(Utf8Bytes::from(&*more))).await?;
+                            sink.feed(Message::Text(more)).await?;
                         }
                         sink.flush().await
                     };
                     tokio::select! {
-                        () = kill.cancelled() => break,
+                        () = &mut killed => break,
                         sent = send => if sent.is_err() { break },
                     }
                     // From the hub's hand-over to the socket, for the
                     // oldest message of the batch.
-                    metrics::histogram!("insite_query_ws_delivery_seconds")
-                        .record(at.elapsed().as_secs_f64());
+                    self.delivery.record(at.elapsed().as_secs_f64());
                 }
                 incoming = stream.next() => {
                     let reply = match incoming {
@@ -426,7 +444,7 @@ impl Hub {
                         sink.flush().await
                     };
                     tokio::select! {
-                        () = kill.cancelled() => break,
+                        () = &mut killed => break,
                         sent = send => if sent.is_err() { break },
                     }
                     closing = reply.close;
@@ -536,6 +554,9 @@ impl Hub {
             Subject::Bars(..) => {
                 let bar: Bar = wire::decode_result(schema, payload)?;
                 metrics::counter!("insite_query_feed_messages_total", "kind" => "bar").increment(1);
+                if let Some(hot) = &self.hot {
+                    hot.offer_bar(&bar);
+                }
                 crate::vendor::ws::fan_out_bar(self, &bar)
                     + self.publish(subject, "bar", encode_push("bar", &bar))
             }
@@ -604,7 +625,8 @@ fn subscribed(mine: &HashSet<String>) -> String {
     serde_json::to_string(&ServerMsg::Subscribed { topics }).unwrap_or_default()
 }
 
-fn encode_push<T: Serialize>(kind: &'static str, data: &T) -> Arc<str> {
+/// Encodes a result once, for every client it goes to.
+fn encode_push<T: Serialize>(kind: &'static str, data: &T) -> Utf8Bytes {
     serde_json::to_string(&Push { kind, data })
         .unwrap_or_default()
         .into()
@@ -806,9 +828,9 @@ mod tests {
         hub.subscribe("t", 1, &fast);
         hub.subscribe("t", 2, &slow);
         for i in 0..5 {
-            hub.publish("t", "bar", Arc::from(i.to_string()));
+            hub.publish("t", "bar", Utf8Bytes::from(i.to_string()));
             // The fast client keeps up.
-            assert_eq!(&*fast_rx.recv().await.unwrap().0, i.to_string());
+            assert_eq!(fast_rx.recv().await.unwrap().0.as_str(), i.to_string());
         }
         assert!(!fast.kill.is_cancelled());
         assert!(slow.kill.is_cancelled());

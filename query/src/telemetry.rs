@@ -4,11 +4,13 @@
 //! |---|---|---|
 //! | `insite_query_request_duration_seconds` | histogram | `route`, `status` (class: 2xx, 4xx, ...) |
 //! | `insite_query_requests_total` | counter | `route`, `status` |
-//! | `insite_query_cache_total` | counter | `kind`, `source` (`redis`, `cache`, `clickhouse`), `route` |
+//! | `insite_query_cache_total` | counter | `kind`, `source` (`memory`, `redis`, `cache`, `clickhouse`), `route` |
 //! | `insite_query_cache_hit_ratio` | gauge | — (answers not from ClickHouse / all answers) |
 //! | `insite_query_clickhouse_seconds` | histogram | `route` (`background` outside a request): every ClickHouse query |
 //! | `insite_query_clickhouse_slow_total` | counter | `route`: queries over `[query] slow_query_ms`, each also logged with its statement's shape |
 //! | `insite_query_refused_total` | counter | `reason` (`unauthorized`, `rate_limited`) |
+//! | `insite_query_hot_keys` | gauge | — (keys of the latest state held in memory, at the last sweep) |
+//! | `insite_query_hot_sweep_errors_total` | counter | — (sweeps whose Redis read failed) |
 //! | `insite_query_ws_clients` | gauge | — |
 //! | `insite_query_ws_dropped_slow_total` | counter | — |
 //! | `insite_query_ws_delivery_seconds` | histogram | — (hub hand-over to written on the client's socket) |
@@ -88,7 +90,9 @@ impl CacheCounters {
             .increment(1);
         match source {
             Source::ClickHouse => self.misses.fetch_add(1, Ordering::Relaxed),
-            Source::Redis | Source::Cache => self.hits.fetch_add(1, Ordering::Relaxed),
+            Source::Redis | Source::Memory | Source::Cache => {
+                self.hits.fetch_add(1, Ordering::Relaxed)
+            }
         };
     }
 

@@ -19,7 +19,10 @@
 //!   answers of durable ranges.
 //! - `granules.rs`: bars combined per epoch-aligned span for the
 //!   vendor-compatible roll-ups, and Redis's newest bars.
-//! - `latest.rs`: the current bar, the latest quote and trade.
+//! - `latest.rs`: the current bar, the latest quote and trade, from
+//!   memory when held ([`HotState`]), else as above.
+//! - `hot.rs`: the latest state held in memory, confirmed against Redis
+//!   by a sweep and fed bars by the NATS feed ([`HotState`]).
 //! - `lists.rs`: the trending list and recent alerts.
 //! - `warm.rs`: warming Redis from ClickHouse at start ([`Store::warm`]).
 //! - `statements.rs`: every SQL statement sent, in one place, and a
@@ -29,6 +32,7 @@
 
 pub mod frontier;
 mod granules;
+mod hot;
 mod latest;
 mod lists;
 mod pool;
@@ -44,11 +48,12 @@ use std::time::Duration;
 use insite_schemas::config::RedisConfig;
 use insite_sinks::redis::RedisKeys;
 
-use crate::config::CacheConfig;
+use crate::config::{CacheConfig, HotConfig};
 use crate::error::ApiError;
 
 pub use frontier::{Durability, FrontierSource, Frontiers};
 pub use granules::{GranuleQuery, Symbols};
+pub use hot::{HotKind, HotState};
 pub use pool::RedisPool;
 pub use range::{Bars, RangeAnswer, RangeKind, RangeRequest, Sentiments};
 
@@ -57,6 +62,8 @@ pub use range::{Bars, RangeAnswer, RangeKind, RangeRequest, Sentiments};
 pub enum Source {
     /// Redis hot state (written by the pipeline, or warmed).
     Redis,
+    /// The latest state held in memory, confirmed against Redis.
+    Memory,
     /// A ClickHouse answer cached in Redis.
     Cache,
     /// ClickHouse itself.
@@ -68,6 +75,7 @@ impl Source {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Redis => "redis",
+            Self::Memory => "memory",
             Self::Cache => "cache",
             Self::ClickHouse => "clickhouse",
         }
@@ -96,6 +104,8 @@ pub struct Store {
     slow_query: Duration,
     /// Turns for aggregate reads from ClickHouse ([`Store::granules`]).
     aggregate_reads: Arc<tokio::sync::Semaphore>,
+    /// The latest state held in memory.
+    pub hot: Arc<HotState>,
 }
 
 impl std::fmt::Debug for Store {
@@ -111,7 +121,8 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// A store over these connections, trusting the durable frontier
     /// that `pipeline` records; ClickHouse queries of `slow_query` or
-    /// longer are counted and logged as slow.
+    /// longer are counted and logged as slow; the latest state is held in
+    /// memory as `hot` says.
     pub fn new(
         redis: RedisPool,
         clickhouse: clickhouse::Client,
@@ -119,8 +130,10 @@ impl Store {
         cache: CacheConfig,
         pipeline: &str,
         slow_query: Duration,
+        hot: HotConfig,
     ) -> Self {
         Self {
+            hot: Arc::new(HotState::new(RedisKeys::new(&redis_config.key_prefix), hot)),
             redis,
             clickhouse,
             keys: RedisKeys::new(&redis_config.key_prefix),

@@ -18,9 +18,7 @@
 //! | `A` | final 1 s bars | `sym`, `v`, `vw`, `o`, `c`, `h`, `l`, `z` (average trade size), `s`, `e` (window, ms) |
 //! | `AM` | final 1 m bars | as `A` |
 
-use std::sync::Arc;
-
-use axum::extract::ws::WebSocket;
+use axum::extract::ws::{Utf8Bytes, WebSocket};
 use insite_schemas::{Bar, Finality, Interval, Quote, Symbol, Trade};
 use serde::{Deserialize, Serialize};
 
@@ -60,7 +58,8 @@ fn publish<E: Serialize>(
     if !to_one && !to_all {
         return 0;
     }
-    let json: Arc<str> = serde_json::to_string(&[event()]).unwrap_or_default().into();
+    // Encoded once, shared by every client it goes to.
+    let json: Utf8Bytes = serde_json::to_string(&[event()]).unwrap_or_default().into();
     let mut reached = 0;
     if to_one {
         reached += hub.publish(&one, kind(ev), json.clone());

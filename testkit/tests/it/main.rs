@@ -22,6 +22,7 @@ mod pipeline_replay;
 mod pipeline_source;
 mod pipeline_time;
 mod query_browser;
+mod query_hot;
 mod query_http;
 mod query_immutable;
 mod query_schemathesis;
