@@ -328,6 +328,9 @@ pub async fn backfill(
             target.database,
             std::process::id()
         ),
+        // Staging tables are plain tables of one server: no quorum there;
+        // the copy into the target asks for it.
+        insert_quorum: 0,
         ..target.clone()
     };
     tracing::info!(staging = %staging.database, version, "backfill: staging database");
@@ -355,9 +358,11 @@ pub async fn backfill(
                 "INSERT INTO `{}`.`{table}` SELECT * FROM `{}`.`{table}`",
                 target.database, staging.database
             );
-            client
-                .query(&copy)
-                .execute()
+            let mut copy = client.query(&copy);
+            if target.insert_quorum > 0 {
+                copy = copy.with_setting("insert_quorum", target.insert_quorum.to_string());
+            }
+            copy.execute()
                 .await
                 .map_err(|e| sql_error("copying the staged rows", e))?;
         }
@@ -419,7 +424,7 @@ async fn run_job(
     // On a bounded run the writer's CPU is on the critical path, and LZ4
     // costs both ends more than it saves on a local link; the batches are
     // big, so the server does not mind the bytes.
-    let client = ch::connect(database).with_compression(clickhouse::Compression::None);
+    let client = ch::connect_for_writes(database).with_compression(clickhouse::Compression::None);
     let output = OutputTask::durable_only(&client, config).with_version(version);
     let (durable_tx, _durable_rx) = watch::channel([TimestampMs::MIN; 2]);
     let job = Job::start_bounded(config, input.market, input.social, output, durable_tx)?;
@@ -442,7 +447,7 @@ async fn write_bars(
     bars: &[Bar],
     version: u64,
 ) -> Result<(), PipelineError> {
-    let client = ch::connect(database);
+    let client = ch::connect_for_writes(database);
     for chunk in bars.chunks(100_000) {
         let rows: Vec<rows::BarRow> = chunk
             .iter()
