@@ -724,26 +724,7 @@ pub async fn run(suite: FaultSuite) -> Report {
     for status in cluster::status(&cluster) {
         *memory.entry(status.node.kind).or_default() += status.rss_bytes.unwrap_or(0) >> 20;
     }
-    let query_share: Vec<(Node, u64)> = (0..cluster.query_instances)
-        .map(|i| {
-            let node = Node::new(NodeKind::Query, i);
-            (
-                node,
-                cluster::haproxy_sessions(&cluster, &node.to_string()).unwrap_or(0),
-            )
-        })
-        .collect();
-    let pipeline_share: Vec<(Node, f64)> = (0..cluster.pipeline_processes)
-        .map(|i| {
-            let page = cluster::http_get(cluster.pipeline_metrics_port(i), "/metrics")
-                .map(|(_, body)| body)
-                .unwrap_or_default();
-            (
-                Node::new(NodeKind::Pipeline, i),
-                metric_sum(&page, "insite_pipeline_results_out_total"),
-            )
-        })
-        .collect();
+    let (query_share, pipeline_share) = work_done(&cluster);
     let (acked, duplicates) = feed.stop();
     stop_load.cancel();
     for task in load {
@@ -846,35 +827,37 @@ pub async fn run(suite: FaultSuite) -> Report {
     }
 }
 
+/// The work done so far: requests the load balancer sent to each query
+/// instance, and results each pipeline process produced since its start.
+fn work_done(cluster: &ClusterConfig) -> (Vec<(Node, u64)>, Vec<(Node, f64)>) {
+    let query = (0..cluster.query_instances)
+        .map(|i| {
+            let node = Node::new(NodeKind::Query, i);
+            let sessions = cluster::haproxy_sessions(cluster, &node.to_string());
+            (node, sessions.unwrap_or(0))
+        })
+        .collect();
+    let pipeline = (0..cluster.pipeline_processes)
+        .map(|i| {
+            let page = cluster::http_get(cluster.pipeline_metrics_port(i), "/metrics")
+                .map(|(_, body)| body)
+                .unwrap_or_default();
+            (
+                Node::new(NodeKind::Pipeline, i),
+                metric_sum(&page, "insite_pipeline_results_out_total"),
+            )
+        })
+        .collect();
+    (query, pipeline)
+}
+
 /// How the work spreads over `window`: requests the load balancer sent to
 /// each query instance, and results each pipeline process produced.
 async fn work_shares(
     cluster: &ClusterConfig,
     window: Duration,
 ) -> (Vec<(Node, u64)>, Vec<(Node, f64)>) {
-    let read = |cluster: ClusterConfig| {
-        tokio::task::spawn_blocking(move || {
-            let query: Vec<(Node, u64)> = (0..cluster.query_instances)
-                .map(|i| {
-                    let node = Node::new(NodeKind::Query, i);
-                    let sessions = cluster::haproxy_sessions(&cluster, &node.to_string());
-                    (node, sessions.unwrap_or(0))
-                })
-                .collect();
-            let pipeline: Vec<(Node, f64)> = (0..cluster.pipeline_processes)
-                .map(|i| {
-                    let page = cluster::http_get(cluster.pipeline_metrics_port(i), "/metrics")
-                        .map(|(_, body)| body)
-                        .unwrap_or_default();
-                    (
-                        Node::new(NodeKind::Pipeline, i),
-                        metric_sum(&page, "insite_pipeline_results_out_total"),
-                    )
-                })
-                .collect();
-            (query, pipeline)
-        })
-    };
+    let read = |cluster: ClusterConfig| tokio::task::spawn_blocking(move || work_done(&cluster));
     let (query_0, pipeline_0) = read(cluster.clone()).await.unwrap();
     tokio::time::sleep(window).await;
     let (query_1, pipeline_1) = read(cluster.clone()).await.unwrap();
