@@ -384,7 +384,7 @@ fn feed(
     let mut read = 0u64;
     loop {
         // A cancellation check is a few atomics: once per read-ahead chunk.
-        if read % CANCEL_CHECK_EVERY == 0 && stop.is_cancelled() {
+        if read.is_multiple_of(CANCEL_CHECK_EVERY) && stop.is_cancelled() {
             report.interrupted = true;
             break;
         }

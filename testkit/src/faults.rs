@@ -829,9 +829,12 @@ pub async fn run(suite: FaultSuite) -> Report {
     }
 }
 
+/// Requests per query instance, and results per pipeline process.
+type WorkShares = (Vec<(Node, u64)>, Vec<(Node, f64)>);
+
 /// The work done so far: requests the load balancer sent to each query
 /// instance, and results each pipeline process produced since its start.
-fn work_done(cluster: &ClusterConfig) -> (Vec<(Node, u64)>, Vec<(Node, f64)>) {
+fn work_done(cluster: &ClusterConfig) -> WorkShares {
     let query = (0..cluster.query_instances)
         .map(|i| {
             let node = Node::new(NodeKind::Query, i);
@@ -855,10 +858,7 @@ fn work_done(cluster: &ClusterConfig) -> (Vec<(Node, u64)>, Vec<(Node, f64)>) {
 
 /// How the work spreads over `window`: requests the load balancer sent to
 /// each query instance, and results each pipeline process produced.
-async fn work_shares(
-    cluster: &ClusterConfig,
-    window: Duration,
-) -> (Vec<(Node, u64)>, Vec<(Node, f64)>) {
+async fn work_shares(cluster: &ClusterConfig, window: Duration) -> WorkShares {
     let read = |cluster: ClusterConfig| tokio::task::spawn_blocking(move || work_done(&cluster));
     let (query_0, pipeline_0) = read(cluster.clone()).await.unwrap();
     tokio::time::sleep(window).await;
