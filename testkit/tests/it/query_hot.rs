@@ -135,11 +135,7 @@ async fn a_latest_bar_is_never_older_than_redis_by_more_than_one_hot_flush() {
 
     // Gone from Redis: within a sweep, gone from the answers (ClickHouse has
     // no bar of HOT either, so 404).
-    let mut redis = redis::Client::open(env.connections.redis.url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = env.redis().await;
     let key = insite_sinks::redis::RedisKeys::new(&env.connections.redis.key_prefix)
         .bar(&Symbol::new("HOT").unwrap(), Interval::MINUTE);
     let _: () = redis.del(&key).await.unwrap();
