@@ -558,6 +558,39 @@ async fn at_full_rate(js: &async_nats::jetstream::Context, config: &InsiteConfig
     pending == 0 || (read > 0 && read >= grew)
 }
 
+/// Waits for full service: every node healthy and, with `pipeline`, the
+/// pipeline reading at full rate ([`at_full_rate`]); panics once `limit`
+/// has passed `since`, naming what happened then (`after`).
+async fn wait_full_service(
+    cluster: &ClusterConfig,
+    pipeline: Option<(&async_nats::jetstream::Context, &InsiteConfig)>,
+    since: Instant,
+    limit: Duration,
+    after: &str,
+) {
+    loop {
+        let healthy = {
+            let cluster = cluster.clone();
+            tokio::task::spawn_blocking(move || all_healthy(&cluster))
+                .await
+                .unwrap()
+        };
+        let caught_up = match pipeline {
+            Some((js, config)) => at_full_rate(js, config).await,
+            None => true,
+        };
+        if healthy && caught_up {
+            return;
+        }
+        assert!(
+            since.elapsed() < limit,
+            "no full service {} s after {after}",
+            limit.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn all_healthy(config: &ClusterConfig) -> bool {
     cluster::status(config)
         .iter()
@@ -646,24 +679,14 @@ pub async fn run(suite: FaultSuite) -> Report {
         up(&cluster).await;
         // Full service: every node healthy; for the pipeline, caught up with
         // its input as it was before the fault.
-        loop {
-            let healthy = {
-                let cluster = cluster.clone();
-                tokio::task::spawn_blocking(move || all_healthy(&cluster))
-                    .await
-                    .unwrap()
-            };
-            let caught_up =
-                kind != FaultKind::PipelineProcess || at_full_rate(&js, &app_config).await;
-            if healthy && caught_up {
-                break;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(300),
-                "no full service 300 s after losing {node}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_full_service(
+            &cluster,
+            (kind == FaultKind::PipelineProcess).then_some((&js, &app_config)),
+            t0,
+            Duration::from_secs(300),
+            &format!("losing {node}"),
+        )
+        .await;
         let recovery = t0.elapsed();
         let (served, failed) = count(&log, killed_at, started.elapsed());
         let outcome = FaultOutcome {
@@ -688,24 +711,16 @@ pub async fn run(suite: FaultSuite) -> Report {
         cluster.record_shape().unwrap();
         up(&cluster).await;
         let pipeline_changed = from.pipeline_processes != to.pipeline_processes;
-        loop {
-            let healthy = {
-                let cluster = cluster.clone();
-                tokio::task::spawn_blocking(move || all_healthy(&cluster))
-                    .await
-                    .unwrap()
-            };
-            if healthy && (!pipeline_changed || at_full_rate(&js, &app_config).await) {
-                break;
-            }
-            // A rescale restarts the whole pipeline, which re-reads up to
-            // the longest window of input with more processes than cores.
-            assert!(
-                t0.elapsed() < Duration::from_secs(600),
-                "no full service 600 s after rescaling to {to}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        // A rescale restarts the whole pipeline, which re-reads up to the
+        // longest window of input with more processes than cores.
+        wait_full_service(
+            &cluster,
+            pipeline_changed.then_some((&js, &app_config)),
+            t0,
+            Duration::from_secs(600),
+            &format!("rescaling to {to}"),
+        )
+        .await;
         let recovery = t0.elapsed();
         let (served, failed) = count(&log, begun_at, started.elapsed());
         let (query_share, pipeline_share) = work_shares(&cluster, suite.settle).await;
