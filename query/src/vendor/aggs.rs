@@ -47,6 +47,27 @@ fn caching(state: &AppState, durability: Durability) -> Caching {
     }
 }
 
+/// The cached answer under `key` (a durable request's), counted as a cache
+/// hit of `kind`, if there is one.
+async fn cached(
+    state: &AppState,
+    headers: &HeaderMap,
+    key: Option<&str>,
+    kind: &'static str,
+) -> Result<Option<Response>, ApiError> {
+    let Some(key) = key else { return Ok(None) };
+    let Some(body) = state.inner.store.cached_answer(key).await? else {
+        return Ok(None);
+    };
+    state.inner.cache.record(kind, Source::Cache);
+    Ok(Some(json_response(
+        headers,
+        body,
+        caching(state, Durability::Durable),
+        Source::Cache,
+    )))
+}
+
 /// Custom bars of a ticker over a range.
 #[utoipa::path(
     get,
@@ -154,16 +175,8 @@ pub async fn aggs(
             ),
         )
     });
-    if let Some(key) = &key {
-        if let Some(body) = store.cached_answer(key).await? {
-            state.inner.cache.record("vendor_aggs", Source::Cache);
-            return Ok(json_response(
-                &headers,
-                body,
-                caching(&state, Durability::Durable),
-                Source::Cache,
-            ));
-        }
+    if let Some(response) = cached(&state, &headers, key.as_deref(), "vendor_aggs").await? {
+        return Ok(response);
     }
     let answer = rolled(&state, &read).await?;
     state.inner.cache.record("vendor_aggs", Source::ClickHouse);
@@ -436,16 +449,8 @@ pub async fn grouped_daily(
     let store = &state.inner.store;
     let key = (durability(&state, &read).await? == Durability::Durable)
         .then(|| store.vendor_all_answer_key(&format!("grouped|{date}")));
-    if let Some(key) = &key {
-        if let Some(body) = store.cached_answer(key).await? {
-            state.inner.cache.record("vendor_grouped", Source::Cache);
-            return Ok(json_response(
-                &headers,
-                body,
-                caching(&state, Durability::Durable),
-                Source::Cache,
-            ));
-        }
+    if let Some(response) = cached(&state, &headers, key.as_deref(), "vendor_grouped").await? {
+        return Ok(response);
     }
     let answer = rolled(&state, &read).await?;
     state
