@@ -44,6 +44,19 @@ summary() {
     printf '%5d s  total (exit %d)\n' "$((SECONDS - SUITE_START))" "$status"
 }
 trap summary EXIT
+# A stage that hangs fails on its own deadline, with the stage named,
+# instead of eating the whole CI budget; `timeout` signals the stage's
+# whole process group (cargo, the test binaries and their servers).
+bounded() {
+    local seconds=$1
+    shift
+    local status=0
+    timeout --kill-after=30 "$seconds" "$@" || status=$?
+    if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+        printf '\n==> %s: still running after %d s, stopped\n' "$STAGE_NAME" "$seconds"
+    fi
+    return "$status"
+}
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -71,10 +84,10 @@ step "API clients from PyPI (polygon-api-client, schemathesis; venv under target
 ./scripts/api-clients.sh venv
 
 step "cargo test (unit, property, integration, end-to-end)"
-cargo test --workspace --locked
+bounded 2400 cargo test --workspace --locked
 
 step "schemathesis --checks all against a live query service (/v1 and the vendor routes)"
-cargo test --locked -p insite-testkit --test it query_schemathesis -- --ignored
+bounded 900 cargo test --locked -p insite-testkit --test it query_schemathesis -- --ignored
 
 step "fuzzing (every target in fuzz/, ${FUZZ_SECONDS:-20} s each)"
-./scripts/fuzz.sh
+bounded 1500 ./scripts/fuzz.sh

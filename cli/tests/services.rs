@@ -1,21 +1,78 @@
 //! `insite services up`, `status` and `down` as a user runs them: real
 //! servers on free ports under a temporary folder.
 
-#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-fn insite(root: &std::path::Path, ports: &[u16], args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_insite"))
+/// Longer than any step takes (an install is done before this test runs),
+/// short enough that a hang fails the test instead of the CI run.
+const STEP_DEADLINE: Duration = Duration::from_secs(180);
+
+/// Runs `command` to its end, or kills it at [`STEP_DEADLINE`] and fails.
+fn run(mut command: Command) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .expect("running insite");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > STEP_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{command:?} still running after {STEP_DEADLINE:?}: {}{}",
+                std::fs::read_to_string(&out).unwrap_or_default(),
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(&out).unwrap(),
+        stderr: std::fs::read(&err).unwrap(),
+    }
+}
+
+fn insite_command(root: &std::path::Path, ports: &[u16], args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_insite"));
+    command
         .args(args)
         .env("INSITE_LOCAL__ROOT", root)
         .env("INSITE_LOCAL__NATS_PORT", ports[0].to_string())
         .env("INSITE_LOCAL__REDIS_PORT", ports[1].to_string())
         .env("INSITE_LOCAL__CLICKHOUSE_HTTP_PORT", ports[2].to_string())
         .env("INSITE_LOCAL__CLICKHOUSE_TCP_PORT", ports[3].to_string())
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("running insite")
+        .env("RUST_BACKTRACE", "0");
+    command
+}
+
+fn insite(root: &std::path::Path, ports: &[u16], args: &[&str]) -> Output {
+    run(insite_command(root, ports, args))
+}
+
+/// Stops the servers `services up` started, however the test ends.
+struct Down<'a> {
+    root: &'a std::path::Path,
+    ports: &'a [u16],
+}
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = insite_command(self.root, self.ports, &["services", "down"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 fn text(output: &Output) -> String {
@@ -45,6 +102,10 @@ fn up_status_down() {
         }
     };
 
+    let _down = Down {
+        root: &root,
+        ports: &ports,
+    };
     let up = insite(&root, &ports, &["services", "up"]);
     assert!(up.status.success(), "up failed: {}", text(&up));
 
@@ -63,18 +124,11 @@ fn up_status_down() {
         text(&migrate)
     );
     // A password the config gives itself wins, and a wrong one is refused.
-    let mut wrong = Command::new(env!("CARGO_BIN_EXE_insite"));
+    let mut wrong = insite_command(&root, &ports, &["migrate"]);
     wrong
-        .args(["migrate"])
-        .env("INSITE_LOCAL__ROOT", &root)
-        .env(
-            "INSITE_CLICKHOUSE__URL",
-            format!("http://127.0.0.1:{}", ports[2]),
-        )
         .env("INSITE_CLICKHOUSE__USER", "insite_writer")
-        .env("INSITE_CLICKHOUSE__PASSWORD", "wrong")
-        .env("RUST_BACKTRACE", "0");
-    let refused = wrong.output().unwrap();
+        .env("INSITE_CLICKHOUSE__PASSWORD", "wrong");
+    let refused = run(wrong);
     assert!(!refused.status.success());
     assert!(
         text(&refused).contains("Wrong password"),

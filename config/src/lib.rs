@@ -151,11 +151,34 @@ impl LocalSection {
 }
 
 /// Loads the config: defaults, then `file` (if given), then the environment.
+///
+/// A server URL that neither the file nor the environment sets follows
+/// `[local]`'s port for that server, so that a local stack moved to other
+/// ports (`INSITE_LOCAL__CLICKHOUSE_HTTP_PORT=...`) is the one every
+/// command reaches, as the default stack is by default.
 pub fn load(file: Option<&Path>) -> Result<InsiteConfig, ConfigError> {
     let figment = Figment::from(Serialized::defaults(InsiteConfig::default()));
-    layered(figment, file)?
+    let explicit = layered(Figment::new(), file)?;
+    let mut config: InsiteConfig = layered(figment, file)?
         .extract()
-        .map_err(|e| ConfigError::Invalid(Box::new(e)))
+        .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+    follow_local_ports(&mut config, &|key| explicit.contains(key));
+    Ok(config)
+}
+
+/// Points every server URL that `set` says the config leaves out at the
+/// local stack's port for it.
+fn follow_local_ports(config: &mut InsiteConfig, set: &dyn Fn(&str) -> bool) {
+    let local = config.local.local_config();
+    if !set("nats.url") {
+        config.nats.url = local.nats_url();
+    }
+    if !set("redis.url") && !config.redis.cluster {
+        config.redis.url = local.redis_url();
+    }
+    if !set("clickhouse.url") {
+        config.clickhouse.url = local.clickhouse_url();
+    }
 }
 
 /// `figment` with the file (if given), then the environment, merged on top.
@@ -196,6 +219,29 @@ mod tests {
             source.as_deref().is_some_and(|s| s.contains("databse")),
             "{err}: {source:?}"
         );
+    }
+
+    #[test]
+    fn server_urls_left_out_follow_the_local_stacks_ports() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("insite.toml");
+        std::fs::write(
+            &path,
+            "[local]\nnats_port = 21001\nredis_port = 21002\nclickhouse_http_port = 21003\n\
+             [clickhouse]\nurl = \"http://10.0.0.5:8123\"\n",
+        )
+        .unwrap();
+        let config = load(Some(&path)).unwrap();
+        assert_eq!(config.nats.url, "nats://127.0.0.1:21001");
+        assert_eq!(config.redis.url, "redis://127.0.0.1:21002/0");
+        // A URL the config gives itself is kept.
+        assert_eq!(config.clickhouse.url, "http://10.0.0.5:8123");
+
+        // With the default ports, the default URLs.
+        std::fs::write(&path, "").unwrap();
+        let config = load(Some(&path)).unwrap();
+        assert_eq!(config.nats, NatsConfig::default());
+        assert_eq!(config.clickhouse.url, ClickHouseConfig::default().url);
     }
 
     #[test]

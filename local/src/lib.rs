@@ -202,17 +202,71 @@ impl LocalConfig {
     }
 }
 
-/// Reserves `count` distinct free loopback ports (bound, then released).
+/// The loopback ports [`free_ports`] hands out: below the kernel's
+/// ephemeral range (32768 and up on Linux), where an outgoing connection
+/// could take a port between our check and the server's bind.
+const FREE_PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+
+/// Reserves `count` distinct free loopback ports below the ephemeral range.
+///
+/// Each port was free to bind when handed out, and is never handed out
+/// twice while this process lives: neither by this process, nor by another
+/// one calling this at the same time (each reservation holds a lock on a
+/// file under the temporary folder, released when the process ends).
 pub fn free_ports(count: usize) -> Result<Vec<u16>, LocalError> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| LocalError::io("reserving a free port", e))?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| LocalError::io("reading a reserved port", e))
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+
+    let span = u32::from(FREE_PORT_RANGE.end - FREE_PORT_RANGE.start);
+    if NEXT.load(Ordering::Relaxed) == u32::MAX {
+        // Processes start at different places, so that they rarely meet.
+        let mut seed = [0u8; 4];
+        getrandom::fill(&mut seed).map_err(|e| {
+            LocalError::io("seeding free ports", std::io::Error::other(e.to_string()))
+        })?;
+        let _ = NEXT.compare_exchange(
+            u32::MAX,
+            u32::from_le_bytes(seed) % span,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+    let locks = std::env::temp_dir().join("insite-ports");
+    std::fs::create_dir_all(&locks).map_err(|e| LocalError::io("creating port locks", e))?;
+    let mut ports = Vec::with_capacity(count);
+    for _ in 0..span {
+        if ports.len() == count {
+            return Ok(ports);
+        }
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let Ok(port) = u16::try_from(u32::from(FREE_PORT_RANGE.start) + offset) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        let lock = std::fs::File::create(locks.join(format!("{port}.lock")))
+            .map_err(|e| LocalError::io("creating a port lock", e))?;
+        if lock.try_lock().is_err() {
+            continue;
+        }
+        HELD.lock()
+            .map_err(|_| LocalError::io("holding a port lock", std::io::Error::other("poisoned")))?
+            .push(lock);
+        ports.push(port);
+    }
+    if ports.len() == count {
+        Ok(ports)
+    } else {
+        Err(LocalError::io(
+            "reserving a free port",
+            std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("fewer than {count} free ports in {FREE_PORT_RANGE:?}"),
+            ),
+        ))
+    }
 }
 
 /// Installs what is missing, then starts every server that is not already
@@ -284,4 +338,22 @@ pub fn down(config: &LocalConfig) -> Result<Vec<(ServerKind, StopOutcome)>, Loca
 /// The default data folder: `.insite/` under `base`.
 pub fn default_root(base: &Path) -> PathBuf {
     base.join(".insite")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_bindable_and_below_the_ephemeral_range() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..20 {
+            for port in free_ports(5).unwrap() {
+                assert!(FREE_PORT_RANGE.contains(&port), "{port}");
+                assert!(seen.insert(port), "{port} handed out twice");
+                TcpListener::bind(("127.0.0.1", port)).unwrap();
+            }
+        }
+    }
 }

@@ -345,9 +345,34 @@ pub async fn replay_consumer(
     })
 }
 
+/// How often [`first_message`] asks again after a failed pull: a new
+/// consumer on a replicated stream can answer 503 (no responders) until its
+/// leader is elected, as after a node's loss.
+const PEEK_ATTEMPTS: u32 = 10;
+
 /// The stream sequence and storage time (ms) of the first message a
-/// consumer with `config` delivers, if any.
+/// consumer with `config` delivers, if any, asking again (with a new
+/// consumer) while the pull fails.
 async fn first_message(
+    stream: &jetstream::stream::Stream,
+    config: pull::Config,
+) -> Result<Option<(u64, TimestampMs)>, SourceError> {
+    let mut attempt = 1;
+    loop {
+        match peek_first_message(stream, config.clone()).await {
+            Ok(first) => return Ok(first),
+            Err(e) if attempt < PEEK_ATTEMPTS => {
+                tracing::warn!(attempt, error = %e, "reading the replay's first message failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One attempt of [`first_message`], with a consumer of its own.
+async fn peek_first_message(
     stream: &jetstream::stream::Stream,
     config: pull::Config,
 ) -> Result<Option<(u64, TimestampMs)>, SourceError> {
@@ -356,6 +381,18 @@ async fn first_message(
         .await
         .map_err(js_error("create replay consumer"))?;
     let name = peek.cached_info().name.clone();
+    let first = read_first(&peek).await;
+    if let Err(e) = stream.delete_consumer(&name).await {
+        // Ephemeral: it goes by itself once inactive.
+        tracing::debug!(error = %e, "deleting the replay's peek consumer");
+    }
+    first
+}
+
+/// The first message `peek` delivers, if any.
+async fn read_first(
+    peek: &jetstream::consumer::PullConsumer,
+) -> Result<Option<(u64, TimestampMs)>, SourceError> {
     let mut batch = peek
         .fetch()
         .max_messages(1)
@@ -373,10 +410,6 @@ async fn first_message(
                 .unwrap_or(TimestampMs::MAX);
             first = Some((info.stream_sequence, stored_ms));
         }
-    }
-    if let Err(e) = stream.delete_consumer(&name).await {
-        // Ephemeral: it goes by itself once inactive.
-        tracing::debug!(error = %e, "deleting the replay's peek consumer");
     }
     Ok(first)
 }
