@@ -227,11 +227,20 @@ pub fn redis_acl(secrets: &Secrets, security: &Security) -> String {
     )
 }
 
+/// The `default` settings profile of the local (single) ClickHouse server.
+pub const SINGLE_SERVER_PROFILE: &str = "      <max_memory_usage>4000000000</max_memory_usage>
+      <load_balancing>random</load_balancing>
+";
+
 /// The ClickHouse `users.xml` of the local server. Secured: `default` (the
 /// admin), `insite_writer`, `insite_reader` (`readonly = 2`) and
 /// `insite_analyst` (`readonly = 1`), each with a SHA-256 password and
 /// loopback networks. Open: `default` without a password.
-pub fn clickhouse_users(secrets: Option<&Secrets>) -> String {
+///
+/// `default_profile` is the body of the `default` settings profile (the
+/// one `default` and the writer use): [`SINGLE_SERVER_PROFILE`] for the
+/// local server, the cluster's own for a replica of the local cluster.
+pub fn clickhouse_users(secrets: Option<&Secrets>, default_profile: &str) -> String {
     let user = |name: &str, password: &str, profile: &str| {
         format!(
             "    <{name}>\n      {password}\n      <networks>\n        <ip>127.0.0.1</ip>\n        <ip>::1</ip>\n      </networks>\n      <profile>{profile}</profile>\n      <quota>default</quota>\n    </{name}>\n"
@@ -269,9 +278,7 @@ pub fn clickhouse_users(secrets: Option<&Secrets>) -> String {
 <yandex>
   <profiles>
     <default>
-      <max_memory_usage>4000000000</max_memory_usage>
-      <load_balancing>random</load_balancing>
-    </default>
+{default_profile}    </default>
     <readonly>
       <readonly>1</readonly>
     </readonly>
@@ -329,7 +336,7 @@ mod tests {
         assert!(!acl.contains(&secrets.redis.query));
         assert!(acl.contains(&sha256_hex(&secrets.redis.query)));
         assert!(acl.starts_with("user default off"));
-        let users = clickhouse_users(Some(&secrets));
+        let users = clickhouse_users(Some(&secrets), SINGLE_SERVER_PROFILE);
         assert!(!users.contains(&secrets.clickhouse.writer));
         assert!(users.contains(&sha256_hex(&secrets.clickhouse.writer)));
         let nats = nats_config(&secrets, &Security::SecuredForTests);
