@@ -27,19 +27,8 @@ use crate::config::InsiteConfig;
 /// `insite backfill`
 #[derive(Debug, Args)]
 pub struct BackfillArgs {
-    /// Trades CSV: insite's layout (`symbol,ts,price,size[,trade_id,exchange,conditions]`)
-    /// or the vendor flat-file layout (`ticker,...,sip_timestamp,...` in
-    /// nanoseconds); plain or gzip.
-    #[arg(long)]
-    trades: Option<PathBuf>,
-    /// Quotes CSV (`symbol,ts,bid,bid_size,ask,ask_size`, or the vendor
-    /// layout); plain or gzip.
-    #[arg(long)]
-    quotes: Option<PathBuf>,
-    /// Posts JSONL (`id, ts, source, author, text[, followers, cashtags]`);
-    /// plain or gzip.
-    #[arg(long)]
-    posts: Option<PathBuf>,
+    #[command(flatten)]
+    files: crate::ingest::InputFiles,
     /// The vendor's minute-aggregates flat file (`ticker, volume, open,
     /// close, high, low, window_start, transactions`, nanoseconds; plain or
     /// gzip): written as final 1-minute bars and rolled up exactly into the
@@ -132,7 +121,7 @@ pub fn run(config: &InsiteConfig, args: BackfillArgs) -> anyhow::Result<()> {
     };
     let files = match args.synthetic {
         Some(span) => History::synthetic(span, &args)?,
-        None if args.trades.is_none() && args.quotes.is_none() && args.posts.is_none() => {
+        None if args.files.is_empty() => {
             anyhow::ensure!(
                 args.minute_aggs.is_some(),
                 "backfill needs --trades, --quotes, --posts, --minute-aggs or --synthetic"
@@ -140,9 +129,9 @@ pub fn run(config: &InsiteConfig, args: BackfillArgs) -> anyhow::Result<()> {
             History::Nothing
         }
         None => History::Files(FileReader::open(
-            args.trades.as_deref(),
-            args.quotes.as_deref(),
-            args.posts.as_deref(),
+            args.files.trades.as_deref(),
+            args.files.quotes.as_deref(),
+            args.files.posts.as_deref(),
         )?),
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

@@ -9,7 +9,6 @@ use std::os::unix::process::CommandExt;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use insite_local::cluster::{self, AppSpec, ClusterConfig, Node, NodeStatus};
-use insite_local::Health;
 
 use crate::config::InsiteConfig;
 
@@ -107,16 +106,7 @@ pub fn run(config: &InsiteConfig, args: ClusterArgs) -> anyhow::Result<()> {
         Action::Status => {
             let statuses = cluster::status(&cluster);
             print_statuses(&statuses);
-            let unhealthy = statuses
-                .iter()
-                .filter(|s| s.health != Health::Healthy)
-                .count();
-            anyhow::ensure!(
-                unhealthy == 0,
-                "{unhealthy} of {} nodes are not healthy",
-                statuses.len()
-            );
-            Ok(())
+            crate::services::all_healthy("nodes", statuses.iter().map(|s| &s.health))
         }
         Action::Down => {
             for (node, pid) in cluster::down(&cluster)? {

@@ -77,6 +77,33 @@ impl BatchArgs {
     }
 }
 
+/// The history files `insite ingest files` publishes and `insite backfill`
+/// computes over: insite's layouts, or the vendor's flat-file layouts
+/// (told apart by their header), plain or gzip.
+#[derive(Debug, Clone, Args)]
+pub struct InputFiles {
+    /// Trades CSV: insite's layout (`symbol,ts,price,size[,trade_id,exchange,conditions]`)
+    /// or the vendor flat-file layout (`ticker,...,sip_timestamp,...` in
+    /// nanoseconds); plain or gzip.
+    #[arg(long)]
+    pub trades: Option<PathBuf>,
+    /// Quotes CSV (`symbol,ts,bid,bid_size,ask,ask_size`, or the vendor
+    /// layout); plain or gzip.
+    #[arg(long)]
+    pub quotes: Option<PathBuf>,
+    /// Posts JSONL (`id, ts, source, author, text[, followers, cashtags]`);
+    /// plain or gzip.
+    #[arg(long)]
+    pub posts: Option<PathBuf>,
+}
+
+impl InputFiles {
+    /// Whether no file is given.
+    pub fn is_empty(&self) -> bool {
+        self.trades.is_none() && self.quotes.is_none() && self.posts.is_none()
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Feed {
     /// A seeded market and social simulator.
@@ -125,15 +152,8 @@ enum Feed {
     /// stream range, which is something else).
     #[command(visible_alias = "replay")]
     Files {
-        /// Trades CSV (`symbol,ts,price,size[,trade_id,exchange,conditions]`).
-        #[arg(long)]
-        trades: Option<PathBuf>,
-        /// Quotes CSV (`symbol,ts,bid,bid_size,ask,ask_size`).
-        #[arg(long)]
-        quotes: Option<PathBuf>,
-        /// Posts JSONL (`id, ts, source, author, text[, followers]`).
-        #[arg(long)]
-        posts: Option<PathBuf>,
+        #[command(flatten)]
+        files: InputFiles,
         /// Replay at N times the original pace.
         #[arg(long, conflicts_with = "max")]
         speed: Option<f64>,
@@ -261,17 +281,15 @@ async fn run_async(config: &InsiteConfig, args: IngestArgs) -> anyhow::Result<()
             insite_ingest::run_synthetic(&js, streams, synthetic, shutdown).await?
         }
         Feed::Files {
-            trades,
-            quotes,
-            posts,
+            files,
             speed,
             max: _,
             batch,
         } => {
             let replay = FilesConfig {
-                trades,
-                quotes,
-                posts,
+                trades: files.trades,
+                quotes: files.quotes,
+                posts: files.posts,
                 speed,
                 batch: batch.files(),
                 publisher,

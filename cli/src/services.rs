@@ -67,18 +67,24 @@ pub fn run(config: &InsiteConfig, args: ServicesArgs) -> anyhow::Result<()> {
         Action::Status => {
             let statuses = insite_local::status(&local);
             print_statuses(&statuses);
-            let unhealthy = statuses
-                .iter()
-                .filter(|s| s.health != Health::Healthy)
-                .count();
-            anyhow::ensure!(
-                unhealthy == 0,
-                "{unhealthy} of {} servers are not healthy",
-                statuses.len()
-            );
-            Ok(())
+            all_healthy("servers", statuses.iter().map(|s| &s.health))
         }
     }
+}
+
+/// An error naming how many of `healths` (of the `what`) are not
+/// healthy, if any: `status` exits non-zero then.
+pub(crate) fn all_healthy<'a>(
+    what: &str,
+    healths: impl ExactSizeIterator<Item = &'a Health>,
+) -> anyhow::Result<()> {
+    let total = healths.len();
+    let unhealthy = healths.filter(|h| **h != Health::Healthy).count();
+    anyhow::ensure!(
+        unhealthy == 0,
+        "{unhealthy} of {total} {what} are not healthy"
+    );
+    Ok(())
 }
 
 fn print_statuses(statuses: &[insite_local::ServerStatus]) {

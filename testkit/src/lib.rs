@@ -430,6 +430,19 @@ impl TestEnv {
         async_nats::jetstream::new(self.nats().await)
     }
 
+    /// This test's streams created and its database migrated, as every
+    /// stage does at start-up; a JetStream context on them.
+    pub async fn prepared(&self) -> async_nats::jetstream::Context {
+        let js = self.jetstream().await;
+        insite_sinks::streams::ensure_streams(&js, &self.connections.nats.streams)
+            .await
+            .expect("creating the test's streams");
+        insite_sinks::clickhouse::migrate(&self.connections.clickhouse)
+            .await
+            .expect("migrating the test's database");
+        js
+    }
+
     /// The state of the durable consumer `durable` of `stream`, or `None`
     /// while either does not exist.
     pub async fn consumer_info(

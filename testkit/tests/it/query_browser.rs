@@ -16,7 +16,6 @@ use insite_query::QueryConfig;
 use insite_schemas::{Finality, Interval};
 use insite_sinks::nats::{Derived, DerivedPublisher};
 use insite_sinks::redis::{HotUpdate, RedisSink, RedisSinkConfig};
-use insite_sinks::streams::ensure_streams;
 use insite_testkit::fixtures::bar;
 use insite_testkit::service::start_query;
 use insite_testkit::wait::eventually;
@@ -64,13 +63,7 @@ async fn chart_page_shows_a_live_candle() {
         return;
     };
     let env = TestEnv::new("query_browser");
-    let js = env.jetstream().await;
-    ensure_streams(&js, &env.connections.nats.streams)
-        .await
-        .unwrap();
-    insite_sinks::clickhouse::migrate(&env.connections.clickhouse)
-        .await
-        .unwrap();
+    let js = env.prepared().await;
 
     // The pipeline's state before the page opens: AAPL's current candle.
     let now = insite_schemas::time::now_ms();

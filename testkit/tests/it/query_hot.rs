@@ -10,7 +10,6 @@ use insite_query::QueryConfig;
 use insite_schemas::{Bar, Finality, Interval, Symbol};
 use insite_sinks::nats::{Derived, DerivedPublisher};
 use insite_sinks::redis::{HotUpdate, RedisSink, RedisSinkConfig};
-use insite_sinks::streams::ensure_streams;
 use insite_testkit::service::start_query;
 use insite_testkit::TestEnv;
 use redis::AsyncCommands;
@@ -56,13 +55,7 @@ fn seq_of(json: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_latest_bar_is_never_older_than_redis_by_more_than_one_hot_flush() {
     let env = TestEnv::new("query_hot");
-    let js = env.jetstream().await;
-    ensure_streams(&js, &env.connections.nats.streams)
-        .await
-        .unwrap();
-    insite_sinks::clickhouse::migrate(&env.connections.clickhouse)
-        .await
-        .unwrap();
+    let js = env.prepared().await;
     let service = start_query(&env, QueryConfig::default()).await;
 
     // The pipeline's hot path, faster than its cadence: each update to

@@ -9,7 +9,6 @@ use insite_query::config::StreamConfig;
 use insite_query::QueryConfig;
 use insite_schemas::{wire, Finality, Interval, Quote};
 use insite_sinks::nats::{Derived, DerivedPublisher};
-use insite_sinks::streams::ensure_streams;
 use insite_testkit::fixtures::{bar, symbol};
 use insite_testkit::service::start_query;
 use insite_testkit::TestEnv;
@@ -62,13 +61,7 @@ fn big_alert(i: usize) -> Derived {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fans_out_to_subscribers_and_drops_a_slow_client() {
     let env = TestEnv::new("query_ws");
-    let js = env.jetstream().await;
-    ensure_streams(&js, &env.connections.nats.streams)
-        .await
-        .unwrap();
-    insite_sinks::clickhouse::migrate(&env.connections.clickhouse)
-        .await
-        .unwrap();
+    let js = env.prepared().await;
     let service = start_query(
         &env,
         QueryConfig {
