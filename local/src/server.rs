@@ -440,19 +440,25 @@ pub fn wait_healthy(
 /// The pid from `kind`'s pid file, if that process still runs and is still
 /// the server.
 pub fn running_pid(config: &LocalConfig, kind: ServerKind) -> Option<u32> {
-    let pid: u32 = fs::read_to_string(pid_file(config, kind))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    live_pid_from_file(&pid_file(config, kind), |cmdline| {
+        cmdline.contains(kind.process_marker())
+    })
+}
+
+/// The pid in `pid_file`, if that process runs (is not a zombie: state Z
+/// has exited and only waits to be reaped) and `is_ours` says its command
+/// line is the one that wrote the file (a pid may have been reused).
+pub(crate) fn live_pid_from_file(
+    pid_file: &Path,
+    is_ours: impl FnOnce(&str) -> bool,
+) -> Option<u32> {
+    let pid: u32 = fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // A zombie (state Z) has exited and only waits to be reaped.
     let state = stat
         .rsplit_once(") ")
         .and_then(|(_, rest)| rest.chars().next());
-    let is_server = String::from_utf8_lossy(&cmdline).contains(kind.process_marker());
-    (is_server && state != Some('Z')).then_some(pid)
+    (is_ours(&String::from_utf8_lossy(&cmdline)) && state != Some('Z')).then_some(pid)
 }
 
 /// The state of `kind`.

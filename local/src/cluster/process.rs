@@ -19,29 +19,15 @@ use super::ClusterError;
 
 /// The pid of `node`'s process, if it runs.
 pub fn running_pid(config: &ClusterConfig, node: Node) -> Option<u32> {
-    let pid: u32 = fs::read_to_string(config.pid_file(node))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let state = stat
-        .rsplit_once(") ")
-        .and_then(|(_, rest)| rest.chars().next());
-    let cmdline = String::from_utf8_lossy(&cmdline);
-    let ours = match node.kind {
+    let root = std::path::absolute(&config.root).ok()?;
+    crate::server::live_pid_from_file(&config.pid_file(node), |cmdline| match node.kind {
         // Redis rewrites its process title to `redis-server <addr> [cluster]`.
         NodeKind::Redis => {
             cmdline.contains("redis-server")
                 && cmdline.contains(&format!("127.0.0.1:{}", config.redis_port(node.index)))
         }
-        _ => {
-            let root = std::path::absolute(&config.root).ok()?;
-            cmdline.contains(&*root.to_string_lossy())
-        }
-    };
-    (ours && state != Some('Z')).then_some(pid)
+        _ => cmdline.contains(&*root.to_string_lossy()),
+    })
 }
 
 /// Spawns `cmd` as `node`, appending its output to the node's log and
