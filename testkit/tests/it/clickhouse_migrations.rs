@@ -83,7 +83,7 @@ async fn a_version_2_database_is_upgraded_keeping_every_row() {
         .await
         .unwrap();
     for migration in MIGRATIONS.iter().filter(|m| m.version <= 2) {
-        for statement in migration.statements() {
+        for statement in migration.statements(&insite_schemas::server::Features::NONE) {
             client.query(&statement).execute().await.unwrap();
         }
         client
