@@ -10,12 +10,16 @@ pub fn run(config: &InsiteConfig) -> anyhow::Result<()> {
         .build()?;
     let report = runtime.block_on(insite_sinks::clickhouse::migrate(&config.clickhouse))?;
     println!(
-        "ClickHouse {} at {}, database {}: applied {:?}, already applied {:?}",
+        "ClickHouse {} at {} (features: {}), database {}: applied {:?}, already applied {:?}",
         report.server_version,
         config.clickhouse.url,
+        report.features.names(),
         config.clickhouse.database,
         report.applied,
         report.already_applied
     );
+    for statement in &report.retention {
+        println!("retention: {statement}");
+    }
     Ok(())
 }

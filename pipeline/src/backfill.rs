@@ -331,6 +331,9 @@ pub async fn backfill(
         // Staging tables are plain tables of one server: no quorum there;
         // the copy into the target asks for it.
         insert_quorum: 0,
+        // No retention on staging: rows older than the target's TTL are
+        // copied as they are, and the target expires them.
+        raw_ttl_days: 0,
         ..target.clone()
     };
     tracing::info!(staging = %staging.database, version, "backfill: staging database");
@@ -644,22 +647,28 @@ struct FrontierRow {
     durable_ms: i64,
 }
 
-/// The least durable frontier per stream over the live pipelines recorded
-/// in `target` (`None`: no live pipeline has recorded that stream).
-async fn live_frontiers(
-    client: &clickhouse::Client,
-    target: &str,
-) -> Result<[Option<i64>; 2], PipelineError> {
-    let sql = format!(
+/// The least durable frontier per stream (source, durable_ms) over the
+/// live pipelines' own checkpoint rows (not the per-process ones) in the
+/// database `target`: where a backfill's results stop being safe to write.
+pub fn live_frontiers_sql(target: &str) -> String {
+    format!(
         "SELECT source, min(durable) AS durable_ms FROM ( \
            SELECT pipeline, source, argMax(durable_ms, version) AS durable \
            FROM `{target}`.`{}` WHERE position(pipeline, '/') = 0 \
            GROUP BY pipeline, source) \
          GROUP BY source",
         rows::CheckpointRow::TABLE
-    );
+    )
+}
+
+/// The least durable frontier per stream over the live pipelines recorded
+/// in `target` (`None`: no live pipeline has recorded that stream).
+async fn live_frontiers(
+    client: &clickhouse::Client,
+    target: &str,
+) -> Result<[Option<i64>; 2], PipelineError> {
     let found = client
-        .query(&sql)
+        .query(&live_frontiers_sql(target))
         .fetch_all::<FrontierRow>()
         .await
         .map_err(|e| sql_error("reading the live pipelines' frontiers", e))?;

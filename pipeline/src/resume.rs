@@ -22,6 +22,18 @@ use insite_sinks::clickhouse::rows::{datetime_secs, CheckpointRow, Table};
 
 use crate::source::InputSource;
 
+/// The newest checkpoint row of every source of one pipeline row name
+/// (`pipeline`, or `<pipeline>/<process>`), bound as the name: source,
+/// durable_ms, resume_seq, max_ts_ms. A restart reads it ([`ProgressStore::load`]),
+/// and so does each process for the others' frontiers.
+pub fn checkpoints_sql() -> String {
+    format!(
+        "SELECT source, argMax(durable_ms, version), argMax(resume_seq, version), \
+         argMax(max_ts_ms, version) FROM {} WHERE pipeline = ? GROUP BY source",
+        CheckpointRow::TABLE
+    )
+}
+
 /// Errors reading or writing the durable frontier.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -165,13 +177,8 @@ impl ProgressStore {
         &self,
         name: &str,
     ) -> Result<Vec<(String, TimestampMs, u64, TimestampMs)>, ResumeError> {
-        let sql = format!(
-            "SELECT source, argMax(durable_ms, version), argMax(resume_seq, version), \
-             argMax(max_ts_ms, version) FROM {} WHERE pipeline = ? GROUP BY source",
-            CheckpointRow::TABLE
-        );
         self.client
-            .query(&sql)
+            .query(&checkpoints_sql())
             .bind(name)
             .fetch_all::<(String, TimestampMs, u64, TimestampMs)>()
             .await

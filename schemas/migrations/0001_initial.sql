@@ -1,36 +1,45 @@
 -- insite ClickHouse schema, version 1.
--- Runs on ClickHouse 18.16 and on current releases: plain DateTime plus a
+-- As written, this is what ClickHouse 18.16 runs: plain DateTime plus a
 -- millisecond UInt64 column (no DateTime64), no TTL clause, no LowCardinality.
+-- Two markers, comments read by `insite_schemas::migrations` (and
+-- plain comments to anyone else), render the newer servers' features (see
+-- `insite_schemas::server`): `@low_cardinality` after a column makes its
+-- `String` a `LowCardinality(String)`, and a line starting `@datetime64` adds
+-- what follows it (a `DateTime64(3, 'UTC')` ALIAS over a millisecond column:
+-- not stored, so inserts and the rows they send are the same on every
+-- server).
 -- Every table is a ReplacingMergeTree keyed so that a re-delivered or
 -- recomputed row replaces the earlier one; read with FINAL or argMax.
 
 CREATE TABLE IF NOT EXISTS trades (
-    symbol String,
+    symbol String,  --@low_cardinality
     ts DateTime,
     ts_ms UInt64,
     price Float64,
     size UInt64,
-    exchange String,
+    exchange String,  --@low_cardinality
     trade_id String,
     conditions Array(String)
+    --@datetime64 , ts64 DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(toInt64(ts_ms), 'UTC')
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMMDD(ts)
 ORDER BY (symbol, ts_ms, exchange, trade_id);
 
 CREATE TABLE IF NOT EXISTS quotes (
-    symbol String,
+    symbol String,  --@low_cardinality
     ts DateTime,
     ts_ms UInt64,
     bid Float64,
     bid_size UInt64,
     ask Float64,
     ask_size UInt64
+    --@datetime64 , ts64 DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(toInt64(ts_ms), 'UTC')
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMMDD(ts)
 ORDER BY (symbol, ts_ms, bid, ask, bid_size, ask_size);
 
 CREATE TABLE IF NOT EXISTS posts (
-    source String,
+    source String,  --@low_cardinality
     id String,
     author String,
     ts DateTime,
@@ -39,12 +48,13 @@ CREATE TABLE IF NOT EXISTS posts (
     cashtags Array(String),
     author_followers UInt64,
     score Float64
+    --@datetime64 , ts64 DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(toInt64(ts_ms), 'UTC')
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMMDD(ts)
 ORDER BY (ts_ms, source, id);
 
 CREATE TABLE IF NOT EXISTS bars (
-    symbol String,
+    symbol String,  --@low_cardinality
     interval_s UInt32,
     window_start DateTime,
     window_start_ms UInt64,
@@ -56,12 +66,13 @@ CREATE TABLE IF NOT EXISTS bars (
     vwap Float64,
     trades UInt64,
     version UInt64
+    --@datetime64 , window_start64 DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(toInt64(window_start_ms), 'UTC')
 ) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMMDD(window_start)
 ORDER BY (symbol, interval_s, window_start_ms);
 
 CREATE TABLE IF NOT EXISTS sentiment (
-    symbol String,
+    symbol String,  --@low_cardinality
     interval_s UInt32,
     window_start DateTime,
     window_start_ms UInt64,
@@ -72,6 +83,7 @@ CREATE TABLE IF NOT EXISTS sentiment (
     neutral UInt64,
     weighted_score Float64,
     version UInt64
+    --@datetime64 , window_start64 DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(toInt64(window_start_ms), 'UTC')
 ) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMMDD(window_start)
 ORDER BY (symbol, interval_s, window_start_ms);
@@ -81,17 +93,18 @@ CREATE TABLE IF NOT EXISTS trending (
     window_start DateTime,
     window_start_ms UInt64,
     rank UInt32,
-    symbol String,
+    symbol String,  --@low_cardinality
     mentions UInt64,
     zscore Float64,
     version UInt64
+    --@datetime64 , window_start64 DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(toInt64(window_start_ms), 'UTC')
 ) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMMDD(window_start)
 ORDER BY (interval_s, window_start_ms, symbol);
 
 CREATE TABLE IF NOT EXISTS alerts (
-    symbol String,
-    kind String,
+    symbol String,  --@low_cardinality
+    kind String,  --@low_cardinality
     interval_s UInt32,
     window_start DateTime,
     window_start_ms UInt64,
@@ -99,18 +112,20 @@ CREATE TABLE IF NOT EXISTS alerts (
     threshold Float64,
     message String,
     version UInt64
+    --@datetime64 , window_start64 DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(toInt64(window_start_ms), 'UTC')
 ) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMMDD(window_start)
 ORDER BY (symbol, kind, interval_s, window_start_ms);
 
 CREATE TABLE IF NOT EXISTS late_events (
-    kind String,
-    symbol String,
+    kind String,  --@low_cardinality
+    symbol String,  --@low_cardinality
     ts DateTime,
     ts_ms UInt64,
     watermark_ms UInt64,
     event_id String,
     received_at DateTime
+    --@datetime64 , ts64 DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(toInt64(ts_ms), 'UTC')
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMMDD(ts)
 ORDER BY (symbol, kind, ts_ms, event_id);

@@ -14,14 +14,15 @@
 DROP TABLE IF EXISTS trades_pre_v3;
 
 CREATE TABLE IF NOT EXISTS trades_v3 (
-    symbol String,
+    symbol String,  --@low_cardinality
     ts DateTime,
     ts_ms UInt64,
     price Float64,
     size UInt64,
-    exchange String,
+    exchange String,  --@low_cardinality
     trade_id String,
     conditions Array(String)
+    --@datetime64 , ts64 DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli(toInt64(ts_ms), 'UTC')
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMMDD(ts)
 ORDER BY (symbol, ts_ms, exchange, trade_id, price, size);

@@ -18,7 +18,7 @@
 
 CREATE TABLE IF NOT EXISTS pipeline_checkpoints (
     pipeline String,
-    source String,
+    source String,  --@low_cardinality
     durable_ms Int64,
     resume_seq UInt64,
     max_ts_ms Int64,

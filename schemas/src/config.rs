@@ -173,6 +173,12 @@ pub struct ClickHouseConfig {
     /// acknowledged insert survives the loss of any one server; see
     /// `docs/deploy.md`.
     pub insert_quorum: u32,
+    /// Days the raw tables (trades, quotes, posts, late events) keep a row
+    /// past its event time, by ClickHouse `TTL`, on servers that have it
+    /// (19.6 and later; older ones keep everything and log so); 0 keeps
+    /// rows for ever. Applied at every start-up of a migrating stage; see
+    /// [`crate::retention`].
+    pub raw_ttl_days: u32,
 }
 
 impl Default for ClickHouseConfig {
@@ -185,6 +191,7 @@ impl Default for ClickHouseConfig {
             connect_timeout_ms: 2_000,
             request_timeout_ms: 30_000,
             insert_quorum: 0,
+            raw_ttl_days: 0,
         }
     }
 }

@@ -15,7 +15,10 @@
 //!   its version check, batches, [`wire::decode_inbound`].
 //! - [`msgid`]: stable `Nats-Msg-Id` values.
 //! - [`subjects`]: subject builders and a validating parser.
-//! - [`migrations`]: the versioned ClickHouse DDL.
+//! - [`migrations`]: the versioned ClickHouse DDL, rendered per server.
+//! - [`server`]: a server's [`server::ServerVersion`] and the
+//!   [`server::Features`] it has (`LowCardinality`, `TTL`, `DateTime64`).
+//! - [`retention`]: the `TTL` statements of the raw tables.
 //! - [`config`]: connection and stream settings.
 //! - [`error`]: typed errors ([`DecodeError`], [`InvalidValue`]).
 //! - `fixtures` (feature `test-fixtures`): builders of plain values for
@@ -34,6 +37,8 @@ pub mod fixtures;
 pub mod migrations;
 pub mod msgid;
 pub mod results;
+pub mod retention;
+pub mod server;
 pub mod subjects;
 pub mod symbol;
 pub mod time;

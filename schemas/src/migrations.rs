@@ -4,8 +4,22 @@
 //! embedded at build time. Every statement is idempotent (`IF NOT EXISTS`,
 //! or a copy-and-swap that converges when run again),
 //! and the runner (in the `sinks` crate) records applied versions in
-//! [`MIGRATIONS_TABLE`], so applying them at every start-up is safe. All SQL
-//! runs on ClickHouse 18.16 and on current releases.
+//! [`MIGRATIONS_TABLE`], so applying them at every start-up is safe.
+//!
+//! A migration renders per server ([`Migration::statements`] with the
+//! [`Features`] of the server's version): the files as written are what
+//! ClickHouse 18.16 runs, and two markers in them add the features of newer
+//! servers: [`LOW_CARDINALITY_MARK`] after a column makes its `String` a
+//! `LowCardinality(String)`, and a line starting with [`DATETIME64_MARK`]
+//! is kept (without the marker) only where `DateTime64` exists. Both are
+//! `--` comments, dropped for a server without the feature, so 18.16 gets
+//! the statements the files held before the markers, byte for byte.
+//! Neither changes what the sinks insert or the query service reads:
+//! `LowCardinality(String)` travels as a `String` in RowBinary and in
+//! answers, and the `DateTime64` columns are `ALIAS`es (computed on read,
+//! never inserted or listed by `SELECT *`).
+
+use crate::server::Features;
 
 /// The table that records which migrations were applied.
 pub const MIGRATIONS_TABLE: &str = "schema_migrations";
@@ -26,11 +40,48 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
+/// After a column's definition: its `String` becomes
+/// `LowCardinality(String)` on a server with [`Features::low_cardinality`].
+pub const LOW_CARDINALITY_MARK: &str = "--@low_cardinality";
+
+/// At the start of a line (after indentation): the rest of the line is part
+/// of the statement on a server with [`Features::datetime64`], and left out
+/// elsewhere.
+pub const DATETIME64_MARK: &str = "--@datetime64 ";
+
 impl Migration {
-    /// The migration's statements, without comments or the separating `;`.
-    pub fn statements(&self) -> Vec<String> {
-        split_statements(self.sql)
+    /// The migration's statements for a server with `features`, without
+    /// comments or the separating `;` (see the module docs).
+    pub fn statements(&self, features: &Features) -> Vec<String> {
+        split_statements(&render(self.sql, features))
     }
+}
+
+/// `sql` with its feature markers applied for `features`: marked lines
+/// rendered or left out, the markers removed.
+pub fn render(sql: &str, features: &Features) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for line in sql.lines() {
+        if let Some(rest) = line.trim_start().strip_prefix(DATETIME64_MARK) {
+            if features.datetime64 {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                out.push(format!("{indent}{rest}"));
+            }
+        } else if let Some(at) = line
+            .find(LOW_CARDINALITY_MARK)
+            .filter(|&at| !line[..at].contains("--"))
+        {
+            let column = line[..at].trim_end();
+            out.push(if features.low_cardinality {
+                column.replacen(" String", " LowCardinality(String)", 1)
+            } else {
+                column.to_owned()
+            });
+        } else {
+            out.push(line.to_owned());
+        }
+    }
+    out.join("\n")
 }
 
 /// All migrations, oldest first.
@@ -81,14 +132,21 @@ pub fn split_statements(sql: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
+    use crate::server::ServerVersion;
+
+    fn current() -> Features {
+        Features::of(ServerVersion::parse("26.9.2.1").unwrap())
+    }
+
     #[test]
     fn versions_are_increasing_and_statements_idempotent() {
         let mut last = 0;
         for m in MIGRATIONS {
             assert!(m.version > last);
             last = m.version;
-            let stmts = m.statements();
+            let stmts = m.statements(&Features::NONE);
             assert!(!stmts.is_empty());
+            assert_eq!(stmts.len(), m.statements(&current()).len());
             for s in stmts {
                 assert!(
                     [
@@ -114,7 +172,7 @@ mod tests {
     #[test]
     fn trades_are_keyed_by_price_and_size_from_version_3() {
         let v3 = MIGRATIONS.iter().find(|m| m.version == 3).unwrap();
-        let stmts = v3.statements();
+        let stmts = v3.statements(&current());
         assert!(stmts
             .iter()
             .any(|s| s.contains("ORDER BY (symbol, ts_ms, exchange, trade_id, price, size)")));
@@ -126,7 +184,7 @@ mod tests {
 
     #[test]
     fn the_first_migration_creates_every_table() {
-        let stmts = MIGRATIONS[0].statements();
+        let stmts = MIGRATIONS[0].statements(&Features::NONE);
         for table in [
             "trades",
             "quotes",
@@ -144,6 +202,101 @@ mod tests {
                 "{table}"
             );
         }
+    }
+
+    /// The CREATE statement of `table` in the migrations rendered for
+    /// `features` (the last one: migration 3 recreates trades).
+    fn create_of(table: &str, features: &Features) -> String {
+        let all: Vec<String> = MIGRATIONS
+            .iter()
+            .flat_map(|m| m.statements(features))
+            .collect();
+        all.into_iter()
+            .rev()
+            .find(|s| {
+                s.starts_with(&format!("CREATE TABLE IF NOT EXISTS {table} ("))
+                    || (table == "trades"
+                        && s.starts_with("CREATE TABLE IF NOT EXISTS trades_v3 ("))
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn clickhouse_18_16_gets_none_of_the_newer_features() {
+        let old = Features::of(ServerVersion::V18_16);
+        for s in MIGRATIONS.iter().flat_map(|m| m.statements(&old)) {
+            for newer in ["DateTime64", "TTL", "LowCardinality", "ALIAS", "--"] {
+                assert!(!s.contains(newer), "{newer} in {s}");
+            }
+        }
+        assert!(create_of("trades", &old).contains("    symbol String,\n"));
+    }
+
+    #[test]
+    fn a_current_server_gets_low_cardinality_and_datetime64_aliases() {
+        let f = current();
+        for (table, columns, alias) in [
+            ("trades", &["symbol", "exchange"][..], "ts64"),
+            ("quotes", &["symbol"][..], "ts64"),
+            ("posts", &["source"][..], "ts64"),
+            ("late_events", &["kind", "symbol"][..], "ts64"),
+            ("bars", &["symbol"][..], "window_start64"),
+            ("sentiment", &["symbol"][..], "window_start64"),
+            ("trending", &["symbol"][..], "window_start64"),
+            ("alerts", &["symbol", "kind"][..], "window_start64"),
+        ] {
+            let create = create_of(table, &f);
+            for column in columns {
+                assert!(
+                    create.contains(&format!("    {column} LowCardinality(String),")),
+                    "{table}.{column}: {create}"
+                );
+            }
+            assert!(
+                create.contains(&format!(
+                    "{alias} DateTime64(3, 'UTC') ALIAS fromUnixTimestamp64Milli("
+                )),
+                "{table}: {create}"
+            );
+            assert!(!create.contains("--"), "{create}");
+        }
+        // High-cardinality text stays String.
+        assert!(create_of("trades", &f).contains("    trade_id String,"));
+        assert!(create_of("posts", &f).contains("    author String,"));
+        assert!(
+            create_of("pipeline_checkpoints", &f).contains("    source LowCardinality(String),")
+        );
+    }
+
+    #[test]
+    fn every_marker_has_something_to_render() {
+        for m in MIGRATIONS {
+            for line in m.sql.lines() {
+                if line.contains(LOW_CARDINALITY_MARK) {
+                    assert!(line.contains(" String"), "{line}");
+                }
+                if line.contains("--@") {
+                    assert!(
+                        line.contains(LOW_CARDINALITY_MARK)
+                            || line.trim_start().starts_with(DATETIME64_MARK),
+                        "unknown marker: {line}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rendering_keeps_or_drops_marked_lines() {
+        let sql = "CREATE TABLE t (\n    s String,  --@low_cardinality\n    n UInt64\n    --@datetime64 , d DateTime64(3) ALIAS n\n) ENGINE = Memory";
+        assert_eq!(
+            render(sql, &Features::NONE),
+            "CREATE TABLE t (\n    s String,\n    n UInt64\n) ENGINE = Memory"
+        );
+        assert_eq!(
+            render(sql, &current()),
+            "CREATE TABLE t (\n    s LowCardinality(String),\n    n UInt64\n    , d DateTime64(3) ALIAS n\n) ENGINE = Memory"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use insite_schemas::{Bar, Interval, Symbol, TimestampMs};
 use insite_sinks::clickhouse::rows::{datetime_secs, millis};
 use serde::Deserialize;
 
+use super::statements::{self, SymbolFilter};
 use super::stored::{self, decode_json, sql_count};
 use super::Store;
 use crate::error::ApiError;
@@ -94,24 +95,12 @@ impl Store {
     /// Granules of `q` from ClickHouse's final bars, per symbol, each
     /// symbol's in start order (as `q.desc` asks).
     pub async fn granules(&self, q: &GranuleQuery<'_>) -> Result<Vec<(Symbol, Granule)>, ApiError> {
-        let symbol_filter = match q.symbols {
-            Symbols::One(_) => "symbol = ? AND",
-            Symbols::Some(_) => "has(?, symbol) AND",
-            Symbols::All => "",
+        let filter = match q.symbols {
+            Symbols::One(_) => SymbolFilter::One,
+            Symbols::Some(_) => SymbolFilter::Many,
+            Symbols::All => SymbolFilter::All,
         };
-        let order = if q.desc { "DESC" } else { "ASC" };
-        let limit = if q.limit.is_some() { "LIMIT ?" } else { "" };
-        let sql = format!(
-            "SELECT symbol, intDiv(window_start_ms, ?) * ? AS g, \
-             argMin(open, window_start_ms) AS g_open, max(high) AS g_high, \
-             min(low) AS g_low, argMax(close, window_start_ms) AS g_close, \
-             sum(volume) AS g_volume, sum(vwap * volume) AS g_notional, \
-             sum(trades) AS g_trades, max(window_start_ms) AS g_last \
-             FROM bars FINAL WHERE {symbol_filter} interval_s = ? \
-             AND window_start >= toDateTime(?) AND window_start <= toDateTime(?) \
-             AND window_start_ms >= ? AND window_start_ms < ? \
-             GROUP BY symbol, g ORDER BY symbol, g {order} {limit}"
-        );
+        let sql = statements::granules(filter, q.desc, q.limit.is_some());
         let granule = millis(q.granule_ms);
         // `FINAL` over a long range reads every daily partition's parts
         // at once, each column through a read buffer of its own: with the
@@ -210,14 +199,8 @@ impl Store {
         before: TimestampMs,
     ) -> Result<Option<TimestampMs>, ApiError> {
         let sql = match symbol {
-            Some(_) => {
-                "SELECT max(window_start_ms) AS m, count() AS n FROM bars \
-                 WHERE symbol = ? AND interval_s = ? AND window_start_ms < ?"
-            }
-            None => {
-                "SELECT max(window_start_ms) AS m, count() AS n FROM bars \
-                 WHERE interval_s = ? AND window_start_ms < ?"
-            }
+            Some(_) => statements::NEWEST_BAR_BEFORE_OF_SYMBOL,
+            None => statements::NEWEST_BAR_BEFORE,
         };
         let mut query = self.clickhouse.query(sql);
         if let Some(s) = symbol {

@@ -1,5 +1,6 @@
 //! Every SQL statement the query service sends to ClickHouse, in one
-//! place: the store's reads use these texts, and [`catalog`] renders each
+//! place (its own `/v1` routes' and the vendor-compatible ones'): the
+//! store's reads use these texts, and [`catalog`] renders each
 //! with sample bound values (and `?fields` expanded) so that a check can
 //! run them all against another ClickHouse (`scripts/check-clickhouse-current.sh`).
 
@@ -62,6 +63,56 @@ pub fn warm_history(table: &str) -> String {
          ORDER BY window_start_ms DESC LIMIT ?"
     )
 }
+
+/// Which symbols a vendor granule read ([`granules`]) covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymbolFilter {
+    /// One symbol, bound as a string.
+    One,
+    /// A list of symbols, bound as an array.
+    Many,
+    /// Every symbol: nothing bound.
+    All,
+}
+
+/// The vendor aggregates' read: final bars of one stored interval combined
+/// per epoch-aligned span ("granule"), per symbol. Binds: the span (ms)
+/// twice, the symbol or symbols (per `filter`), interval_s, from and to
+/// (seconds), from and to (ms), and a limit when `limited`. The result's
+/// aliases differ from the column names (`g_open`, ...), which ClickHouse
+/// would otherwise read as the aggregates themselves.
+pub fn granules(filter: SymbolFilter, desc: bool, limited: bool) -> String {
+    let symbol_filter = match filter {
+        SymbolFilter::One => "symbol = ? AND",
+        SymbolFilter::Many => "has(?, symbol) AND",
+        SymbolFilter::All => "",
+    };
+    let order = if desc { "DESC" } else { "ASC" };
+    let limit = if limited { "LIMIT ?" } else { "" };
+    format!(
+        "SELECT symbol, intDiv(window_start_ms, ?) * ? AS g, \
+         argMin(open, window_start_ms) AS g_open, max(high) AS g_high, \
+         min(low) AS g_low, argMax(close, window_start_ms) AS g_close, \
+         sum(volume) AS g_volume, sum(vwap * volume) AS g_notional, \
+         sum(trades) AS g_trades, max(window_start_ms) AS g_last \
+         FROM bars FINAL WHERE {symbol_filter} interval_s = ? \
+         AND window_start >= toDateTime(?) AND window_start <= toDateTime(?) \
+         AND window_start_ms >= ? AND window_start_ms < ? \
+         GROUP BY symbol, g ORDER BY symbol, g {order} {limit}"
+    )
+}
+
+/// The newest stored bar of a symbol before a time (the vendor's previous
+/// close, open/close and snapshots find their day by it): symbol,
+/// interval_s, before (ms). Answers the newest window start and the count.
+pub const NEWEST_BAR_BEFORE_OF_SYMBOL: &str =
+    "SELECT max(window_start_ms) AS m, count() AS n FROM bars \
+     WHERE symbol = ? AND interval_s = ? AND window_start_ms < ?";
+
+/// [`NEWEST_BAR_BEFORE_OF_SYMBOL`] over every symbol (grouped daily, the
+/// snapshots of all tickers): interval_s, before (ms).
+pub const NEWEST_BAR_BEFORE: &str = "SELECT max(window_start_ms) AS m, count() AS n FROM bars \
+     WHERE interval_s = ? AND window_start_ms < ?";
 
 /// `sql` as the client sends it for rows of type `R`: `?fields` replaced
 /// by the row's columns.
@@ -129,7 +180,72 @@ pub fn catalog() -> Vec<(&'static str, String)> {
             "warm_history_sentiment",
             with_fields::<SentimentRow>(text(warm_query(&client, "sentiment"))),
         ),
+        (
+            "vendor_granules_of_symbol",
+            text(granule_query(&client, SymbolFilter::One, false, None)),
+        ),
+        (
+            "vendor_granules_of_symbol_newest_first",
+            text(granule_query(&client, SymbolFilter::One, true, Some(121))),
+        ),
+        (
+            "vendor_granules_of_symbols",
+            text(granule_query(&client, SymbolFilter::Many, false, None)),
+        ),
+        (
+            "vendor_granules_of_every_symbol",
+            text(granule_query(&client, SymbolFilter::All, false, None)),
+        ),
+        (
+            "vendor_newest_bar_before_of_symbol",
+            text(
+                q(NEWEST_BAR_BEFORE_OF_SYMBOL)
+                    .bind("AAPL")
+                    .bind(60u32)
+                    .bind(u64::from(to_s) * 1_000),
+            ),
+        ),
+        (
+            "vendor_newest_bar_before",
+            text(
+                q(NEWEST_BAR_BEFORE)
+                    .bind(60u32)
+                    .bind(u64::from(to_s) * 1_000),
+            ),
+        ),
     ]
+}
+
+/// A granule read of one day's spans (the sample day) of 1-minute bars,
+/// bound as `Store::granules` binds it.
+fn granule_query(
+    client: &clickhouse::Client,
+    filter: SymbolFilter,
+    desc: bool,
+    limit: Option<u64>,
+) -> clickhouse::query::Query {
+    let from_s: u32 = 1_709_251_200;
+    let to_s: u32 = from_s + 86_400;
+    let day_ms: u64 = 86_400_000;
+    let mut query = client
+        .query(&granules(filter, desc, limit.is_some()))
+        .bind(day_ms)
+        .bind(day_ms);
+    match filter {
+        SymbolFilter::One => query = query.bind("AAPL"),
+        SymbolFilter::Many => query = query.bind(vec!["AAPL", "MSFT"]),
+        SymbolFilter::All => {}
+    }
+    query = query
+        .bind(60u32)
+        .bind(from_s)
+        .bind(to_s)
+        .bind(u64::from(from_s) * 1_000)
+        .bind(u64::from(to_s) * 1_000);
+    if let Some(limit) = limit {
+        query = query.bind(limit);
+    }
+    query
 }
 
 fn range_query(

@@ -11,11 +11,21 @@
 //! a non-retryable error, which ends this run; each migration is safe to
 //! run again after such a failure or a crash, so the next start completes
 //! it.
+//!
+//! The statements are rendered for the server: its `SELECT version()`
+//! gives the [`Features`] the migrations use (`LowCardinality(String)`
+//! columns and `DateTime64` aliases on current servers, the plain 18.16
+//! schema elsewhere; see `insite_schemas::migrations`), and after the
+//! migrations the raw tables' retention (`TTL`, `clickhouse.raw_ttl_days`)
+//! is brought in line with the config where the server has `TTL`
+//! (`super::retention`). A version that does not parse gets the 18.16
+//! schema, which every server runs.
 
 use std::future::Future;
 
 use insite_schemas::config::ClickHouseConfig;
 use insite_schemas::migrations::{Migration, MIGRATIONS, MIGRATIONS_TABLE, MIGRATIONS_TABLE_DDL};
+use insite_schemas::server::{Features, ServerVersion};
 use insite_schemas::time::now_ms;
 
 use super::rows::{datetime_secs, Table};
@@ -25,7 +35,7 @@ use crate::retry::{retry_forever, Backoff};
 const OP: &str = "migrate";
 
 /// Runs one migration step, retrying while ClickHouse is unavailable.
-async fn step<T, F, Fut>(attempt: F) -> Result<T, clickhouse::error::Error>
+pub(super) async fn step<T, F, Fut>(attempt: F) -> Result<T, clickhouse::error::Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, clickhouse::error::Error>>,
@@ -55,6 +65,17 @@ pub enum MigrateError {
         #[source]
         source: clickhouse::error::Error,
     },
+    /// Setting a raw table's retention (`TTL`) failed.
+    #[error("setting the retention of {table} failed on `{statement}`: {source}")]
+    Retention {
+        /// The table.
+        table: &'static str,
+        /// The statement.
+        statement: String,
+        /// The server's error.
+        #[source]
+        source: clickhouse::error::Error,
+    },
     /// The server answered an error retrying cannot fix (it is retried
     /// while unreachable or overloaded).
     #[error("ClickHouse: {0}")]
@@ -66,10 +87,27 @@ pub enum MigrateError {
 pub struct MigrationReport {
     /// The server's version string.
     pub server_version: String,
+    /// The features of that version the migrations rendered with.
+    pub features: Features,
     /// Versions applied now.
     pub applied: Vec<u32>,
     /// Versions that were already applied.
     pub already_applied: Vec<u32>,
+    /// The retention statements run (`ALTER TABLE … TTL`; none when the
+    /// tables were already as configured, or the server has no `TTL`).
+    pub retention: Vec<String>,
+}
+
+/// The features of the server that reported `version`: those of its
+/// release, or none (the 18.16 schema) when it does not parse.
+pub fn features_of(version: &str) -> Features {
+    match ServerVersion::parse(version) {
+        Ok(v) => Features::of(v),
+        Err(e) => {
+            tracing::warn!(error = %e, "unknown ClickHouse version: using the ClickHouse 18.16 schema");
+            Features::NONE
+        }
+    }
 }
 
 /// A row of [`MIGRATIONS_TABLE`].
@@ -132,25 +170,40 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrationReport, Migra
     let client = super::connect(config);
     step(|| client.query(MIGRATIONS_TABLE_DDL).execute()).await?;
     let done: Vec<u32> = step(|| applied_versions(&client)).await?;
+    let features = features_of(&server_version);
     let mut report = MigrationReport {
         server_version,
+        features,
         applied: Vec::new(),
         already_applied: Vec::new(),
+        retention: Vec::new(),
     };
     for migration in MIGRATIONS {
         if done.contains(&migration.version) {
             report.already_applied.push(migration.version);
             continue;
         }
-        apply(&client, migration).await?;
+        apply(&client, migration, &features).await?;
         report.applied.push(migration.version);
     }
-    tracing::info!(database = %db, applied = ?report.applied, server = %report.server_version, "ClickHouse migrations up to date");
+    report.retention = super::retention::apply(
+        &client,
+        db,
+        config.raw_ttl_days,
+        &report.server_version,
+        &features,
+    )
+    .await?;
+    tracing::info!(database = %db, applied = ?report.applied, server = %report.server_version, features = %features.names(), "ClickHouse migrations up to date");
     Ok(report)
 }
 
-async fn apply(client: &clickhouse::Client, migration: &Migration) -> Result<(), MigrateError> {
-    for statement in migration.statements() {
+async fn apply(
+    client: &clickhouse::Client,
+    migration: &Migration,
+    features: &Features,
+) -> Result<(), MigrateError> {
+    for statement in migration.statements(features) {
         step(|| client.query(&statement).execute())
             .await
             .map_err(|source| MigrateError::Statement {

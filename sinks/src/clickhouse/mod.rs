@@ -1,5 +1,6 @@
 //! ClickHouse: connection ([`connect`]), one-shot inserts ([`insert`]),
-//! migrations, row types and their tables ([`rows::Table`]), the batching
+//! migrations (rendered for the server's version) and the raw tables'
+//! retention, row types and their tables ([`rows::Table`]), the batching
 //! writer, and what a failure means ([`classify`]).
 //!
 //! The client speaks RowBinary over HTTP with schema validation off, which
@@ -35,6 +36,7 @@
 
 mod classify;
 mod migrate;
+mod retention;
 pub mod rows;
 mod transport;
 pub mod writer;
@@ -44,7 +46,8 @@ pub use classify::{
     BAD_DATA_CODES, RETRYABLE_CODES,
 };
 pub use migrate::{
-    applied_versions, is_migrated, migrate, server_version, MigrateError, MigrationReport,
+    applied_versions, features_of, is_migrated, migrate, server_version, MigrateError,
+    MigrationReport,
 };
 pub use writer::{Batch, FlushReport, TableWriter, WriteError, WriterConfig};
 

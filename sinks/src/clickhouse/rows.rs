@@ -462,7 +462,8 @@ mod tests {
     fn created() -> Vec<String> {
         let first_word = |text: &str| text.split([' ', '(', ',']).next().map(str::to_owned);
         let mut tables: Vec<String> = Vec::new();
-        for statement in MIGRATIONS.iter().flat_map(|m| m.statements()) {
+        let features = insite_schemas::server::Features::NONE;
+        for statement in MIGRATIONS.iter().flat_map(|m| m.statements(&features)) {
             if let Some(rest) = statement.strip_prefix("CREATE TABLE IF NOT EXISTS ") {
                 tables.extend(first_word(rest));
             } else if let Some(rest) = statement.strip_prefix("DROP TABLE IF EXISTS ") {

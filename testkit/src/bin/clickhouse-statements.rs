@@ -1,13 +1,20 @@
 //! Prints, as a JSON array of `{"name", "sql"}`, every SQL statement insite
-//! sends to ClickHouse, with sample values: the migrations in order, an
-//! insert of a sample row into every table the sinks write (as
-//! `JSONEachRow`: the same columns and values the client sends as
-//! `RowBinary`), the sinks' own reads, and the query service's catalog
-//! (`insite_query::store::statements`). `scripts/check-clickhouse-current.sh`
+//! sends to ClickHouse, with sample values, as it sends them to a server of
+//! the version given (`clickhouse-statements 26.9.2.1`): the migrations in
+//! order, rendered for that version's features; the raw tables' retention
+//! (`TTL`, with a sample 3650 days) where it has `TTL`; an insert of a sample
+//! row into every table the sinks write (as `JSONEachRow`: the same columns
+//! and values the client sends as `RowBinary`); the sinks' own reads; the
+//! pipeline's checkpoint reads (its restart's and a backfill's); and the
+//! query service's catalog, `/v1` and vendor routes
+//! (`insite_query::store::statements`). Each text comes from the function or
+//! constant the code sends it from. `scripts/check-clickhouse-current.sh`
 //! runs them all against a current ClickHouse engine.
 
 use insite_schemas::fixtures::{bar, symbol, trade};
 use insite_schemas::migrations::{MIGRATIONS, MIGRATIONS_TABLE, MIGRATIONS_TABLE_DDL};
+use insite_schemas::retention::{modify_ttl, remove_ttl, RAW_TABLES, TABLE_ENGINES};
+use insite_schemas::server::{Features, ServerVersion};
 use insite_schemas::{
     Alert, AlertKind, EventKind, Finality, Interval, LateEvent, Post, Quote, SentimentWindow,
     SourceName, Trending, TrendingEntry,
@@ -36,7 +43,23 @@ fn insert<R: Table + Serialize>(rows: &[R]) -> Result<Statement, serde_json::Err
     })
 }
 
+/// The database the check creates and runs in.
+const DATABASE: &str = "insite";
+
+/// The sample retention, in days: longer than the sample rows are old
+/// (March 2024), so that no merge expires them before they are read.
+const SAMPLE_TTL_DAYS: u32 = 3650;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let version = match std::env::args().nth(1) {
+        Some(v) => ServerVersion::parse(&v)?,
+        None => return Err("usage: clickhouse-statements <server version, e.g. 26.9.2.1>".into()),
+    };
+    let features = Features::of(version);
+    eprintln!(
+        "clickhouse-statements: ClickHouse {version}, features: {}",
+        features.names()
+    );
     let ts = 1_709_303_400_000;
     let window = 1_709_303_400_000;
     let mut out = vec![Statement {
@@ -44,12 +67,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         sql: MIGRATIONS_TABLE_DDL.to_owned(),
     }];
     for m in MIGRATIONS {
-        for (i, sql) in m.statements().into_iter().enumerate() {
+        for (i, sql) in m.statements(&features).into_iter().enumerate() {
             out.push(Statement {
                 name: format!("migration {} ({}) #{}", m.version, m.name, i + 1),
                 sql,
             });
         }
+    }
+    if features.ttl {
+        let client = clickhouse::Client::default();
+        out.push(Statement {
+            name: "retention: table_engines".into(),
+            sql: client
+                .query(TABLE_ENGINES)
+                .bind(DATABASE)
+                .bind(RAW_TABLES.to_vec())
+                .sql_display()
+                .to_string(),
+        });
+        for table in RAW_TABLES {
+            out.push(Statement {
+                name: format!("retention: {table}"),
+                sql: modify_ttl(table, SAMPLE_TTL_DAYS),
+            });
+        }
+        // A retention set to 0 later removes the TTL (then it is set again,
+        // for the check of the TTL that follows).
+        out.push(Statement {
+            name: "retention: trades, removed".into(),
+            sql: remove_ttl("trades"),
+        });
+        out.push(Statement {
+            name: "retention: trades".into(),
+            sql: modify_ttl("trades", SAMPLE_TTL_DAYS),
+        });
     }
     let quote = Quote {
         symbol: symbol("AAPL"),
@@ -132,6 +183,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         updated_at: 1_709_303_460,
         version: 1,
     }])?);
+    let client = clickhouse::Client::default();
+    out.push(Statement {
+        name: "pipeline: checkpoints".into(),
+        sql: client
+            .query(&insite_pipeline::resume::checkpoints_sql())
+            .bind("insite")
+            .sql_display()
+            .to_string(),
+    });
+    out.push(Statement {
+        name: "pipeline: backfill live_frontiers".into(),
+        sql: insite_pipeline::backfill::live_frontiers_sql(DATABASE),
+    });
     out.push(Statement {
         name: "sinks: server_version".into(),
         sql: "SELECT version()".into(),

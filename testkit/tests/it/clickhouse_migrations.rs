@@ -1,7 +1,11 @@
 //! The versioned migrations against a real server: distinct trades never
-//! merge, and a database made by an older insite is upgraded in place.
+//! merge, a database made by an older insite is upgraded in place, and
+//! ClickHouse 18.16 gets the plain schema (no feature of newer servers, no
+//! retention even when configured).
 
+use insite_schemas::config::ClickHouseConfig;
 use insite_schemas::migrations::MIGRATIONS;
+use insite_schemas::server::{Features, ServerVersion};
 use insite_sinks::clickhouse::rows::TradeRow;
 use insite_sinks::clickhouse::{client_without_database, connect, migrate};
 use insite_testkit::TestEnv;
@@ -83,7 +87,7 @@ async fn a_version_2_database_is_upgraded_keeping_every_row() {
         .await
         .unwrap();
     for migration in MIGRATIONS.iter().filter(|m| m.version <= 2) {
-        for statement in migration.statements() {
+        for statement in migration.statements(&insite_schemas::server::Features::NONE) {
             client.query(&statement).execute().await.unwrap();
         }
         client
@@ -117,4 +121,43 @@ async fn a_version_2_database_is_upgraded_keeping_every_row() {
     let again = migrate(config).await.unwrap();
     assert!(again.applied.is_empty(), "{again:?}");
     assert_eq!(trades_final(&client).await.len(), 502);
+}
+
+#[tokio::test]
+async fn clickhouse_18_16_gets_the_plain_schema_and_no_retention() {
+    let env = TestEnv::new("ch_gated");
+    let config = ClickHouseConfig {
+        raw_ttl_days: 30,
+        ..env.connections.clickhouse.clone()
+    };
+    let report = migrate(&config).await.unwrap();
+    let version = ServerVersion::parse(&report.server_version).unwrap();
+    assert!(
+        version < Features::TTL_FROM,
+        "this suite runs on 18.16: {version}"
+    );
+    assert_eq!(report.features, Features::NONE, "{report:?}");
+    assert!(report.retention.is_empty(), "{report:?}");
+    let client = env.clickhouse();
+    // No LowCardinality, DateTime64 alias or TTL in the tables made.
+    let columns: Vec<(String, String, String)> = client
+        .query(
+            "SELECT table, name, type FROM system.columns WHERE database = ? \
+             AND (type LIKE '%LowCardinality%' OR type LIKE '%DateTime64%')",
+        )
+        .bind(config.database.as_str())
+        .fetch_all()
+        .await
+        .unwrap();
+    assert!(columns.is_empty(), "{columns:?}");
+    let ddl: String = client
+        .query("SHOW CREATE TABLE trades")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert!(!ddl.contains("TTL"), "{ddl}");
+    assert!(ddl.contains("symbol String"), "{ddl}");
+    // The sinks' rows go in and come back as before.
+    write(&client, &[trade(1_767_623_400_000, 1.5, 2, "a")]).await;
+    assert_eq!(trades_final(&client).await.len(), 1);
 }
