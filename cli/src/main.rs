@@ -23,6 +23,11 @@
 //! `.insite/secrets.toml` (written by `services up`) unless the config names
 //! a user or password itself: `ingest` as ingest, `query` as query,
 //! `migrate`, `pipeline`, `replay` and `backfill` as the pipeline.
+//!
+//! Every process allocates with mimalloc: the query service's answers and
+//! the pipeline's rows are many small, short-lived allocations, where
+//! glibc's allocator took about a tenth of the service's CPU in a profile
+//! of the latest-bar route (see `docs/benchmarks.md`).
 
 mod backfill;
 mod cluster;
@@ -35,6 +40,10 @@ mod services;
 mod signal;
 
 use insite_config as config;
+
+/// The allocator of every `insite` process (see the crate docs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
 
