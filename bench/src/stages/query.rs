@@ -109,11 +109,15 @@ pub fn kind(mix: [u32; 3], j: u64) -> Kind {
         return Kind::Bar;
     }
     // 7919 is prime: prime to `total` unless a multiple of it.
-    let step = if total % 7_919 == 0 { 1 } else { 7_919 };
+    let step = if total.is_multiple_of(7_919) {
+        1
+    } else {
+        7_919
+    };
     let slot = j.wrapping_mul(step) % total;
     let (hot, history) = (u64::from(mix[0]), u64::from(mix[1]));
     if slot < hot {
-        if slot % 2 == 0 {
+        if slot.is_multiple_of(2) {
             Kind::Bar
         } else {
             Kind::Quote
@@ -138,7 +142,7 @@ fn vendor_path(i: usize, ys: usize, days: i64) -> String {
     let k = i / 2;
     let end = DAY - (k / ys) as i64 * 86_400_000;
     let sym = vendor_symbol(k % ys);
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         format!(
             "/v2/aggs/ticker/{sym}/range/1/day/{}/{end}",
             end - days * 86_400_000
