@@ -41,6 +41,8 @@ pub struct Phase {
     /// The load generator's (this process's) CPU over the phase, in % of
     /// one core.
     generator_cpu: f64,
+    /// The load generator's RSS at the end, in MiB.
+    generator_rss_mib: f64,
 }
 
 impl Phase {
@@ -53,6 +55,30 @@ impl Phase {
     /// The latency at quantile `q`, in milliseconds.
     pub fn ms_at(&self, q: f64) -> f64 {
         self.hist.value_at_quantile(q) as f64 / 1_000.0
+    }
+
+    /// The mean latency, in milliseconds.
+    pub fn mean_ms(&self) -> f64 {
+        self.hist.mean() / 1_000.0
+    }
+
+    /// Shares of the requests sent that got 2xx/3xx, 4xx, 5xx and no
+    /// answer (a transport error), in %.
+    pub fn shares(&self) -> [f64; 4] {
+        let sent = (self.ok + self.c4xx + self.c5xx + self.errors).max(1) as f64;
+        [self.ok, self.c4xx, self.c5xx, self.errors].map(|n| 100.0 * n as f64 / sent)
+    }
+
+    /// The service's CPU over the phase (% of one core) and its RSS at
+    /// the end (MiB).
+    pub fn service_usage(&self) -> (f64, f64) {
+        (self.cpu, self.rss_mib)
+    }
+
+    /// The load generator's (this process's) CPU over the phase (% of one
+    /// core) and its RSS at the end (MiB).
+    pub fn generator_usage(&self) -> (f64, f64) {
+        (self.generator_cpu, self.generator_rss_mib)
     }
 
     /// One row of the table under [`HEADER`].
@@ -218,8 +244,19 @@ impl Recording {
             cpu: cpu_percent(self.before, after),
             rss_mib: after.rss_mib(),
             generator_cpu: cpu_percent(self.own_before, own_after),
+            generator_rss_mib: own_after.rss_mib(),
         })
     }
+}
+
+/// When request `n` of task `task` (of `tasks`) is due, from the start of
+/// an open-loop phase at `rate` requests/s over all tasks: each task sends
+/// every `tasks / rate` seconds and the tasks' schedules are spread evenly
+/// over one period, so that request `n · tasks + task` of the phase is due
+/// at `(n · tasks + task) / rate`.
+pub fn scheduled_offset(rate: f64, tasks: usize, task: usize, n: u64) -> Duration {
+    let index = n as f64 * tasks as f64 + task as f64;
+    Duration::try_from_secs_f64(index / rate).unwrap_or(Duration::MAX)
 }
 
 /// Runs `connections` tasks against `addr` (served by process `pid`) for
@@ -246,14 +283,11 @@ pub async fn http_phase(
         tasks.push(tokio::spawn(async move {
             let mut local = histogram()?;
             let mut sender = connection(addr).await?;
-            let period = rate.map(|r| Duration::from_secs_f64(connections as f64 / r));
-            // Spread the tasks' schedules evenly over one period.
-            let offset = period.map(|p| p.mul_f64(task as f64 / connections as f64));
             let mut n: u64 = 0;
             loop {
-                let scheduled = match (period, offset) {
-                    (Some(p), Some(o)) => start + o + p.mul_f64(n as f64),
-                    _ => Instant::now(),
+                let scheduled = match rate {
+                    Some(r) => start + scheduled_offset(r, connections, task, n),
+                    None => Instant::now(),
                 };
                 if scheduled >= deadline {
                     break;
@@ -320,4 +354,47 @@ pub async fn queue_phase(
         t.await??;
     }
     recording.finish(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_loop_schedule_sends_evenly_at_the_offered_rate() {
+        let (rate, tasks, seconds) = (1_000.0, 8, 2.0);
+        let horizon = Duration::from_secs_f64(seconds);
+        let mut due: Vec<Duration> = Vec::new();
+        for task in 0..tasks {
+            let mut n = 0;
+            loop {
+                let at = scheduled_offset(rate, tasks, task, n);
+                if at >= horizon {
+                    break;
+                }
+                due.push(at);
+                n += 1;
+            }
+        }
+        // rate × seconds requests, one every 1/rate, none twice.
+        assert_eq!(due.len(), 2_000);
+        due.sort();
+        for (i, at) in due.iter().enumerate() {
+            let want = i as f64 / rate;
+            assert!(
+                (at.as_secs_f64() - want).abs() < 1e-6,
+                "request {i} due at {at:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn open_loop_schedule_does_not_depend_on_answers() {
+        // A task's n-th send time is fixed in advance: one period apart.
+        let ms = |task, n| scheduled_offset(100.0, 4, task, n).as_secs_f64() * 1_000.0;
+        for n in 0..10 {
+            assert!((ms(1, n + 1) - ms(1, n) - 40.0).abs() < 1e-6);
+        }
+        assert!((ms(3, 0) - 30.0).abs() < 1e-6);
+    }
 }

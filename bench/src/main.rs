@@ -22,6 +22,7 @@
 //! | `backfill` | `insite backfill` and `insite ingest files` of a generated trades file vs Bytewax 0.21 over the same file, bars compared | [`backfill`] |
 //! | `soak` | the live system (pipeline, query service, synthetic feed) for minutes at a rate: RSS of every process, each server's disk, ClickHouse's active and outdated parts, NATS's streams, over time | [`soak`] |
 //! | `e2e` | event time → a WebSocket client's receipt of the bar update, through `insite ingest`, JetStream, `insite pipeline run` and `insite query serve` children | [`e2e`] |
+//! | `stages query`, `stages pipeline` | staged load: the query service at rising request rates (open loop, hot reads, history and vendor aggregates mixed), the pipeline at rising event rates; per stage throughput, latency, error shares, each process's CPU and RSS; the knee named, the curves drawn as SVG | [`stages`] |
 //! | `faults` | the node-loss fault suite on a local cluster: availability, time to full service, events lost, tables against a run without faults | [`faults`] |
 //! | `floor` (hidden) | the floors `query` runs as a child process: a bare hyper server and a bare tokio-tungstenite broadcast server | [`floor`] |
 //!
@@ -33,9 +34,11 @@
 //!   config, stopped when dropped;
 //! - [`procstat`]: a process's CPU time, RSS and peak RSS from `/proc`;
 //! - [`load`]: the HTTP/1.1 load generator (keep-alive connections, closed
-//!   or open loop, latencies in HDR histograms).
+//!   or open loop, latencies in HDR histograms);
 //! - [`pin`]: pinning the generator and the measured processes to CPUs of
-//!   their own (`taskset`).
+//!   their own (`taskset`);
+//! - [`plot`]: SVG curves (`plotters`): latency against offered load, and
+//!   a soak's quantities over time.
 //!
 //! Config is `insite`'s own (`insite-config`): built-in defaults, then
 //! `--config` (or `INSITE_CONFIG`), then `INSITE_*` environment variables.
@@ -52,10 +55,12 @@ mod ingest;
 mod load;
 mod pin;
 mod pipeline;
+mod plot;
 mod procstat;
 mod query;
 mod servers;
 mod soak;
+mod stages;
 
 use clap::{Parser, Subcommand};
 
@@ -98,6 +103,9 @@ enum Command {
     /// The live system for minutes at a steady rate: memory, disk,
     /// ClickHouse parts and NATS streams over time.
     Soak(soak::BenchSoakArgs),
+    /// Staged load: the query service at rising request rates, the
+    /// pipeline at rising event rates; the knee of each curve.
+    Stages(stages::BenchStagesArgs),
     /// The floors of `query` (a bare hyper server, a bare WebSocket
     /// broadcast server), run by it as a child process.
     #[command(hide = true)]
@@ -119,6 +127,7 @@ fn main() -> anyhow::Result<()> {
         Command::E2e(args) => e2e::run(&config, args),
         Command::Faults(args) => faults::run(&config, args),
         Command::Soak(args) => soak::run(&config, args),
+        Command::Stages(args) => stages::run(&config, args),
         Command::Floor(args) => floor::run(&config, args),
     }
 }

@@ -43,7 +43,7 @@ use insite_schemas::wire::{self, Inbound};
 use tokio_util::sync::CancellationToken;
 
 use crate::child::{InsiteBinaryArgs, InsiteChild};
-use crate::procstat::status_kib;
+use crate::procstat::{status_kib, Sample};
 use crate::servers::{clean_up, BenchServers, ServerArgs};
 
 /// Arguments of `insite-bench pipeline`.
@@ -100,12 +100,16 @@ pub struct BenchPipelineArgs {
 }
 
 /// The pipeline's settings for one phase: its own name and durables.
-fn phase_pipeline(config: &InsiteConfig, args: &BenchPipelineArgs, tag: &str) -> PipelineConfig {
+pub(crate) fn phase_pipeline(
+    config: &InsiteConfig,
+    workers: Option<usize>,
+    tag: &str,
+) -> PipelineConfig {
     let mut pipeline = config.pipeline.clone();
     pipeline.name = tag.to_owned();
     pipeline.consumer.market_durable = format!("{tag}-market");
     pipeline.consumer.social_durable = format!("{tag}-social");
-    if let Some(workers) = args.workers {
+    if let Some(workers) = workers {
         pipeline.workers = workers;
     }
     pipeline
@@ -157,9 +161,24 @@ struct Sustained {
     held: u64,
 }
 
+/// The load of a live run: a synthetic feed paced with event time = now.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LiveLoad {
+    /// Symbols simulated.
+    pub symbols: usize,
+    /// Market events per second published.
+    pub rate: f64,
+    /// Time before the histogram starts.
+    pub warmup: Duration,
+    /// Time measured after the warm-up.
+    pub measured: Duration,
+    /// Ingest's event-time batch slice, ms.
+    pub slice_ms: i64,
+}
+
 /// The live phase.
 #[derive(Debug)]
-struct Live {
+pub(crate) struct Live {
     /// Event time → Redis write of every trade after the warm-up, µs.
     hist: Histogram<u64>,
     /// Events the feed published (warm-up included).
@@ -168,6 +187,33 @@ struct Live {
     messages: u64,
     /// How long it ran (warm-up included).
     elapsed: Duration,
+    /// Messages published but not yet given to the pipeline's consumers
+    /// when the feed stopped (`None`: unknown): a backlog that the
+    /// pipeline did not keep up with.
+    pub undelivered: Option<u64>,
+    /// The watched processes, sampled when the histogram starts and when
+    /// the feed stops.
+    pub usage: Vec<(Sample, Sample)>,
+}
+
+impl Live {
+    /// Event time → Redis write of every trade after the warm-up, µs.
+    pub fn hist(&self) -> &Histogram<u64> {
+        &self.hist
+    }
+
+    /// Events per second the feed published.
+    pub fn published_rate(&self) -> f64 {
+        rate(self.events, self.elapsed)
+    }
+
+    /// Events per second given to the pipeline: those published, less the
+    /// share of messages still undelivered when the feed stopped.
+    pub fn consumed_rate(&self) -> f64 {
+        let left = self.undelivered.unwrap_or(0).min(self.messages) as f64;
+        let share = 1.0 - left / self.messages.max(1) as f64;
+        self.published_rate() * share
+    }
 }
 
 /// The synthetic feed's intraday activity at the open (its curve is
@@ -259,7 +305,7 @@ async fn bench(
             raw.1.as_secs_f64()
         );
         figures.raw = Some(raw);
-        let pipeline = phase_pipeline(config, args, &tag);
+        let pipeline = phase_pipeline(config, args.workers, &tag);
         let sustained = sustained(&services, &pipeline, raw.0.events(), timeout).await?;
         eprintln!(
             "pipeline: {} raw rows in ClickHouse after {:.2} s, {} bars",
@@ -278,8 +324,15 @@ async fn bench(
     if args.live_rate > 0.0 {
         let tag = format!("bp{id}_live");
         let services = urls.isolated(config, &tag);
-        let pipeline = phase_pipeline(config, args, &tag);
-        let result = live(&services, &pipeline, args, timeout).await;
+        let pipeline = phase_pipeline(config, args.workers, &tag);
+        let load = LiveLoad {
+            symbols: args.symbols,
+            rate: args.live_rate,
+            warmup: Duration::try_from_secs_f64(args.warmup_seconds).context("--warmup-seconds")?,
+            measured: Duration::try_from_secs_f64(args.live_seconds).context("--live-seconds")?,
+            slice_ms: args.live_slice_ms,
+        };
+        let result = live(&services, &pipeline, load, timeout, &[]).await;
         clean_up(&services).await;
         figures.live = Some(result?);
     }
@@ -290,7 +343,7 @@ async fn bench(
         let services = urls.isolated(config, &tag);
         let mut child_config = config.clone();
         child_config.set_connections(services.clone());
-        child_config.pipeline = phase_pipeline(config, args, &tag);
+        child_config.pipeline = phase_pipeline(config, args.workers, &tag);
         let result = memory(&insite, &child_config, args, start_ms, timeout).await;
         clean_up(&services).await;
         figures.memory = Some(result?);
@@ -527,20 +580,22 @@ async fn sustained(
     })
 }
 
-/// A live pipeline fed at a steady rate with event time = now.
-async fn live(
+/// A live pipeline (in this process) fed at a steady rate with event
+/// time = now (by this process too), the processes `watch` sampled over
+/// the measured time.
+pub(crate) async fn live(
     services: &Connections,
     pipeline: &PipelineConfig,
-    args: &BenchPipelineArgs,
+    load: LiveLoad,
     timeout: Duration,
+    watch: &[u32],
 ) -> anyhow::Result<Live> {
     let js = insite_ingest::connect(&services.nats).await?;
     insite_sinks::streams::ensure_streams(&js, &services.nats.streams).await?;
     insite_sinks::clickhouse::migrate(&services.clickhouse).await?;
     let recorder = LatencyRecorder::new()?;
     let stop = CancellationToken::new();
-    let warmup = Duration::try_from_secs_f64(args.warmup_seconds).context("--warmup-seconds")?;
-    let measured = Duration::try_from_secs_f64(args.live_seconds).context("--live-seconds")?;
+    let (warmup, measured) = (load.warmup, load.measured);
     anyhow::ensure!(
         warmup + measured < timeout,
         "the live phase is longer than --timeout-s"
@@ -573,13 +628,13 @@ async fn live(
             tokio::time::sleep(Duration::from_millis(500)).await;
             let synthetic = SyntheticConfig {
                 seed: 11,
-                symbols: args.symbols,
-                rate: args.live_rate / OPEN_INTENSITY,
+                symbols: load.symbols,
+                rate: load.rate / OPEN_INTENSITY,
                 max_speed: false,
                 start_ms: insite_schemas::time::now_ms(),
                 duplicate_share: 0.0,
                 batch: BatchConfig {
-                    slice_ms: args.live_slice_ms.max(1),
+                    slice_ms: load.slice_ms.max(1),
                     ..BatchConfig::default()
                 },
                 ..SyntheticConfig::default()
@@ -587,11 +642,18 @@ async fn live(
             let shutdown = CancellationToken::new();
             let timer = {
                 let (shutdown, recorder) = (shutdown.clone(), recorder.clone());
+                let watch = watch.to_vec();
                 tokio::spawn(async move {
                     tokio::time::sleep(warmup).await;
                     recorder.reset();
+                    let before: Vec<Sample> = watch.iter().map(|&p| Sample::take(p)).collect();
                     tokio::time::sleep(measured).await;
                     shutdown.cancel();
+                    before
+                        .into_iter()
+                        .zip(&watch)
+                        .map(|(b, &p)| (b, Sample::take(p)))
+                        .collect::<Vec<_>>()
                 })
             };
             let feeding = Instant::now();
@@ -599,25 +661,28 @@ async fn live(
                 insite_ingest::run_synthetic(&js, &services.nats.streams, synthetic, shutdown)
                     .await?;
             let fed_for = feeding.elapsed();
-            timer.await.context("the live timer")?;
+            let undelivered = undelivered(&js, &services.nats.streams, pipeline).await;
+            let usage = timer.await.context("the live timer")?;
             // Let the last trades reach Redis.
             tokio::time::sleep(Duration::from_millis(500)).await;
             let hist = recorder.snapshot();
             eprintln!("live feed: {report} in {:.1} s", fed_for.as_secs_f64());
-            anyhow::Ok((hist, report, fed_for))
+            anyhow::Ok((hist, report, fed_for, undelivered, usage))
         }
         .await;
         stop.cancel();
         fed
     };
     let (report, fed) = tokio::join!(run, feed);
-    let (hist, ingest, fed_for) = fed?;
+    let (hist, ingest, fed_for, undelivered, usage) = fed?;
     report.context("the pipeline failed")?;
     Ok(Live {
         hist,
         events: ingest.events,
         messages: ingest.acked,
         elapsed: fed_for,
+        undelivered,
+        usage,
     })
 }
 
@@ -685,7 +750,8 @@ async fn memory(
     })
 }
 
-fn rate(n: u64, d: Duration) -> f64 {
+/// `n` per second over `d`.
+pub(crate) fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)
 }
 

@@ -3,8 +3,10 @@
 //! Starts its own NATS, Redis and ClickHouse (under the local root, removed
 //! afterwards) unless all three URLs are given, fills ClickHouse with one
 //! day of 1-minute bars per symbol and Redis with each symbol's hot state
-//! (as the pipeline's sinks write them), then starts `insite query serve`
-//! as a child process, so that its CPU and memory are its own, and drives
+//! (bars and a quote, as the pipeline's sinks write them), then starts
+//! `insite query serve` as a child process (all of which is
+//! [`SeededService`], shared with `stages query`), so that its CPU and
+//! memory are its own, and drives
 //! it from this process with the HTTP/1.1 load generator of [`crate::load`]
 //! (one keep-alive connection per task, latencies in HDR histograms):
 //!
@@ -46,7 +48,7 @@ use clap::Args;
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use insite_config::InsiteConfig;
-use insite_schemas::config::{ClickHouseConfig, NatsConfig, RedisConfig};
+use insite_schemas::config::{ClickHouseConfig, Connections, NatsConfig, RedisConfig};
 use insite_schemas::{Bar, Finality, Interval, Symbol};
 use insite_sinks::clickhouse::rows::BarRow;
 use insite_sinks::clickhouse::{TableWriter, WriterConfig};
@@ -120,7 +122,7 @@ impl BenchQueryArgs {
 const VENDOR_KEY: &str = "bench-vendor-key";
 
 /// A vendor-phase symbol.
-fn vendor_symbol(i: usize) -> String {
+pub(crate) fn vendor_symbol(i: usize) -> String {
     format!("V{i:04}")
 }
 
@@ -157,9 +159,10 @@ async fn fill_vendor(
 }
 
 /// 2023-11-14T00:00:00Z: the day of history.
-const DAY: i64 = 1_699_920_000_000;
+pub(crate) const DAY: i64 = 1_699_920_000_000;
 
-fn symbol(i: usize) -> String {
+/// A symbol with a day of history and hot state.
+pub(crate) fn symbol(i: usize) -> String {
     format!("S{i:04}")
 }
 
@@ -225,6 +228,14 @@ async fn fill(
             Finality::Provisional,
             current,
         )))?;
+        sink.push(HotUpdate::Quote(insite_schemas::Quote {
+            symbol: sym.clone(),
+            ts: now,
+            bid: 100.0,
+            bid_size: 300,
+            ask: 100.02,
+            ask_size: 200,
+        }))?;
         sink.flush().await?;
     }
     Ok(())
@@ -525,10 +536,6 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
             None => "not pinned".into(),
         }
     );
-    let own = BenchServers::start_or_use(config, "query", &args.servers)?;
-    let services = own.isolated(config, &format!("bench_query_{}", std::process::id()));
-    let (nats, redis, clickhouse) = (&services.nats, &services.redis, &services.clickhouse);
-
     // Pinned, the generator has one CPU: one worker thread, not two
     // taking turns on it.
     let runtime = match &pinning {
@@ -538,19 +545,6 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
             .build()?,
         None => crate::runtime()?,
     };
-    let fill_start = Instant::now();
-    runtime.block_on(fill(
-        args.symbols,
-        clickhouse,
-        redis,
-        &config.query.pipeline,
-    ))?;
-    println!(
-        "filled {} symbols × 1,440 bars into ClickHouse and their hot state into Redis in {:.1} s",
-        args.symbols,
-        fill_start.elapsed().as_secs_f64()
-    );
-    let fill_start = Instant::now();
     let year_symbols = if args.runs("vendor") {
         args.year_symbols
     } else {
@@ -561,45 +555,24 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
     } else {
         0
     };
-    runtime.block_on(fill_vendor(year_symbols, vendor_symbols, clickhouse))?;
-    println!(
-        "filled {} symbols × a year and {} symbols × a day of 5-minute bars in {:.1} s",
-        year_symbols,
-        vendor_symbols,
-        fill_start.elapsed().as_secs_f64()
-    );
-
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    let mut child_config = config.clone();
-    child_config.set_connections(services.clone());
-    child_config.query.stream.client_queue = 1024;
-    child_config
-        .query
-        .auth
-        .keys
-        .push(insite_query::config::ApiKey {
-            key: VENDOR_KEY.into(),
-            name: "bench".into(),
-            per_second: 1_000_000,
-            burst: 1_000_000,
-        });
-    let service = InsiteChild::spawn(
+    let seeded = SeededService::start(
+        config,
+        &args.servers,
         &insite,
-        "query",
-        &child_config,
-        &[
-            "query",
-            "serve",
-            "--listen",
-            &addr.to_string(),
-            "--log",
-            "warn",
-        ],
+        Seed {
+            symbols: args.symbols,
+            year_symbols,
+            vendor_symbols,
+        },
+        &runtime,
     )?;
-    let pid = service.pid();
+    let (services, child_config, addr) = (
+        seeded.services.clone(),
+        seeded.child_config.clone(),
+        seeded.addr,
+    );
+    let (nats, redis) = (&services.nats, &services.redis);
+    let pid = seeded.service.pid();
     // The floors, as a process of their own: this executable's `floor`.
     let free_port = || -> anyhow::Result<SocketAddr> {
         Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
@@ -612,20 +585,10 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
     }
 
     let result = runtime.block_on(async {
-        // Ready?
-        let ready_start = Instant::now();
-        loop {
-            if crate::load::probe(addr, "/readyz").await {
-                break;
-            }
-            if ready_start.elapsed() > Duration::from_secs(60) {
-                anyhow::bail!("the query service did not become ready in 60 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let ready = wait_ready(addr).await?;
         println!(
             "service pid {pid} ready in {:.1} s (RSS {:.0} MiB); open-file limit {nofile}",
-            ready_start.elapsed().as_secs_f64(),
+            ready.as_secs_f64(),
             Sample::take(pid).rss_mib()
         );
         // The floor answers a body of the latest-bar answer's size.
@@ -864,9 +827,150 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     });
     drop(floor);
-    drop(service);
-    // Leave nothing behind on servers that were given.
-    runtime.block_on(crate::servers::clean_up(&services));
-    drop(own);
+    seeded.stop(&runtime);
     result
+}
+
+/// What [`SeededService::start`] fills.
+#[derive(Debug, Clone, Copy)]
+pub struct Seed {
+    /// Symbols `S0000..` with a day of 1-minute bars in ClickHouse and
+    /// their hot state (500 final bars and a provisional one, a quote) in
+    /// Redis.
+    pub symbols: usize,
+    /// Symbols `V0000..` with a year of 5-minute bars (vendor aggregates).
+    pub year_symbols: usize,
+    /// Symbols `V0000..` with a day of 5-minute bars (vendor grouped daily).
+    pub vendor_symbols: usize,
+}
+
+/// The query service as the query benchmarks drive it: its servers (its
+/// own, or given by URL) with an isolated stream, database and key names,
+/// the data of a [`Seed`], and `insite query serve` as a child process on
+/// a free loopback port (its config has [`VENDOR_KEY`] and a deep client
+/// queue).
+#[derive(Debug)]
+pub struct SeededService {
+    own: BenchServers,
+    /// The phase's connections.
+    pub services: Connections,
+    /// The child's config.
+    pub child_config: InsiteConfig,
+    /// The service child.
+    pub service: InsiteChild,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl SeededService {
+    /// Starts (or uses) the servers, fills them with `seed` on `runtime`,
+    /// starts the service (not waiting until it is ready: see
+    /// [`wait_ready`]).
+    pub fn start(
+        config: &InsiteConfig,
+        servers: &ServerArgs,
+        insite: &std::path::Path,
+        seed: Seed,
+        runtime: &tokio::runtime::Runtime,
+    ) -> anyhow::Result<Self> {
+        let own = BenchServers::start_or_use(config, "query", servers)?;
+        let services = own.isolated(config, &format!("bench_query_{}", std::process::id()));
+        let filled = (|| {
+            let fill_start = Instant::now();
+            runtime.block_on(fill(
+                seed.symbols,
+                &services.clickhouse,
+                &services.redis,
+                &config.query.pipeline,
+            ))?;
+            println!(
+                "filled {} symbols × 1,440 bars into ClickHouse and their hot state into Redis in {:.1} s",
+                seed.symbols,
+                fill_start.elapsed().as_secs_f64()
+            );
+            let fill_start = Instant::now();
+            runtime.block_on(fill_vendor(
+                seed.year_symbols,
+                seed.vendor_symbols,
+                &services.clickhouse,
+            ))?;
+            println!(
+                "filled {} symbols × a year and {} symbols × a day of 5-minute bars in {:.1} s",
+                seed.year_symbols,
+                seed.vendor_symbols,
+                fill_start.elapsed().as_secs_f64()
+            );
+            let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+            let mut child_config = config.clone();
+            child_config.set_connections(services.clone());
+            child_config.query.stream.client_queue = 1024;
+            child_config
+                .query
+                .auth
+                .keys
+                .push(insite_query::config::ApiKey {
+                    key: VENDOR_KEY.into(),
+                    name: "bench".into(),
+                    per_second: 1_000_000,
+                    burst: 1_000_000,
+                });
+            let service = InsiteChild::spawn(
+                insite,
+                "query",
+                &child_config,
+                &[
+                    "query",
+                    "serve",
+                    "--listen",
+                    &addr.to_string(),
+                    "--log",
+                    "warn",
+                ],
+            )?;
+            anyhow::Ok((child_config, service, addr))
+        })();
+        match filled {
+            Ok((child_config, service, addr)) => Ok(Self {
+                own,
+                services,
+                child_config,
+                service,
+                addr,
+            }),
+            Err(e) => {
+                runtime.block_on(crate::servers::clean_up(&services));
+                Err(e)
+            }
+        }
+    }
+
+    /// The name and pid of each server this benchmark started (none for
+    /// servers given by URL).
+    pub fn server_pids(&self) -> Vec<(String, u32)> {
+        self.own.server_pids()
+    }
+
+    /// Stops the service, removes the phase's streams and database (so
+    /// that nothing is left on servers that were given), stops the
+    /// servers this benchmark started.
+    pub fn stop(self, runtime: &tokio::runtime::Runtime) {
+        drop(self.service);
+        runtime.block_on(crate::servers::clean_up(&self.services));
+        drop(self.own);
+    }
+}
+
+/// Waits until the service at `addr` answers `/readyz` (60 s at most);
+/// how long that took.
+pub async fn wait_ready(addr: SocketAddr) -> anyhow::Result<Duration> {
+    let ready_start = Instant::now();
+    loop {
+        if crate::load::probe(addr, "/readyz").await {
+            return Ok(ready_start.elapsed());
+        }
+        if ready_start.elapsed() > Duration::from_secs(60) {
+            anyhow::bail!("the query service did not become ready in 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

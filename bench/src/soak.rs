@@ -19,8 +19,10 @@
 //! - the machine's load average.
 //!
 //! The samples are printed as a table and written as CSV to
-//! `target/soak/soak-<label>.csv` (or `--out`), for a later plot; at the
-//! end, ClickHouse's parts per table. `--raw-max-bytes` and friends set the
+//! `target/soak/soak-<label>.csv` (or `--out`); at the end, ClickHouse's
+//! parts per table, and the RSS of every process and the disk of every
+//! server over time drawn as SVG files under `--svg-dir`
+//! ([`crate::plot::time_series`]). `--raw-max-bytes` and friends set the
 //! streams' byte limits for the run, so that a soak of a few minutes shows
 //! NATS levelling off at them.
 
@@ -69,6 +71,10 @@ pub struct BenchSoakArgs {
     /// `nats.streams.derived_max_bytes` for the run (default: the config's).
     #[arg(long)]
     derived_max_bytes: Option<i64>,
+    /// Where the SVG curves go (`soak-<label>-rss.svg`,
+    /// `soak-<label>-disk.svg`).
+    #[arg(long, default_value = "docs/bench")]
+    svg_dir: PathBuf,
 }
 
 /// One process followed by the soak.
@@ -651,6 +657,9 @@ async fn soak(
             last.probes_failed
         );
         println!("  samples written to {}", out.display());
+        for svg in curves(args, &watched, &rows)? {
+            println!("  curve written to {}", svg.display());
+        }
     }
     if let Some(failure) = failure {
         anyhow::bail!(failure);
@@ -661,4 +670,46 @@ async fn soak(
         "the pipeline child did not stop cleanly: {stopped:?}"
     );
     Ok(())
+}
+
+/// Draws the soak's RSS of every process and disk of every server over
+/// time as SVG files under `--svg-dir`; their paths.
+fn curves(args: &BenchSoakArgs, watched: &[Watched], rows: &[Row]) -> anyhow::Result<Vec<PathBuf>> {
+    let rss: Vec<crate::plot::Series> = watched
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let points = rows.iter().map(|r| (r.t_s, r.processes[i].0)).collect();
+            (w.name.to_owned(), points)
+        })
+        .collect();
+    let mut disk: Vec<crate::plot::Series> = ServerKind::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| {
+            let points = rows.iter().map(|r| (r.t_s, mib(r.disk[i]))).collect();
+            (format!("{} data folder", kind.name()), points)
+        })
+        .collect();
+    disk.push((
+        "ClickHouse active parts".into(),
+        rows.iter().map(|r| (r.t_s, mib(r.active.bytes))).collect(),
+    ));
+    disk.push((
+        "ClickHouse outdated parts".into(),
+        rows.iter()
+            .map(|r| (r.t_s, mib(r.outdated.bytes)))
+            .collect(),
+    ));
+    let title = |what: &str| {
+        format!(
+            "insite soak '{}' at {:.0} events/s: {what}",
+            args.label, args.rate
+        )
+    };
+    let rss_path = args.svg_dir.join(format!("soak-{}-rss.svg", args.label));
+    crate::plot::time_series(&rss_path, &title("RSS per process"), "RSS, MiB", &rss)?;
+    let disk_path = args.svg_dir.join(format!("soak-{}-disk.svg", args.label));
+    crate::plot::time_series(&disk_path, &title("disk per server"), "MiB", &disk)?;
+    Ok(vec![rss_path, disk_path])
 }
