@@ -106,6 +106,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "pipeline_checkpoints",
         sql: include_str!("../migrations/0004_pipeline_checkpoints.sql"),
     },
+    Migration {
+        version: 5,
+        name: "monthly_result_partitions",
+        sql: include_str!("../migrations/0005_monthly_result_partitions.sql"),
+    },
 ];
 
 /// Splits SQL text into statements at `;`, dropping `--` line comments and

@@ -30,41 +30,6 @@ PARTITION BY toYYYYMMDD(ts) ORDER BY (ts_ms, source, id);
 CREATE TABLE IF NOT EXISTS insite.posts ON CLUSTER insite AS insite.posts_local
 ENGINE = Distributed(insite, insite, posts_local, cityHash64(source, id));
 
-CREATE TABLE IF NOT EXISTS insite.bars_local ON CLUSTER insite (
-    symbol String,
-    interval_s UInt32,
-    window_start DateTime,
-    window_start_ms UInt64,
-    open Float64,
-    high Float64,
-    low Float64,
-    close Float64,
-    volume UInt64,
-    vwap Float64,
-    trades UInt64,
-    version UInt64
-) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/insite/bars_local', '{replica}', version)
-PARTITION BY toYYYYMMDD(window_start) ORDER BY (symbol, interval_s, window_start_ms);
-CREATE TABLE IF NOT EXISTS insite.bars ON CLUSTER insite AS insite.bars_local
-ENGINE = Distributed(insite, insite, bars_local, cityHash64(symbol));
-
-CREATE TABLE IF NOT EXISTS insite.sentiment_local ON CLUSTER insite (
-    symbol String,
-    interval_s UInt32,
-    window_start DateTime,
-    window_start_ms UInt64,
-    posts UInt64,
-    score Float64,
-    positive UInt64,
-    negative UInt64,
-    neutral UInt64,
-    weighted_score Float64,
-    version UInt64
-) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/insite/sentiment_local', '{replica}', version)
-PARTITION BY toYYYYMMDD(window_start) ORDER BY (symbol, interval_s, window_start_ms);
-CREATE TABLE IF NOT EXISTS insite.sentiment ON CLUSTER insite AS insite.sentiment_local
-ENGINE = Distributed(insite, insite, sentiment_local, cityHash64(symbol));
-
 CREATE TABLE IF NOT EXISTS insite.trending_local ON CLUSTER insite (
     interval_s UInt32,
     window_start DateTime,
@@ -144,6 +109,41 @@ ORDER BY (pipeline, source);
 CREATE TABLE IF NOT EXISTS insite.pipeline_checkpoints ON CLUSTER insite AS insite.pipeline_checkpoints_local
 ENGINE = Distributed(insite, insite, pipeline_checkpoints_local, cityHash64(pipeline));
 
+CREATE TABLE IF NOT EXISTS insite.bars_local ON CLUSTER insite (
+    symbol String,
+    interval_s UInt32,
+    window_start DateTime,
+    window_start_ms UInt64,
+    open Float64,
+    high Float64,
+    low Float64,
+    close Float64,
+    volume UInt64,
+    vwap Float64,
+    trades UInt64,
+    version UInt64
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/insite/bars_local', '{replica}', version)
+PARTITION BY toYYYYMM(window_start) ORDER BY (symbol, interval_s, window_start_ms);
+CREATE TABLE IF NOT EXISTS insite.bars ON CLUSTER insite AS insite.bars_local
+ENGINE = Distributed(insite, insite, bars_local, cityHash64(symbol));
+
+CREATE TABLE IF NOT EXISTS insite.sentiment_local ON CLUSTER insite (
+    symbol String,
+    interval_s UInt32,
+    window_start DateTime,
+    window_start_ms UInt64,
+    posts UInt64,
+    score Float64,
+    positive UInt64,
+    negative UInt64,
+    neutral UInt64,
+    weighted_score Float64,
+    version UInt64
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/insite/sentiment_local', '{replica}', version)
+PARTITION BY toYYYYMM(window_start) ORDER BY (symbol, interval_s, window_start_ms);
+CREATE TABLE IF NOT EXISTS insite.sentiment ON CLUSTER insite AS insite.sentiment_local
+ENGINE = Distributed(insite, insite, sentiment_local, cityHash64(symbol));
+
 CREATE TABLE IF NOT EXISTS insite.schema_migrations_local ON CLUSTER insite (
     version UInt32, name String, applied_at DateTime
 ) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/insite/schema_migrations_local', '{replica}')
@@ -151,4 +151,4 @@ ORDER BY version;
 CREATE TABLE IF NOT EXISTS insite.schema_migrations ON CLUSTER insite AS insite.schema_migrations_local
 ENGINE = Distributed(insite, insite, schema_migrations_local, cityHash64(version));
 
-INSERT INTO insite.schema_migrations (version, name, applied_at) VALUES (1, 'initial', now()), (2, 'pipeline_progress', now()), (3, 'trades_key', now()), (4, 'pipeline_checkpoints', now());
+INSERT INTO insite.schema_migrations (version, name, applied_at) VALUES (1, 'initial', now()), (2, 'pipeline_progress', now()), (3, 'trades_key', now()), (4, 'pipeline_checkpoints', now()), (5, 'monthly_result_partitions', now());

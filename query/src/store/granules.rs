@@ -16,8 +16,8 @@ use crate::error::ApiError;
 use crate::vendor::rollup::Granule;
 
 /// Read buffer per column of a part, in bytes, for the vendor aggregates'
-/// reads, which span many daily partitions at once (ClickHouse's default is
-/// 1 MiB a column a part).
+/// reads, which span many partitions' parts at once (ClickHouse's default
+/// is 1 MiB a column a part).
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Which symbols a granule read covers.
@@ -102,10 +102,12 @@ impl Store {
         };
         let sql = statements::granules(filter, q.desc, q.limit.is_some());
         let granule = millis(q.granule_ms);
-        // `FINAL` over a long range reads every daily partition's parts
-        // at once, each column through a read buffer of its own: with the
-        // default 1 MiB buffers a year of one symbol's bars needs more than
-        // the server's per-query memory limit (3.7 GiB on this machine).
+        // `FINAL` over a long range reads every partition's parts at once,
+        // each column through a read buffer of its own: with the default
+        // 1 MiB buffers, a year of one symbol's bars in daily partitions
+        // needed more than the server's per-query memory limit (3.7 GiB on
+        // this machine); monthly partitions (migration 5) hold fewer parts,
+        // and the small buffers keep the bound for many parts per month.
         let mut query = self
             .clickhouse
             .query(&sql)

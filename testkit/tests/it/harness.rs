@@ -100,7 +100,7 @@ async fn migrations_apply_twice_then_bars_round_trip() {
         .iter()
         .map(|m| m.version)
         .collect();
-    assert_eq!(every, vec![1, 2, 3, 4]);
+    assert_eq!(every, vec![1, 2, 3, 4, 5]);
     let first = migrate(&env.connections.clickhouse).await.unwrap();
     assert_eq!(first.applied, every);
     assert!(first.already_applied.is_empty());
@@ -193,4 +193,92 @@ async fn environments_do_not_share_names() {
         a.connections.nats.streams.subject_prefix,
         b.connections.nats.streams.subject_prefix
     );
+}
+
+/// Migration 5 moves `bars` and `sentiment` to monthly partitions on a
+/// database that has rows already: every row is kept, a month's bars share
+/// one partition, and running it again changes nothing.
+#[tokio::test]
+async fn monthly_partitions_keep_every_existing_bar() {
+    let env = TestEnv::new("ch_monthly");
+    let c = &env.connections.clickhouse;
+    let admin = insite_sinks::clickhouse::connect(&insite_schemas::config::ClickHouseConfig {
+        database: "default".into(),
+        ..c.clone()
+    });
+    admin
+        .query(&format!("CREATE DATABASE IF NOT EXISTS {}", c.database))
+        .execute()
+        .await
+        .unwrap();
+    let client = env.clickhouse();
+    // The database as versions 1 to 4 left it: bars partitioned by day.
+    client
+        .query(insite_schemas::migrations::MIGRATIONS_TABLE_DDL)
+        .execute()
+        .await
+        .unwrap();
+    let plain = insite_schemas::server::Features::NONE;
+    for m in &insite_schemas::migrations::MIGRATIONS[..4] {
+        for statement in m.statements(&plain) {
+            client.query(&statement).execute().await.unwrap();
+        }
+        client
+            .query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, now())")
+            .bind(m.version)
+            .bind(m.name)
+            .execute()
+            .await
+            .unwrap();
+    }
+    // 40 days of one bar a day, two versions of the first.
+    const DAY: i64 = 86_400_000;
+    let start = 1_704_067_200_000; // 2024-01-01
+    let mut insert = client.insert::<BarRow>("bars").await.unwrap();
+    for d in 0..40 {
+        let b = bar("AAPL", Interval::MINUTE, start + d * DAY).close(10.0 + d as f64);
+        insert
+            .write(&BarRow::from_bar(&b.build(), 1))
+            .await
+            .unwrap();
+    }
+    let replaced = bar("AAPL", Interval::MINUTE, start).close(99.0);
+    insert
+        .write(&BarRow::from_bar(&replaced.build(), 2))
+        .await
+        .unwrap();
+    insert.end().await.unwrap();
+    let partitions = |c: clickhouse::Client, db: String| async move {
+        c.query("SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = 'bars' AND active ORDER BY partition")
+            .bind(db)
+            .fetch_all::<String>()
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        partitions(env.clickhouse(), c.database.clone()).await.len(),
+        40
+    );
+
+    for _ in 0..2 {
+        let report = migrate(c).await.unwrap();
+        assert!(
+            report.applied.iter().all(|v| *v == 5),
+            "{:?}",
+            report.applied
+        );
+    }
+    assert_eq!(
+        partitions(env.clickhouse(), c.database.clone()).await,
+        ["202401", "202402"]
+    );
+    let closes: Vec<f64> = client
+        .query("SELECT close FROM bars FINAL ORDER BY window_start_ms")
+        .fetch_all()
+        .await
+        .unwrap();
+    let mut want: Vec<f64> = (0..40).map(|d| 10.0 + d as f64).collect();
+    want[0] = 99.0;
+    assert_eq!(closes, want);
+    env.cleanup().await;
 }
