@@ -193,11 +193,13 @@ async fn fill(
     let client = insite_sinks::clickhouse::connect(clickhouse);
     // The day of history is final and durable, as a pipeline that got past
     // it records: its ranges are immutable, so the warm phase is cached.
+    // Past the end of the day in New York too (05:00 UTC the next day),
+    // which ends the vendor's day buckets and grouped daily.
     insite_pipeline::resume::ProgressStore::new(client.clone(), pipeline, 0, 1)
         .save_pipeline(
             insite_pipeline::source::InputSource::Market,
             insite_pipeline::resume::StreamCheckpoint {
-                durable_ms: Some(DAY + 86_400_000 + 1),
+                durable_ms: Some(DAY + 2 * 86_400_000),
                 resume_seq: 0,
                 max_ts: None,
             },
