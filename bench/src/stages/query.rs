@@ -71,9 +71,9 @@ pub struct StagesQueryArgs {
     /// Vendor symbols with a year of 5-minute bars.
     #[arg(long, default_value_t = 4)]
     year_symbols: usize,
-    /// Days of the vendor daily aggregates (a year's, 365, reads a
-    /// partition per day at once: see docs/benchmarks.md, Query).
-    #[arg(long, default_value_t = 30)]
+    /// Days of the vendor daily aggregates (a year by default; `bars` is
+    /// partitioned by month, so a year's read opens 12 partitions).
+    #[arg(long, default_value_t = 365)]
     vendor_days: i64,
     /// Where the SVG curve goes (`stages-query.svg`).
     #[arg(long, default_value = "docs/bench")]
