@@ -157,13 +157,20 @@ impl LocalSection {
 /// ports (`INSITE_LOCAL__CLICKHOUSE_HTTP_PORT=...`) is the one every
 /// command reaches, as the default stack is by default.
 pub fn load(file: Option<&Path>) -> Result<InsiteConfig, ConfigError> {
+    load_with_explicit(file).map(|(config, _)| config)
+}
+
+/// [`load`], and the settings the file and the environment give
+/// themselves (without the defaults), for the layers that fill in only
+/// what the config leaves out.
+fn load_with_explicit(file: Option<&Path>) -> Result<(InsiteConfig, Figment), ConfigError> {
     let figment = Figment::from(Serialized::defaults(InsiteConfig::default()));
     let explicit = layered(Figment::new(), file)?;
     let mut config: InsiteConfig = layered(figment, file)?
         .extract()
         .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
     follow_local_ports(&mut config, &|key| explicit.contains(key));
-    Ok(config)
+    Ok((config, explicit))
 }
 
 /// Points every server URL that `set` says the config leaves out at the

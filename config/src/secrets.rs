@@ -10,17 +10,15 @@
 
 use std::path::Path;
 
-use figment::Figment;
 use insite_local::{Role, Secrets};
 
-use crate::{layered, load, ConfigError, InsiteConfig};
+use crate::{load_with_explicit, ConfigError, InsiteConfig};
 
 /// Loads the config (defaults, file, `INSITE_*`) for a component that
 /// connects as `role`, with the local stack's passwords where the config
 /// leaves them out (see the module docs).
 pub fn load_as(file: Option<&Path>, role: Role) -> Result<InsiteConfig, ConfigError> {
-    let mut config = load(file)?;
-    let explicit = layered(Figment::new(), file)?;
+    let (mut config, explicit) = load_with_explicit(file)?;
     let path = config.local.local_config().secrets_path();
     if !path.exists() {
         return Ok(config);
