@@ -59,6 +59,11 @@ pub fn cpu_percent(a: Sample, b: Sample) -> f64 {
     (b.cpu_ticks.saturating_sub(a.cpu_ticks)) as f64 / 100.0 / secs * 100.0
 }
 
+/// CPU seconds used between two samples (100 ticks per second).
+pub fn cpu_seconds(a: Sample, b: Sample) -> f64 {
+    b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64 / 100.0
+}
+
 /// The load averages of `/proc/loadavg` (1, 5 and 15 minutes), as text.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")

@@ -58,7 +58,7 @@ use insite_sinks::redis::{HotUpdate, RedisSink, RedisSinkConfig};
 use crate::child::{InsiteBinaryArgs, InsiteChild};
 use crate::load::{histogram, http_phase, queue_phase, Paths, HEADER};
 use crate::pin::{pin, Pinning};
-use crate::procstat::{cpu_percent, load_average, Sample};
+use crate::procstat::{cpu_percent, cpu_seconds, load_average, Sample};
 use crate::servers::{BenchServers, ServerArgs};
 
 /// Arguments of `insite-bench query`.
@@ -272,6 +272,10 @@ struct WsOutcome {
     rss_mib: f64,
     connect_secs: f64,
     client_cpu: f64,
+    /// The service's CPU seconds over the phase (all deliveries' cost).
+    cpu_secs: f64,
+    /// The clients' CPU seconds over the phase.
+    client_cpu_secs: f64,
 }
 
 /// The WebSocket protocol a phase speaks.
@@ -475,6 +479,8 @@ async fn ws_phase(
         rss_mib: after.rss_kib.max(before.rss_kib) as f64 / 1024.0,
         connect_secs,
         client_cpu: cpu_percent(own_before, own_after),
+        cpu_secs: cpu_seconds(before, after),
+        client_cpu_secs: cpu_seconds(own_before, own_after),
     })
 }
 
@@ -579,7 +585,7 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
     let free_port = || -> anyhow::Result<SocketAddr> {
         Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
     };
-    let (floor_http, floor_ws) = (free_port()?, free_port()?);
+    let (floor_http, floor_ws, floor_ws_raw) = (free_port()?, free_port()?, free_port()?);
     let mut floor: Option<InsiteChild> = None;
     if let Some(p) = &pinning {
         pin(std::process::id(), &p.generator)?;
@@ -596,7 +602,7 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
         // The floor answers a body of the latest-bar answer's size.
         let body = crate::load::get_text(addr, &format!("/v1/symbols/{}/bar?interval=1m", symbol(0))).await?;
         let me = std::env::current_exe()?;
-        let (fh, fw) = (floor_http.to_string(), floor_ws.to_string());
+        let (fh, fw, fr) = (floor_http.to_string(), floor_ws.to_string(), floor_ws_raw.to_string());
         let (live, fin) = (
             nats.streams.subject(&format!("insite.live.bars.1m.{}", symbol(0))),
             nats.streams.subject(&format!("insite.bars.1m.{}", symbol(0))),
@@ -606,7 +612,7 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
             &me,
             "floor",
             &child_config,
-            &["--log", "warn", "floor", "--http", &fh, "--body-bytes", &bytes, "--ws", &fw, "--subject", &live, "--subject", &fin],
+            &["--log", "warn", "floor", "--http", &fh, "--body-bytes", &bytes, "--ws", &fw, "--ws-raw", &fr, "--subject", &live, "--subject", &fin],
         )?;
         let floor_pid = child.pid();
         floor = Some(child);
@@ -620,7 +626,7 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        println!("floor pid {floor_pid} ready (HTTP {floor_http}, a fixed body of {bytes} bytes; WebSocket {floor_ws})");
+        println!("floor pid {floor_pid} ready (HTTP {floor_http}, a fixed body of {bytes} bytes; WebSocket {floor_ws}, raw WebSocket {floor_ws_raw})");
         let n = args.symbols;
         let mut phases = Vec::new();
         let mut ratios = Vec::new();
@@ -769,11 +775,13 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
         let mut ws_p99 = Vec::new();
         // The floor between the service's two protocols, so that a change
         // of the machine's load in the run touches both sides alike.
-        for (name, is_floor, protocol) in [
-            ("/v1/stream", false, WsProtocol::V1),
-            ("floor: bare tokio-tungstenite broadcast", true, WsProtocol::V1),
-            ("vendor /stocks, AM events", false, WsProtocol::Vendor),
+        for (name, floor_addr, protocol) in [
+            ("/v1/stream", None, WsProtocol::V1),
+            ("floor: bare tokio-tungstenite broadcast", Some(floor_ws), WsProtocol::V1),
+            ("vendor /stocks, AM events", None, WsProtocol::Vendor),
+            ("floor: raw pre-framed writes, one task", Some(floor_ws_raw), WsProtocol::V1),
         ] {
+            let is_floor = floor_addr.is_some();
             if args.ws_clients == 0 || !args.runs("ws") {
                 break;
             }
@@ -785,11 +793,11 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
                 args.ws_rate,
                 load_average()
             );
-            let (ws_addr, ws_pid) = if is_floor { (floor_ws, floor_pid) } else { (addr, pid) };
+            let (ws_addr, ws_pid) = floor_addr.map_or((addr, pid), |a| (a, floor_pid));
             let ws = ws_phase(ws_addr, ws_pid, nats, &args, protocol).await?;
             let ms = |q: f64| ws.hist.value_at_quantile(q) as f64 / 1_000.0;
             println!(
-                "| clients held | connect time s | failed connects | deliveries | expected | avg ms | p50 ms | p95 ms | p99 ms | max ms | service CPU | service RSS MiB | clients' CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n| {} | {:.1} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0}% | {:.0} | {:.0}% |",
+                "| clients held | connect time s | failed connects | deliveries | expected | avg ms | p50 ms | p95 ms | p99 ms | max ms | service CPU | service RSS MiB | clients' CPU | service CPU µs/delivery | clients' CPU µs/delivery |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n| {} | {:.1} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0}% | {:.0} | {:.0}% | {:.2} | {:.2} |",
                 ws.clients,
                 ws.connect_secs,
                 ws.connect_failures,
@@ -802,7 +810,9 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
                 ws.hist.max() as f64 / 1_000.0,
                 ws.cpu,
                 ws.rss_mib,
-                ws.client_cpu
+                ws.client_cpu,
+                ws.cpu_secs * 1e6 / ws.received.max(1) as f64,
+                ws.client_cpu_secs * 1e6 / ws.received.max(1) as f64,
             );
             ws_p99.push((name, ms(0.99)));
             if is_floor {
@@ -819,10 +829,13 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
                 println!("  {line}");
             }
         }
-        if let Some((_, floor_p99)) = ws_p99.iter().find(|(n, _)| n.starts_with("floor")).copied() {
+        let floors: Vec<_> = ws_p99.iter().filter(|(n, _)| n.starts_with("floor")).copied().collect();
+        if !floors.is_empty() {
             println!();
+        }
+        for (floor_name, floor_p99) in floors {
             for (name, p99) in ws_p99.iter().filter(|(n, _)| !n.starts_with("floor")) {
-                println!("WebSocket fan-out {name}: p99 {p99:.2} ms against the bare broadcast server's {floor_p99:.2} ms: ratio {:.2}", p99 / floor_p99.max(1e-9));
+                println!("WebSocket fan-out {name}: p99 {p99:.2} ms against the {}'s {floor_p99:.2} ms: ratio {:.2}", floor_name.trim_start_matches("floor: "), p99 / floor_p99.max(1e-9));
             }
         }
         println!("load average at the end: {}", load_average());

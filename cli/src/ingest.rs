@@ -264,6 +264,8 @@ async fn run_async(config: &InsiteConfig, args: IngestArgs) -> anyhow::Result<()
                 symbol_list: symbols(&symbol_list)?,
                 rate,
                 max_speed: max,
+                // A feed of given times is paced from its first event.
+                wall_clock: start.is_none(),
                 duration,
                 count: events,
                 quote_share,

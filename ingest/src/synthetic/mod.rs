@@ -55,6 +55,13 @@ pub struct SyntheticConfig {
     /// Publish as fast as possible instead of at `rate` in wall time (event
     /// time still advances at `rate`).
     pub max_speed: bool,
+    /// When paced: run on the wall clock, an event going out as the clock
+    /// reaches its event time (a live feed: the default, whose `start_ms`
+    /// is now), rather than at its event-time offset from the moment the
+    /// first event went out (a feed of past times, `--start`). On the wall
+    /// clock the time spent starting up (connecting, creating streams) is
+    /// caught up at once instead of aging every event by it.
+    pub wall_clock: bool,
     /// Stop after this much event time.
     pub duration: Option<Duration>,
     /// Stop after this many events (market events and posts).
@@ -85,6 +92,7 @@ impl Default for SyntheticConfig {
             symbol_list: Vec::new(),
             rate: 1_000.0,
             max_speed: false,
+            wall_clock: true,
             duration: None,
             count: None,
             start_ms: insite_schemas::time::now_ms(),
@@ -412,9 +420,13 @@ pub async fn run_synthetic(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<OutMessage>>(64);
     let producer = {
         let batcher = Batcher::new(config.batch.clone(), streams.clone());
-        let paced = !config.max_speed;
+        let pacing = match (config.max_speed, config.wall_clock) {
+            (true, _) => Pacing::Flat,
+            (false, true) => Pacing::WallClock,
+            (false, false) => Pacing::FromFirstEvent,
+        };
         let shutdown = shutdown.clone();
-        tokio::task::spawn_blocking(move || produce(simulator, batcher, paced, &tx, &shutdown))
+        tokio::task::spawn_blocking(move || produce(simulator, batcher, pacing, &tx, &shutdown))
     };
     let mut result = Ok(());
     'outer: while let Some(chunk) = publisher.recv_settling(&mut rx).await {
@@ -439,19 +451,55 @@ pub async fn run_synthetic(
     Ok(report)
 }
 
-/// Simulates, batches and encodes; hands messages to `tx` (paced to wall
-/// time unless `paced` is false). Returns when the simulation ends, on
-/// shutdown, or when the receiver is gone.
+/// How a synthetic feed is paced in wall time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pacing {
+    /// As fast as possible.
+    Flat,
+    /// An event is due when the wall clock reaches its event time.
+    WallClock,
+    /// An event is due at its event-time offset from the moment the first
+    /// event went out.
+    FromFirstEvent,
+}
+
+impl Pacing {
+    /// The instant matching event time `ts0`, for a first event at `ts0`
+    /// going out at `now` (`now_ms` on the wall clock); `None` unpaced.
+    fn origin(
+        self,
+        ts0: TimestampMs,
+        now: std::time::Instant,
+        now_ms: TimestampMs,
+    ) -> Option<std::time::Instant> {
+        match self {
+            Self::Flat => None,
+            Self::FromFirstEvent => Some(now),
+            // An event time already past is due at once; one ahead of the
+            // clock waits for it.
+            Self::WallClock => {
+                let behind = Duration::from_millis(u64::try_from(now_ms - ts0).unwrap_or(0));
+                let ahead = Duration::from_millis(u64::try_from(ts0 - now_ms).unwrap_or(0));
+                Some(now.checked_sub(behind).unwrap_or(now) + ahead)
+            }
+        }
+    }
+}
+
+/// Simulates, batches and encodes; hands messages to `tx`, paced as
+/// `pacing` says. Returns when the simulation ends, on shutdown, or when
+/// the receiver is gone.
 fn produce(
     simulator: Simulator,
     mut batcher: Batcher,
-    paced: bool,
+    pacing: Pacing,
     tx: &tokio::sync::mpsc::Sender<Vec<OutMessage>>,
     shutdown: &CancellationToken,
 ) -> Result<(), IngestError> {
     /// Messages handed over at once when running flat out.
     const CHUNK: usize = 32;
     let mut out = Vec::with_capacity(CHUNK * 2);
+    let paced = pacing != Pacing::Flat;
     let mut origin: Option<(TimestampMs, std::time::Instant)> = None;
     for event in simulator {
         if shutdown.is_cancelled() {
@@ -459,7 +507,13 @@ fn produce(
         }
         if paced {
             let ts = event.ts();
-            let (ts0, t0) = *origin.get_or_insert_with(|| (ts, std::time::Instant::now()));
+            let (ts0, t0) = *origin.get_or_insert_with(|| {
+                let now = std::time::Instant::now();
+                let at = pacing
+                    .origin(ts, now, insite_schemas::time::now_ms())
+                    .unwrap_or(now);
+                (ts, at)
+            });
             let due = t0 + Duration::from_millis(u64::try_from(ts - ts0).unwrap_or(0));
             if due > std::time::Instant::now() + Duration::from_millis(1) {
                 batcher.advance_to(ts - 1, &mut out)?;
@@ -511,6 +565,25 @@ mod tests {
             posts_per_s: 100.0,
             ..SyntheticConfig::default()
         }
+    }
+
+    #[test]
+    fn paced_on_the_wall_clock_an_event_is_due_at_its_own_time() {
+        let now = std::time::Instant::now();
+        let now_ms = 1_700_000_000_000;
+        // Started 40 ms ago (start-up took that long): the first event is
+        // due at once, 40 ms in the past, not 40 ms late.
+        let origin = Pacing::WallClock.origin(now_ms - 40, now, now_ms).unwrap();
+        assert_eq!(now - origin, Duration::from_millis(40));
+        // An event time ahead of the clock waits for it.
+        let origin = Pacing::WallClock.origin(now_ms + 25, now, now_ms).unwrap();
+        assert_eq!(origin - now, Duration::from_millis(25));
+        // From the first event: its own going out is the origin.
+        assert_eq!(
+            Pacing::FromFirstEvent.origin(now_ms - 40, now, now_ms),
+            Some(now)
+        );
+        assert_eq!(Pacing::Flat.origin(now_ms, now, now_ms), None);
     }
 
     #[test]

@@ -55,10 +55,11 @@ pub fn json_response(
             .into_response()
     };
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    // From the `String`s themselves: no copy.
+    if let Ok(v) = HeaderValue::try_from(etag) {
         headers.insert(header::ETAG, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&cache_control) {
+    if let Ok(v) = HeaderValue::try_from(cache_control) {
         headers.insert(header::CACHE_CONTROL, v);
     }
     headers.insert("x-insite-source", HeaderValue::from_static(source.as_str()));

@@ -184,6 +184,16 @@ impl HotState {
             entries.remove(key);
             return;
         };
+        // Most confirmations find the held value unchanged: nothing to
+        // parse or copy.
+        if let Some(entry) = entries.get_mut(key) {
+            if entry.value == json {
+                if sent > entry.confirmed {
+                    entry.confirmed = sent;
+                }
+                return;
+            }
+        }
         let Some(order) = kind.order(json) else {
             return;
         };

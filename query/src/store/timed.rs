@@ -66,12 +66,12 @@ mod tests {
         let (fast, slow) = metrics::with_local_recorder(&recorder, || {
             futures::executor::block_on(async {
                 let fast: Result<u8, String> = telemetry::with_route(
-                    "/v1/fast".into(),
+                    telemetry::RouteMetrics::of("/v1/fast"),
                     timed(Duration::from_secs(60), "SELECT 1", async { Ok(1) }),
                 )
                 .await;
                 let slow: Result<u8, String> = telemetry::with_route(
-                    "/v1/slow".into(),
+                    telemetry::RouteMetrics::of("/v1/slow"),
                     timed(Duration::ZERO, "SELECT ?", async {
                         Err("refused".to_owned())
                     }),
