@@ -172,15 +172,45 @@ async fn two_timely_processes_give_the_tables_of_one() {
     );
 }
 
+/// The processes of one pipeline, killed when dropped (so that a failing
+/// test leaves none running).
+struct Processes(Vec<Child>);
+
+impl Processes {
+    /// Stops them as an operator does ([`terminate`]).
+    fn terminate(mut self) {
+        terminate(std::mem::take(&mut self.0));
+    }
+
+    /// Kills them with SIGKILL, as a crash would.
+    fn kill(mut self) {
+        for child in &mut self.0 {
+            child.kill().unwrap();
+        }
+        for mut child in std::mem::take(&mut self.0) {
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// `processes` processes of one timely cluster (one worker each) on
 /// `connections`; one process runs on its own.
 fn spawn_cluster(
     connections: &Connections,
     config: &PipelineConfig,
     processes: usize,
-) -> Vec<Child> {
+) -> Processes {
     if processes == 1 {
-        return vec![spawn_pipeline(connections, config, &[])];
+        return Processes(vec![spawn_pipeline(connections, config, &[])]);
     }
     let ports = insite_local::free_ports(processes).unwrap();
     let hosts = ports
@@ -188,22 +218,24 @@ fn spawn_cluster(
         .map(|p| format!("127.0.0.1:{p}"))
         .collect::<Vec<_>>()
         .join(",");
-    (0..processes)
-        .map(|process| {
-            spawn_pipeline(
-                connections,
-                config,
-                &[
-                    "--workers".into(),
-                    "1".into(),
-                    "--process".into(),
-                    process.to_string(),
-                    "--hosts".into(),
-                    hosts.clone(),
-                ],
-            )
-        })
-        .collect()
+    Processes(
+        (0..processes)
+            .map(|process| {
+                spawn_pipeline(
+                    connections,
+                    config,
+                    &[
+                        "--workers".into(),
+                        "1".into(),
+                        "--process".into(),
+                        process.to_string(),
+                        "--hosts".into(),
+                        hosts.clone(),
+                    ],
+                )
+            })
+            .collect(),
+    )
 }
 
 /// Waits until `pipeline`'s recorded durable frontier moves past `before`.
@@ -240,7 +272,7 @@ async fn rescaled_2_3_1_processes_mid_stream_it_gives_the_tables_of_one() {
     // pipeline) once some windows are durable.
     let two = spawn_cluster(&scaled, &scaled_config, 2);
     wait_progress(&scaled, "rescale", None).await;
-    terminate(two);
+    two.terminate();
     let after_two = durable_frontier(&scaled.clickhouse, "rescale").await;
     assert!(
         after_two.is_some_and(|f| f < done),
@@ -257,20 +289,15 @@ async fn rescaled_2_3_1_processes_mid_stream_it_gives_the_tables_of_one() {
 
     // Three processes (one of them new), killed with SIGKILL once they
     // moved the frontier on: a crash of the new topology.
-    let mut three = spawn_cluster(&scaled, &scaled_config, 3);
+    let three = spawn_cluster(&scaled, &scaled_config, 3);
     wait_progress(&scaled, "rescale", after_two).await;
-    for child in &mut three {
-        child.kill().unwrap();
-    }
-    for mut child in three {
-        let _ = child.wait();
-    }
+    three.kill();
     let after_three = durable_frontier(&scaled.clickhouse, "rescale").await;
 
     // One process to the end.
-    let last = spawn_pipeline(&scaled, &scaled_config, &[]);
+    let last = spawn_cluster(&scaled, &scaled_config, 1);
     wait_durable(&scaled.clickhouse, "rescale", done).await;
-    terminate(vec![last]);
+    last.terminate();
     println!(
         "frontiers: after 2 processes {after_two:?}, after 3 {after_three:?}, input through {done}"
     );
