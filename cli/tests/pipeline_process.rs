@@ -1,7 +1,10 @@
 //! `insite pipeline run` as real processes against the shared test servers:
 //! killed with SIGKILL at several moments and restarted, it must end with
 //! exactly the `bars` and `sentiment` tables of an uninterrupted run; run as
-//! a cluster of two timely processes, it must give the tables of one.
+//! a cluster of two timely processes, it must give the tables of one; and
+//! rescaled 2 → 3 → 1 processes mid-stream (with the frontier record of a
+//! process of an earlier, larger topology left in ClickHouse), it must give
+//! them too.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
 
@@ -14,7 +17,7 @@ use insite_testkit::child::terminate;
 use insite_testkit::pipeline::{config, run_until_durable, Backlog};
 use insite_testkit::results::{
     assert_bars_equal, assert_sentiment_equal, durable_frontier, read_bars, read_late,
-    read_sentiment, wait_durable,
+    read_sentiment, record_frontier, wait_durable,
 };
 use insite_testkit::wait::eventually;
 use insite_testkit::TestEnv;
@@ -166,5 +169,152 @@ async fn two_timely_processes_give_the_tables_of_one() {
         read_late(&two.clickhouse).await,
         want_late,
         "late events, two processes vs one"
+    );
+}
+
+/// The processes of one pipeline, killed when dropped (so that a failing
+/// test leaves none running).
+struct Processes(Vec<Child>);
+
+impl Processes {
+    /// Stops them as an operator does ([`terminate`]).
+    fn terminate(mut self) {
+        terminate(std::mem::take(&mut self.0));
+    }
+
+    /// Kills them with SIGKILL, as a crash would.
+    fn kill(mut self) {
+        for child in &mut self.0 {
+            child.kill().unwrap();
+        }
+        for mut child in std::mem::take(&mut self.0) {
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `processes` processes of one timely cluster (one worker each) on
+/// `connections`; one process runs on its own.
+fn spawn_cluster(
+    connections: &Connections,
+    config: &PipelineConfig,
+    processes: usize,
+) -> Processes {
+    if processes == 1 {
+        return Processes(vec![spawn_pipeline(connections, config, &[])]);
+    }
+    let ports = insite_local::free_ports(processes).unwrap();
+    let hosts = ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    Processes(
+        (0..processes)
+            .map(|process| {
+                spawn_pipeline(
+                    connections,
+                    config,
+                    &[
+                        "--workers".into(),
+                        "1".into(),
+                        "--process".into(),
+                        process.to_string(),
+                        "--hosts".into(),
+                        hosts.clone(),
+                    ],
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Waits until `pipeline`'s recorded durable frontier moves past `before`.
+async fn wait_progress(connections: &Connections, pipeline: &str, before: Option<i64>) {
+    eventually(Duration::from_secs(120), async || {
+        durable_frontier(&connections.clickhouse, pipeline).await > before
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{pipeline}: no progress past {before:?}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rescaled_2_3_1_processes_mid_stream_it_gives_the_tables_of_one() {
+    let env = TestEnv::new("pipeline_rescale");
+    let done = Backlog {
+        seed: 11,
+        events: 150_000,
+        start_ms: START_MS,
+        jitter_ms: 3_000,
+    }
+    .publish(&env)
+    .await;
+
+    let one = env.with_database("one");
+    run_until_durable(&one, &config("one"), done).await;
+    let want_bars = read_bars(&one.clickhouse).await;
+    let want_sentiment = read_sentiment(&one.clickhouse).await;
+    let want_late = read_late(&one.clickhouse).await;
+    assert!(want_bars.len() > 500, "{} bars", want_bars.len());
+
+    let scaled = env.connections.clone();
+    let scaled_config = config("rescale");
+    // Two processes, stopped cleanly (as `cluster up` rescales a healthy
+    // pipeline) once some windows are durable.
+    let two = spawn_cluster(&scaled, &scaled_config, 2);
+    wait_progress(&scaled, "rescale", None).await;
+    two.terminate();
+    let after_two = durable_frontier(&scaled.clickhouse, "rescale").await;
+    assert!(
+        after_two.is_some_and(|f| f < done),
+        "two processes finished the input before the rescale: {after_two:?} (input through {done})"
+    );
+
+    // A record left by process 2 of an earlier three-process topology,
+    // far ahead of the input: were it taken for the new process 2's
+    // frontier, the pipeline's frontier would pass windows that process
+    // had not written, and a crash would lose them.
+    for source in ["market", "social"] {
+        record_frontier(&env, "rescale/2", source, done + 3_600_000, 1).await;
+    }
+
+    // Three processes (one of them new), killed with SIGKILL once they
+    // moved the frontier on: a crash of the new topology.
+    let three = spawn_cluster(&scaled, &scaled_config, 3);
+    wait_progress(&scaled, "rescale", after_two).await;
+    three.kill();
+    let after_three = durable_frontier(&scaled.clickhouse, "rescale").await;
+
+    // One process to the end.
+    let last = spawn_cluster(&scaled, &scaled_config, 1);
+    wait_durable(&scaled.clickhouse, "rescale", done).await;
+    last.terminate();
+    println!(
+        "frontiers: after 2 processes {after_two:?}, after 3 {after_three:?}, input through {done}"
+    );
+
+    assert_bars_equal(
+        &read_bars(&scaled.clickhouse).await,
+        &want_bars,
+        "rescaled 2 -> 3 -> 1 vs one process",
+    );
+    assert_sentiment_equal(
+        &read_sentiment(&scaled.clickhouse).await,
+        &want_sentiment,
+        "rescaled 2 -> 3 -> 1 vs one process",
+    );
+    assert_eq!(
+        read_late(&scaled.clickhouse).await,
+        want_late,
+        "late events, rescaled 2 -> 3 -> 1 vs one process"
     );
 }

@@ -223,6 +223,22 @@ fn retryable(kind: PublishErrorKind) -> bool {
     )
 }
 
+/// Whether a publish that JetStream answered with `error` may succeed when
+/// sent again: a [`retryable`] kind, or "duplicate message id is in
+/// process" (error code 10158). A cluster answers that to a re-send whose
+/// first copy (same `Nats-Msg-Id`) the stream leader is still storing,
+/// typically while it is slow under load or just elected; once that copy is
+/// stored, the next re-send is acknowledged as a duplicate.
+fn retryable_error(error: &async_nats::jetstream::context::PublishError) -> bool {
+    retryable(error.kind())
+        || std::error::Error::source(error)
+            .and_then(|source| source.downcast_ref::<async_nats::jetstream::Error>())
+            .is_some_and(|e| {
+                e.error_code()
+                    == async_nats::jetstream::ErrorCode::STREAM_DUPLICATE_MESSAGE_CONFLICT
+            })
+}
+
 impl Publisher {
     /// A publisher on `js` for the feed named `feed` (a metrics label).
     pub fn new(
@@ -497,7 +513,7 @@ async fn confirm(
         let reason = match attempt {
             Ok(ack) => match tokio::time::timeout(config.ack_timeout, ack).await {
                 Ok(Ok(ack)) => return (Ok(ack.duplicate), retries),
-                Ok(Err(error)) if retryable(error.kind()) => error.to_string(),
+                Ok(Err(error)) if retryable_error(&error) => error.to_string(),
                 Ok(Err(error)) => {
                     return (Err(resend.failure(retries + 1, error.to_string())), retries)
                 }
@@ -559,5 +575,24 @@ mod tests {
         // No responders: a cluster electing the stream's leader.
         assert!(retryable(PublishErrorKind::StreamNotFound));
         assert!(!retryable(PublishErrorKind::MaxPayloadExceeded));
+    }
+
+    /// A JetStream error answer, as the server sends it.
+    fn answered(json: &str) -> async_nats::jetstream::context::PublishError {
+        let error: async_nats::jetstream::Error = serde_json::from_str(json).unwrap();
+        async_nats::jetstream::context::PublishError::with_source(PublishErrorKind::Other, error)
+    }
+
+    #[test]
+    fn a_resend_whose_first_copy_is_in_process_is_retried() {
+        // What a cluster's stream leader answered a re-send under load (the
+        // fault suite's feed failed for good on it).
+        assert!(retryable_error(&answered(
+            r#"{"code":409,"err_code":10158,"description":"duplicate message id is in process"}"#
+        )));
+        // Other refusals still fail the publish.
+        assert!(!retryable_error(&answered(
+            r#"{"code":400,"err_code":10054,"description":"maximum messages exceeded"}"#
+        )));
     }
 }

@@ -66,13 +66,21 @@ pub fn write_config(
         path: dir.to_owned(),
         source,
     })?;
-    // It may hold passwords: only its owner may read it.
-    std::fs::write(&path, "").map_err(|source| ChildConfigError::Write {
-        path: path.clone(),
-        source,
-    })?;
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .and_then(|()| std::fs::write(&path, text))
+    // It may hold passwords: only its owner may read it. Written aside and
+    // renamed into place, so that a child started a moment earlier from the
+    // same file (the processes of one cluster) never reads it half written.
+    let aside = dir.join(format!(
+        ".{name}.toml.{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::write(&aside, "")
+        .and_then(|()| {
+            std::fs::set_permissions(&aside, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        })
+        .and_then(|()| std::fs::write(&aside, text))
+        .and_then(|()| std::fs::rename(&aside, &path))
         .map_err(|source| ChildConfigError::Write {
             path: path.clone(),
             source,

@@ -31,6 +31,13 @@
 //! with a replay of the same streams into a separate database on one server
 //! (a run without faults over the same input).
 //!
+//! First, before the pipeline starts, `insite backfill` writes a day of
+//! recorded trades long before the feed's into the cluster's empty
+//! database ([`BackfillCheck`]), and the suite counts the backfilled rows on
+//! each ClickHouse server's local tables as soon as the backfill returns:
+//! with the insert quorum, both replicas of each shard hold every row by
+//! then. The comparisons below leave the backfilled range out.
+//!
 //! [`run`] does all of it on a cluster it starts fresh and stops at the end
 //! (also on failure); [`Report`] prints as the table in
 //! `docs/benchmarks.md`.
@@ -45,7 +52,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use insite_config::InsiteConfig;
-use insite_local::cluster::{self, ClusterConfig, Node, NodeKind};
+use insite_local::cluster::{self, layout, ClusterConfig, Node, NodeKind};
 use insite_local::Health;
 use insite_pipeline::source::StreamRange;
 use insite_pipeline::ReplaySpec;
@@ -166,6 +173,39 @@ impl RescaleOutcome {
     }
 }
 
+/// A backfill into the cluster (`insite backfill --trades`, recorded
+/// trades of a day long before the live feed's), and where its rows are
+/// once it returned.
+#[derive(Debug, Clone, Default)]
+pub struct BackfillCheck {
+    /// Trades and bars in the backfilled range, read through the
+    /// `Distributed` tables (one replica of each shard).
+    pub rows: u64,
+    /// Of them, trades (not the feed's: left out of the raw rows compared
+    /// with the run without faults).
+    pub trades: u64,
+    /// The same rows on each ClickHouse server's local tables, counted as
+    /// soon as the backfill returned, with the server's (shard, replica).
+    pub per_server: Vec<(Node, (usize, usize), u64)>,
+}
+
+impl BackfillCheck {
+    /// Whether the backfill wrote rows and both replicas of every shard
+    /// held all of that shard's rows when it returned (what the insert
+    /// quorum promises).
+    pub fn on_every_replica(&self) -> bool {
+        let mut shards: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+        for (_, (shard, _), rows) in &self.per_server {
+            shards.entry(*shard).or_default().push(*rows);
+        }
+        let replicas_agree = shards
+            .values()
+            .all(|counts| counts.len() == 2 && counts[0] == counts[1]);
+        let sum: u64 = shards.values().filter_map(|c| c.first()).sum();
+        self.rows > 0 && replicas_agree && sum == self.rows
+    }
+}
+
 /// How to run the suite.
 #[derive(Debug, Clone)]
 pub struct FaultSuite {
@@ -256,6 +296,8 @@ pub struct Report {
     /// Results each pipeline process wrote since its last start
     /// (`insite_pipeline_results_out_total`).
     pub pipeline_share: Vec<(Node, f64)>,
+    /// The backfill into the cluster, before the feed.
+    pub backfill: BackfillCheck,
 }
 
 /// `(node, value)` as shares in %, for the report.
@@ -390,6 +432,24 @@ impl fmt::Display for Report {
                     .collect::<Vec<_>>()
             ),
             shares(&self.pipeline_share)
+        )?;
+        writeln!(
+            f,
+            "Backfill into the cluster: {} trades and bars; per server when it returned: {}: {}.",
+            self.backfill.rows,
+            self.backfill
+                .per_server
+                .iter()
+                .map(|(node, (shard, replica), rows)| {
+                    format!("{node} (shard {shard}, replica {replica}) {rows}")
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            if self.backfill.on_every_replica() {
+                "on both replicas of every shard"
+            } else {
+                "NOT on every replica"
+            }
         )?;
         write!(f, "Load average at the start: {}.", self.load_average)
     }
@@ -638,6 +698,18 @@ pub async fn run(suite: FaultSuite) -> Report {
     });
     cluster.record_shape().unwrap();
     let _guard = ClusterGuard(cluster.clone());
+    // The servers and the schema first: a backfill into the empty
+    // database, before the pipeline records anything there.
+    up(&ClusterConfig {
+        app: None,
+        ..cluster.clone()
+    })
+    .await;
+    let live = ClickHouseConfig {
+        url: cluster.clickhouse_url(),
+        ..app_config.clickhouse.clone()
+    };
+    let backfill = backfill_into_cluster(&suite.insite, &config_file, &cluster, &live).await;
     up(&cluster).await;
 
     let feed_log = std::fs::File::create(cluster.root.join("logs").join("feed.log")).unwrap();
@@ -757,10 +829,6 @@ pub async fn run(suite: FaultSuite) -> Report {
         .collect();
 
     // Drain: nothing pending and the raw tables stop growing.
-    let live = ClickHouseConfig {
-        url: cluster.clickhouse_url(),
-        ..app_config.clickhouse.clone()
-    };
     let mut last = u64::MAX;
     let drain_deadline = Instant::now() + Duration::from_secs(180);
     loop {
@@ -813,10 +881,12 @@ pub async fn run(suite: FaultSuite) -> Report {
         .await
         .unwrap_or(i64::MIN);
     let newest = |keys: &mut dyn Iterator<Item = u64>| keys.max().map_or(i64::MIN, |s| s as i64);
-    let (live_bars, base_bars) = (
+    // The backfill's bars (of January 2026) are not the feed's.
+    let (mut live_bars, base_bars) = (
         read_bars(&live).await,
         read_bars(&baseline.clickhouse).await,
     );
+    live_bars.retain(|(_, _, start), _| *start as i64 >= BACKFILL_BEFORE_MS);
     let cutoff = frontier.min(newest(&mut base_bars.keys().map(|k| k.2)));
     let bars = compare_bars(&live_bars, &base_bars, cutoff);
     let (live_sent, base_sent) = (
@@ -825,12 +895,14 @@ pub async fn run(suite: FaultSuite) -> Report {
     );
     let cutoff = frontier.min(newest(&mut base_sent.keys().map(|k| k.2)));
     let sentiment = compare_sentiment(&live_sent, &base_sent, cutoff);
+    let live_rows = raw_rows(&live).await.saturating_sub(backfill.trades);
     Report {
+        backfill,
         faults,
         rescales,
         acked_messages: acked.saturating_sub(duplicates),
         stream_messages,
-        live_rows: raw_rows(&live).await,
+        live_rows,
         baseline_rows: raw_rows(&baseline.clickhouse).await,
         bars,
         sentiment,
@@ -841,6 +913,78 @@ pub async fn run(suite: FaultSuite) -> Report {
         faults_start,
         query_share,
         pipeline_share,
+    }
+}
+
+/// Event time before which every row is the backfill's (the recorded
+/// trades are of January 2026; the live feed's are of the run's day).
+const BACKFILL_BEFORE_MS: i64 = 1_768_000_000_000;
+
+/// Runs `insite backfill --trades` (the recorded trades of
+/// `testkit/fixtures/pipeline/trades.csv`) into the cluster's empty
+/// database through the load balancer, as an operator would with the
+/// cluster's config, then counts the trades and bars before
+/// [`BACKFILL_BEFORE_MS`] through the `Distributed` tables and on each
+/// server's local tables. Into an empty database the backfill writes the
+/// `Distributed` tables directly, with the insert quorum.
+async fn backfill_into_cluster(
+    insite: &std::path::Path,
+    config_file: &std::path::Path,
+    cluster: &ClusterConfig,
+    live: &ClickHouseConfig,
+) -> BackfillCheck {
+    let mut command = Command::new(insite);
+    command
+        .arg("--config")
+        .arg(config_file)
+        .args(["--log", "warn", "backfill", "--quiet", "--trades"])
+        .arg(crate::fixtures::file("pipeline/trades.csv"))
+        .stdin(Stdio::null());
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("running insite backfill");
+    assert!(
+        output.status.success(),
+        "insite backfill into the cluster failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let count = |client: clickhouse::Client, suffix: &'static str| async move {
+        let mut total = (0, 0);
+        for (table, column) in [("trades", "ts_ms"), ("bars", "window_start_ms")] {
+            let rows = client
+                .query(&format!(
+                    "SELECT count() FROM {table}{suffix} WHERE {column} < {BACKFILL_BEFORE_MS}"
+                ))
+                .fetch_one::<u64>()
+                .await
+                .unwrap_or_else(|e| panic!("counting backfilled {table}{suffix}: {e}"));
+            if table == "trades" {
+                total.0 = rows;
+            }
+            total.1 += rows;
+        }
+        total
+    };
+    let mut per_server = Vec::new();
+    for i in 0..layout::CLICKHOUSE_SHARDS * layout::CLICKHOUSE_REPLICAS {
+        let node = ClickHouseConfig {
+            url: cluster.clickhouse_node_url(i),
+            ..live.clone()
+        };
+        let (_, rows) = count(insite_sinks::clickhouse::connect(&node), "_local").await;
+        per_server.push((
+            Node::new(NodeKind::ClickHouse, i),
+            cluster.clickhouse_place(i),
+            rows,
+        ));
+    }
+    let (trades, rows) = count(insite_sinks::clickhouse::connect(live), "").await;
+    BackfillCheck {
+        rows,
+        trades,
+        per_server,
     }
 }
 

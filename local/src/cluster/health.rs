@@ -231,6 +231,20 @@ pub fn haproxy_sessions(config: &ClusterConfig, server: &str) -> Option<u64> {
     })
 }
 
+/// Requests one of the load balancer's servers is answering now (`scur`
+/// in its stats).
+pub fn haproxy_current_sessions(config: &ClusterConfig, server: &str) -> Option<u64> {
+    let Ok((200, csv)) = http_get(config.haproxy_stats_port(), "/stats;csv") else {
+        return None;
+    };
+    csv.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(',').collect();
+        (fields.get(1) == Some(&server))
+            .then(|| fields.get(4).and_then(|n| n.parse().ok()))
+            .flatten()
+    })
+}
+
 /// The load balancer's view of one of its servers (`UP`, `DOWN`, `MAINT`).
 pub fn haproxy_state(config: &ClusterConfig, server: &str) -> Option<String> {
     let Ok((200, csv)) = http_get(config.haproxy_stats_port(), "/stats;csv") else {

@@ -319,10 +319,44 @@ pub fn up(
                 })
             },
         )?;
-        // Instances past the count leave the load balancer first, then stop.
+        // Instances past the count leave the load balancer first (in
+        // maintenance it sends them no new request), answer what they
+        // already took, then stop.
+        drain_extra_query(config, query.len());
         stop_extra(config, NodeKind::Query, query.len())?;
     }
     Ok(status(config))
+}
+
+/// How long a query instance leaving the load balancer may take to finish
+/// the requests it took before it is stopped.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waits until the load balancer has no request in flight on the running
+/// query instances at or past `keep` (already in maintenance), for up to
+/// [`DRAIN_TIMEOUT`]; past that they are stopped anyway (SIGTERM: a query
+/// instance finishes its open requests before it exits).
+fn drain_extra_query(config: &ClusterConfig, keep: usize) {
+    let leaving: Vec<String> = (keep..layout::MAX_APP_NODES)
+        .map(|i| Node::new(NodeKind::Query, i))
+        .filter(|n| running_pid(config, *n).is_some())
+        .map(|n| n.to_string())
+        .collect();
+    if leaving.is_empty() {
+        return;
+    }
+    let drained = bootstrap::wait_for(
+        "leaving query instances to finish their requests",
+        DRAIN_TIMEOUT,
+        || {
+            leaving
+                .iter()
+                .all(|n| health::haproxy_current_sessions(config, n).unwrap_or(0) == 0)
+        },
+    );
+    if let Err(e) = drained {
+        tracing::warn!(error = %e, "stopping the leaving query instances anyway");
+    }
 }
 
 /// Starts the pipeline's processes and waits until they are healthy and
