@@ -530,6 +530,31 @@ async fn bench(
         println!("| {name} | {:.0}% |", cpu_percent(*a, *b));
     }
     println!();
+    println!("stages of the path, from the processes' own histograms (cumulative since start; quantiles interpolated within buckets, as Prometheus's histogram_quantile does):");
+    println!("| histogram | count | p50 ms | p95 ms | p99 ms |\n|---|---|---|---|---|");
+    for (text, name, labels) in [
+        (&ingest_text, "insite_ingest_event_to_ack_seconds", ""),
+        (&ingest_text, "insite_ingest_publish_ack_seconds", ""),
+        (
+            &pipeline_text,
+            "insite_pipeline_event_to_read_seconds",
+            "source=\"market\"",
+        ),
+        (&pipeline_text, "insite_pipeline_event_to_redis_seconds", ""),
+    ] {
+        let buckets = prometheus_buckets(text, name, labels);
+        let count = buckets.last().map_or(0.0, |b| b.1);
+        let q = |q: f64| {
+            bucket_quantile(&buckets, q).map_or("–".to_owned(), |s| format!("{:.1}", s * 1e3))
+        };
+        println!(
+            "| `{name}` | {count:.0} | {} | {} | {} |",
+            q(0.5),
+            q(0.95),
+            q(0.99)
+        );
+    }
+    println!();
     println!("the processes' own histograms (Prometheus, cumulative since start):");
     for line in pipeline_text.lines().chain(ingest_text.lines()) {
         if line.starts_with("insite_pipeline_event_to_")
@@ -540,4 +565,102 @@ async fn bench(
         }
     }
     Ok(())
+}
+
+/// The cumulative buckets `(le, count)` of histogram `name` in a Prometheus
+/// text exposition, of the series whose labels include `labels` (all series
+/// if empty, summed), in ascending `le` (`+Inf` last).
+fn prometheus_buckets(text: &str, name: &str, labels: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{");
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some((series, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        if !labels.is_empty() && !series.contains(labels) {
+            continue;
+        }
+        let Some(le) = series
+            .split(',')
+            .find_map(|l| l.strip_prefix("le=\""))
+            .map(|l| l.trim_end_matches('"'))
+        else {
+            continue;
+        };
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().unwrap_or(f64::NAN)
+        };
+        let Ok(count) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        match buckets.iter_mut().find(|(b, _)| *b == le) {
+            Some(bucket) => bucket.1 += count,
+            None => buckets.push((le, count)),
+        }
+    }
+    buckets.retain(|(le, _)| !le.is_nan());
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+}
+
+/// The `q` quantile of cumulative `buckets`, interpolated linearly within
+/// the bucket it falls in (the lower bound of the first bucket is 0); the
+/// largest finite bound if it falls in `+Inf`; `None` without observations.
+fn bucket_quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let (mut lower, mut below) = (0.0, 0.0);
+    for &(le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return Some(lower);
+            }
+            let inside = count - below;
+            let share = if inside > 0.0 {
+                (rank - below) / inside
+            } else {
+                1.0
+            };
+            return Some(lower + (le - lower) * share);
+        }
+        (lower, below) = (le, count);
+    }
+    Some(lower)
+}
+
+#[cfg(test)]
+mod bucket_tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate_within_the_bucket_as_prometheus_does() {
+        let text = "\
+x_bucket{source=\"market\",le=\"0.01\"} 50
+x_bucket{source=\"market\",le=\"0.1\"} 100
+x_bucket{source=\"market\",le=\"+Inf\"} 100
+x_bucket{source=\"social\",le=\"0.01\"} 0
+x_bucket{source=\"social\",le=\"0.1\"} 0
+x_bucket{source=\"social\",le=\"+Inf\"} 100
+x_sum 3
+";
+        let market = prometheus_buckets(text, "x", "source=\"market\"");
+        assert_eq!(market, [(0.01, 50.0), (0.1, 100.0), (f64::INFINITY, 100.0)]);
+        // Half of the observations are at most 10 ms: the median is 10 ms.
+        assert!((bucket_quantile(&market, 0.5).unwrap() - 0.01).abs() < 1e-12);
+        // The 75th percentile is halfway through the second bucket.
+        assert!((bucket_quantile(&market, 0.75).unwrap() - 0.055).abs() < 1e-12);
+        // All series summed; a quantile in +Inf is the largest finite bound.
+        let all = prometheus_buckets(text, "x", "");
+        assert_eq!(all.last(), Some(&(f64::INFINITY, 200.0)));
+        assert_eq!(bucket_quantile(&all, 0.99), Some(0.1));
+        assert_eq!(bucket_quantile(&[], 0.5), None);
+    }
 }

@@ -29,6 +29,8 @@ impl InsiteConfig {
         config.redis.cluster = true;
         config.clickhouse.url = cluster.clickhouse_url();
         config.clickhouse.database = "insite".into();
+        // A staged backfill keeps its staging database on one server.
+        config.clickhouse.staging_url = cluster.clickhouse_node_url(0);
         // Acknowledged once both replicas of the shard hold it; a quorum
         // insert waits for the second replica, and ClickHouse 18.16 runs
         // one at a time per table and shard, so the writers flush less
@@ -70,6 +72,7 @@ mod tests {
         assert!(config.redis.cluster);
         assert_eq!(config.redis.url.split(',').count(), 6);
         assert_eq!(config.clickhouse.url, cluster.clickhouse_url());
+        assert_eq!(config.clickhouse.staging_url(), cluster.clickhouse_node_url(0));
         // Three replicas of every stream fit the servers' file store.
         assert!(config.nats.streams.reserved_bytes() < 1 << 30);
     }

@@ -179,6 +179,23 @@ pub struct ClickHouseConfig {
     /// rows for ever. Applied at every start-up of a migrating stage; see
     /// [`crate::retention`].
     pub raw_ttl_days: u32,
+    /// The HTTP URL of one server on which a staged backfill keeps its
+    /// staging database (empty: `url`). Behind a load balancer that spreads
+    /// statements over several servers (a cluster), give one server's own
+    /// URL: the staging database then lives on that server alone, and the
+    /// overlap check and the copy into the target run there.
+    pub staging_url: String,
+}
+
+impl ClickHouseConfig {
+    /// The URL a staged backfill's staging database is on.
+    pub fn staging_url(&self) -> &str {
+        if self.staging_url.is_empty() {
+            &self.url
+        } else {
+            &self.staging_url
+        }
+    }
 }
 
 impl Default for ClickHouseConfig {
@@ -192,6 +209,7 @@ impl Default for ClickHouseConfig {
             request_timeout_ms: 30_000,
             insert_quorum: 0,
             raw_ttl_days: 0,
+            staging_url: String::new(),
         }
     }
 }
