@@ -28,7 +28,12 @@
 //!
 //! A target that holds no result row and no pipeline checkpoint cannot
 //! overlap anything, so there the rows go straight in
-//! ([`BackfillMode::Direct`]), which saves ClickHouse the copy.
+//! ([`BackfillMode::Direct`]), which saves ClickHouse the copy. A target
+//! database that does not exist yet is created and migrated while the
+//! operators already run: the ClickHouse writers take rows meanwhile and
+//! their first insert waits for the migration
+//! ([`OutputTask::writing_after`]), which would otherwise stand before the
+//! whole run.
 //!
 //! Interrupted (`cancel`), the job stops where it is, like a live pipeline
 //! stopping: open windows are not closed. Staged, nothing reaches the
