@@ -119,7 +119,14 @@ fn field<T>(r: Result<T, String>) -> Result<T, (&'static str, String)> {
 }
 
 fn parse_symbol(text: &str) -> Result<Symbol, String> {
-    Symbol::new(&text.trim().to_ascii_uppercase()).map_err(|e| e.to_string())
+    let text = text.trim();
+    // Nearly every file writes its symbols upper-case already: no copy then.
+    let symbol = if text.bytes().any(|b| b.is_ascii_lowercase()) {
+        Symbol::new(&text.to_ascii_uppercase())
+    } else {
+        Symbol::new(text)
+    };
+    symbol.map_err(|e| e.to_string())
 }
 
 fn parse_num<T: std::str::FromStr>(field: &str, text: &str) -> Result<T, String> {

@@ -28,7 +28,12 @@
 //!
 //! A target that holds no result row and no pipeline checkpoint cannot
 //! overlap anything, so there the rows go straight in
-//! ([`BackfillMode::Direct`]), which saves ClickHouse the copy.
+//! ([`BackfillMode::Direct`]), which saves ClickHouse the copy. A target
+//! database that does not exist yet is created and migrated while the
+//! operators already run: the ClickHouse writers take rows meanwhile and
+//! their first insert waits for the migration
+//! ([`OutputTask::writing_after`]), which would otherwise stand before the
+//! whole run.
 //!
 //! Interrupted (`cancel`), the job stops where it is, like a live pipeline
 //! stopping: open windows are not closed. Staged, nothing reaches the
@@ -52,7 +57,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bridge::Job;
 use crate::config::PipelineConfig;
-use crate::output::OutputTask;
+use crate::output::{OutputTask, WritesReady};
 use crate::run::PipelineError;
 use crate::source::{InputBody, InputMessage, InputSource};
 
@@ -297,28 +302,34 @@ pub async fn backfill(
     let started = Instant::now();
     let version = rows::backfill_version(now_ms());
     let target = &services.clickhouse;
-    ch::migrate(target).await?;
     let client = ch::client_without_database(target);
+    if !database_exists(&client, &target.database).await? {
+        // A new database: nothing there to overlap. It is created and
+        // migrated while the operators already run; the first insert waits
+        // for it.
+        tracing::info!(database = %target.database, version, "backfill: into a new database, migrated meanwhile");
+        let migrating = {
+            let target = target.clone();
+            Box::pin(async move { ch::migrate(&target).await.map(drop) })
+        };
+        let mut report = direct(
+            target,
+            config,
+            input,
+            &bars,
+            version,
+            cancel,
+            Some(migrating),
+        )
+        .await?;
+        report.elapsed = started.elapsed();
+        return Ok(report);
+    }
+    ch::migrate(target).await?;
     if !holds_results(&client, &target.database).await? {
         // Nothing there to overlap: write straight into the target.
         tracing::info!(database = %target.database, version, "backfill: straight into an empty database");
-        let stopped = run_job(target, config, input, version, cancel).await?;
-        if !stopped {
-            write_bars(target, &bars, version).await?;
-        }
-        let mut report = BackfillReport {
-            mode: BackfillMode::Direct,
-            version,
-            ..BackfillReport::default()
-        };
-        count_rows(&client, &target.database, &mut report).await?;
-        if stopped {
-            return Err(PipelineError::Backfill(format!(
-                "interrupted: database {:?} holds the windows closed before the interruption \
-                 (and no window the input did not finish); run the backfill again to complete it",
-                target.database
-            )));
-        }
+        let mut report = direct(target, config, input, &bars, version, cancel, None).await?;
         report.elapsed = started.elapsed();
         return Ok(report);
     }
@@ -339,7 +350,7 @@ pub async fn backfill(
     tracing::info!(staging = %staging.database, version, "backfill: staging database");
     let result = async {
         ch::migrate(&staging).await?;
-        if run_job(&staging, config, input, version, cancel).await? {
+        if run_job(&staging, config, input, version, cancel, None).await? {
             return Err(PipelineError::Backfill(format!(
                 "interrupted: nothing was written to database {:?}",
                 target.database
@@ -381,6 +392,54 @@ pub async fn backfill(
     Ok(report)
 }
 
+/// The backfill straight into `target`, which holds nothing it could
+/// overlap: the job, the aggregates' bars, and the rows the target then
+/// holds. The job's inserts wait for `ready` (the target being migrated),
+/// if given.
+async fn direct(
+    target: &ClickHouseConfig,
+    config: &PipelineConfig,
+    input: BackfillInput,
+    bars: &[Bar],
+    version: u64,
+    cancel: &CancellationToken,
+    ready: Option<WritesReady>,
+) -> Result<BackfillReport, PipelineError> {
+    let stopped = run_job(target, config, input, version, cancel, ready).await?;
+    if !stopped {
+        write_bars(target, bars, version).await?;
+    }
+    let mut report = BackfillReport {
+        mode: BackfillMode::Direct,
+        version,
+        ..BackfillReport::default()
+    };
+    let client = ch::client_without_database(target);
+    count_rows(&client, &target.database, &mut report).await?;
+    if stopped {
+        return Err(PipelineError::Backfill(format!(
+            "interrupted: database {:?} holds the windows closed before the interruption \
+             (and no window the input did not finish); run the backfill again to complete it",
+            target.database
+        )));
+    }
+    Ok(report)
+}
+
+/// Whether the database `database` exists on the server.
+async fn database_exists(
+    client: &clickhouse::Client,
+    database: &str,
+) -> Result<bool, PipelineError> {
+    let found = client
+        .query("SELECT count() FROM system.databases WHERE name = ?")
+        .bind(database)
+        .fetch_one::<u64>()
+        .await
+        .map_err(|e| sql_error("looking up the target database", e))?;
+    Ok(found > 0)
+}
+
 /// Whether `database` holds any result row or any pipeline's checkpoint
 /// (if not, a backfill cannot overlap anything there).
 async fn holds_results(client: &clickhouse::Client, database: &str) -> Result<bool, PipelineError> {
@@ -397,18 +456,28 @@ async fn holds_results(client: &clickhouse::Client, database: &str) -> Result<bo
     Ok(false)
 }
 
-/// Counts the rows of every data table of `database` into `report`.
+/// Counts the rows of every data table of `database` into `report`, in
+/// one query.
 async fn count_rows(
     client: &clickhouse::Client,
     database: &str,
     report: &mut BackfillReport,
 ) -> Result<(), PipelineError> {
+    let sql = rows::DATA_TABLES
+        .iter()
+        .map(|table| format!("SELECT '{table}' AS t, count() AS n FROM `{database}`.`{table}`"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let counts = client
+        .query(&sql)
+        .fetch_all::<(String, u64)>()
+        .await
+        .map_err(|e| sql_error("counting rows", e))?;
     for table in rows::DATA_TABLES {
-        let count = query_count(
-            client,
-            &format!("SELECT count() FROM `{database}`.`{table}`"),
-        )
-        .await?;
+        let count = counts
+            .iter()
+            .find(|(t, _)| t == table)
+            .map_or(0, |(_, n)| *n);
         report.rows.push((table, count));
     }
     Ok(())
@@ -423,12 +492,18 @@ async fn run_job(
     input: BackfillInput,
     version: u64,
     cancel: &CancellationToken,
+    ready: Option<WritesReady>,
 ) -> Result<bool, PipelineError> {
     // On a bounded run the writer's CPU is on the critical path, and LZ4
     // costs both ends more than it saves on a local link; the batches are
     // big, so the server does not mind the bytes.
     let client = ch::connect_for_writes(database).with_compression(clickhouse::Compression::None);
     let output = OutputTask::durable_only(&client, config).with_version(version);
+    // Writing into a database still being migrated: its inserts wait.
+    let output = match ready {
+        Some(ready) => output.writing_after(ready),
+        None => output,
+    };
     let (durable_tx, _durable_rx) = watch::channel([TimestampMs::MIN; 2]);
     let job = Job::start_bounded(config, input.market, input.social, output, durable_tx)?;
     let stop = job.stop_flag();

@@ -34,7 +34,7 @@ use insite_sinks::retry::Backoff;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::{OutputError, WorkerOutput};
+use super::{OutputError, WorkerOutput, WritesReady};
 use crate::progress::Checkpoints;
 use crate::resume::{ProgressStore, Resume, ResumeError, StreamCheckpoint};
 use crate::source::InputSource;
@@ -344,17 +344,19 @@ impl ClickHouseTask {
 
     /// Starts the task: it takes rows and frontiers from the returned
     /// sender, checks for aged batches every `check_every` and sends each
-    /// new durable frontier to `durable`, until the sender is dropped.
+    /// new durable frontier to `durable`, until the sender is dropped. No
+    /// insert starts before `ready` (if any) completes.
     pub(super) fn spawn(
         self,
         durable: watch::Sender<[TimestampMs; 2]>,
         check_every: Duration,
+        ready: Option<WritesReady>,
     ) -> (
         mpsc::Sender<ToClickHouse>,
         JoinHandle<Result<(), OutputError>>,
     ) {
         let (tx, rx) = mpsc::channel(CLICKHOUSE_CHANNEL);
-        (tx, tokio::spawn(self.run(rx, durable, check_every)))
+        (tx, tokio::spawn(self.run(rx, durable, check_every, ready)))
     }
 
     /// Records `frontiers` (this process's) and, on process 0, the
@@ -442,11 +444,16 @@ impl ClickHouseTask {
     /// is written. Flushes complete in the order they started, and a
     /// flush's frontiers (those received before it took its rows) become
     /// durable only once it is confirmed.
+    ///
+    /// Before `ready` completes, rows are taken (up to the writers'
+    /// capacity) and nothing is written or reported durable; if it fails,
+    /// the task ends with its error.
     async fn run(
         mut self,
         mut input: mpsc::Receiver<ToClickHouse>,
         durable: watch::Sender<[TimestampMs; 2]>,
         check_every: Duration,
+        mut ready: Option<WritesReady>,
     ) -> Result<(), OutputError> {
         let mut tick = tokio::time::interval(check_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -465,6 +472,7 @@ impl ClickHouseTask {
             let flushing = futures::future::OptionFuture::from(
                 in_flight.as_mut().map(|flush| flush.write.as_mut()),
             );
+            let preparing = futures::future::OptionFuture::from(ready.as_mut());
             tokio::select! {
                 next = input.recv(), if reading => match next {
                     Some(ToClickHouse::Rows(rows)) => self.tables.push(rows),
@@ -478,9 +486,15 @@ impl ClickHouseTask {
                     written?;
                     confirmed = in_flight.take().map(|flush| flush.frontiers);
                 }
+                Some(prepared) = preparing => {
+                    prepared?;
+                    ready = None;
+                }
                 _ = tick.tick() => {}
             }
-            if in_flight.is_none() {
+            // Nothing is written, nor reported durable, before the
+            // database is ready.
+            if in_flight.is_none() && ready.is_none() {
                 // Everything received before this moment is in the writers.
                 let frontiers = [
                     self.frontier[0].max(self.floor[0]),
@@ -497,7 +511,8 @@ impl ClickHouseTask {
                     });
                 }
             }
-            let done = !open && in_flight.is_none() && self.tables.pending() == 0;
+            let done =
+                !open && ready.is_none() && in_flight.is_none() && self.tables.pending() == 0;
             // The frontiers move with the watermarks, every few
             // milliseconds: they are recorded at most once per flush age
             // (and at the end), and again while the pipeline's record lags

@@ -62,7 +62,16 @@ pub enum OutputError {
     /// The ClickHouse task panicked (a bug).
     #[error("the ClickHouse task ended abnormally")]
     Crashed,
+    /// The database the rows go to could not be made ready
+    /// ([`OutputTask::writing_after`]).
+    #[error(transparent)]
+    Migrate(#[from] ch::MigrateError),
 }
+
+/// What the ClickHouse task waits for before its first insert
+/// ([`OutputTask::writing_after`]).
+pub type WritesReady =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ch::MigrateError>> + Send>>;
 
 /// What the dataflow hands to the output task.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +118,8 @@ pub struct OutputTask {
     check_every: Duration,
     /// What passes from the workers to both sides (`None`: everything).
     filter: Option<OutputFilter>,
+    /// What the first ClickHouse insert waits for (`None`: nothing).
+    ready: Option<WritesReady>,
 }
 
 /// A filter between the workers and both sides of the output: given one
@@ -143,6 +154,7 @@ impl OutputTask {
             hot_interval,
             check_every: Duration::from_millis((writer.max_age_ms / 4).clamp(5, 50)),
             filter: None,
+            ready: None,
         }
     }
 
@@ -222,6 +234,16 @@ impl OutputTask {
         self
     }
 
+    /// Holds every ClickHouse insert until `ready` (a database being
+    /// migrated) completes, taking rows meanwhile up to the writers'
+    /// capacity, so that the operators run while it is prepared (a
+    /// backfill into a new database). If `ready` fails, the task ends with
+    /// its error and writes nothing.
+    pub fn writing_after(mut self, ready: WritesReady) -> Self {
+        self.ready = Some(ready);
+        self
+    }
+
     /// Also records the end-to-end latency (event time to Redis write) of
     /// every trade into `latency`.
     pub fn with_latency(mut self, latency: LatencyRecorder) -> Self {
@@ -244,8 +266,9 @@ impl OutputTask {
             hot_interval,
             check_every,
             mut filter,
+            ready,
         } = self;
-        let (to_clickhouse, mut writer) = clickhouse.spawn(durable, check_every);
+        let (to_clickhouse, mut writer) = clickhouse.spawn(durable, check_every, ready);
 
         let mut hot_tick = tokio::time::interval(hot_interval);
         hot_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

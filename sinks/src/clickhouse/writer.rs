@@ -198,13 +198,19 @@ where
     /// Takes every buffered row out as a [`Batch`] that writes on its own,
     /// leaving the writer empty and taking rows again at once: the caller
     /// can buffer the next batch while this one is in flight.
+    ///
+    /// The next batch is reserved as long as this one (at most `max_rows`):
+    /// batches of a table are about as long as the one before, and growing
+    /// a buffer of a few hundred thousand rows by doubling copies it over
+    /// and over.
     pub fn take_batch(&mut self) -> Batch<R> {
         self.oldest = None;
+        let next = Vec::with_capacity(self.buffer.len().min(self.config.max_rows));
         Batch {
             client: self.client.clone(),
             table: self.table,
             config: self.config.clone(),
-            rows: std::mem::take(&mut self.buffer),
+            rows: std::mem::replace(&mut self.buffer, next),
         }
     }
 }

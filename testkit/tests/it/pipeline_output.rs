@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use async_nats::jetstream::stream;
-use insite_pipeline::output::{OutputTask, WorkerOutput};
+use insite_pipeline::output::{OutputError, OutputTask, WorkerOutput, WritesReady};
 use insite_pipeline::source::InputSource;
 use insite_schemas::{Finality, Interval};
-use insite_sinks::clickhouse::{migrate, rows::BarRow, WriterConfig};
+use insite_sinks::clickhouse::{migrate, rows::BarRow, MigrateError, WriterConfig};
 use insite_sinks::nats::DerivedPublisher;
 use insite_sinks::redis::{RedisSink, RedisSinkConfig};
 use insite_testkit::fixtures::bar;
@@ -211,4 +211,122 @@ async fn a_durable_frontier_never_runs_ahead_of_clickhouse_across_overlapping_fl
         .unwrap();
     assert_eq!(total, WINDOWS as u64 * SYMBOLS.len() as u64);
     handle.abort();
+}
+
+/// A backfill into a new database runs its operators while the database
+/// is migrated: the output task takes rows meanwhile, but inserts nothing
+/// and reports nothing durable until the database is ready, then writes
+/// everything.
+#[tokio::test]
+async fn no_insert_before_the_database_is_ready() {
+    let env = TestEnv::new("pipeline_output_ready");
+    let config = env.connections.clickhouse.clone();
+    let (go, wait) = tokio::sync::oneshot::channel::<()>();
+    let ready: WritesReady = Box::pin(async move {
+        let _ = wait.await;
+        migrate(&config).await.map(drop)
+    });
+    let writer = WriterConfig {
+        max_age_ms: 5,
+        ..WriterConfig::default()
+    };
+    let task = OutputTask::new(
+        &env.clickhouse(),
+        &writer,
+        None,
+        None,
+        1,
+        Duration::from_millis(5),
+    )
+    .writing_after(ready);
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let (durable_tx, mut durable_rx) = tokio::sync::watch::channel([i64::MIN; 2]);
+    let handle = tokio::spawn(task.run(rx, durable_tx));
+
+    let t0 = 1_700_000_000_000;
+    for k in 0..3 {
+        tx.send(WorkerOutput::Bars(vec![bar(
+            "AAPL",
+            Interval::SECOND,
+            t0 + k * 1_000,
+        )
+        .build()]))
+            .await
+            .unwrap();
+    }
+    tx.send(WorkerOutput::Progress {
+        source: InputSource::Market,
+        worker: 0,
+        frontier: t0 + 3_000,
+    })
+    .await
+    .unwrap();
+    // The rows were taken (the sends above returned), and many flush ages
+    // pass: still nothing durable, and the database does not even exist.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(durable_rx.borrow()[0], i64::MIN);
+    let admin = insite_sinks::clickhouse::client_without_database(&env.connections.clickhouse);
+    let exists: u64 = admin
+        .query("SELECT count() FROM system.databases WHERE name = ?")
+        .bind(&env.connections.clickhouse.database)
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "nothing may be written before it is ready");
+
+    go.send(()).unwrap();
+    let durable = tokio::time::timeout(
+        Duration::from_secs(30),
+        durable_rx.wait_for(|frontiers| frontiers[0] >= t0 + 3_000),
+    )
+    .await
+    .unwrap()
+    .map(|frontiers| frontiers[0])
+    .unwrap();
+    assert_eq!(durable, t0 + 3_000);
+    let rows: u64 = env
+        .clickhouse()
+        .query("SELECT count() FROM bars FINAL")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(rows, 3);
+    drop(tx);
+    handle.await.unwrap().unwrap();
+}
+
+/// A database that cannot be made ready ends the output task with its
+/// error, and nothing is written.
+#[tokio::test]
+async fn a_database_that_cannot_be_made_ready_ends_the_output_task() {
+    let env = TestEnv::new("pipeline_output_not_ready");
+    let ready: WritesReady =
+        Box::pin(async { Err(MigrateError::InvalidDatabase("not-a-name".into())) });
+    let task = OutputTask::new(
+        &env.clickhouse(),
+        &WriterConfig::default(),
+        None,
+        None,
+        1,
+        Duration::from_millis(5),
+    )
+    .writing_after(ready);
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let (durable_tx, _durable_rx) = tokio::sync::watch::channel([i64::MIN; 2]);
+    let handle = tokio::spawn(task.run(rx, durable_tx));
+    // The task may already have ended: a failed send is part of that.
+    let _ = tx
+        .send(WorkerOutput::Bars(vec![bar(
+            "AAPL",
+            Interval::SECOND,
+            1_700_000_000_000,
+        )
+        .build()]))
+        .await;
+    drop(tx);
+    let ended = tokio::time::timeout(Duration::from_secs(30), handle)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(ended, Err(OutputError::Migrate(_))), "{ended:?}");
 }
