@@ -72,7 +72,10 @@ mod tests {
         assert!(config.redis.cluster);
         assert_eq!(config.redis.url.split(',').count(), 6);
         assert_eq!(config.clickhouse.url, cluster.clickhouse_url());
-        assert_eq!(config.clickhouse.staging_url(), cluster.clickhouse_node_url(0));
+        assert_eq!(
+            config.clickhouse.staging_url(),
+            cluster.clickhouse_node_url(0)
+        );
         // Three replicas of every stream fit the servers' file store.
         assert!(config.nats.streams.reserved_bytes() < 1 << 30);
     }

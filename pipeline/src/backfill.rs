@@ -26,6 +26,13 @@
 //!    their keys, the result tables by window and version. The staging
 //!    database is dropped, whatever happened.
 //!
+//! The staging database lives on one server, `clickhouse.staging_url`
+//! (default: `url`), and every statement that reads it runs there. On a
+//! cluster behind a load balancer that is one node's own URL: the overlap
+//! check reads the target's `Distributed` tables with `GLOBAL IN` (the
+//! staged keys are sent to the shards, which have no staging database), and
+//! the copy inserts into them with the target's `insert_quorum`.
+//!
 //! A target that holds no result row and no pipeline checkpoint cannot
 //! overlap anything, so there the rows go straight in
 //! ([`BackfillMode::Direct`]), which saves ClickHouse the copy. A target
@@ -334,6 +341,11 @@ pub async fn backfill(
         return Ok(report);
     }
     let staging = ClickHouseConfig {
+        // One server (`staging_url`): behind a load balancer over a
+        // cluster, every statement of the staging database must reach the
+        // server that holds it.
+        url: target.staging_url().to_owned(),
+        staging_url: String::new(),
         database: format!(
             "{}_backfill_{version}_{}",
             target.database,
@@ -347,7 +359,11 @@ pub async fn backfill(
         raw_ttl_days: 0,
         ..target.clone()
     };
-    tracing::info!(staging = %staging.database, version, "backfill: staging database");
+    tracing::info!(staging = %staging.database, server = %staging.url, version, "backfill: staging database");
+    // Statements that read the staging database run on its server; the
+    // target's tables are reached from there (on a cluster, its
+    // `Distributed` tables).
+    let on_staging = ch::client_without_database(&staging);
     let result = async {
         ch::migrate(&staging).await?;
         if run_job(&staging, config, input, version, cancel, None).await? {
@@ -357,13 +373,13 @@ pub async fn backfill(
             )));
         }
         write_bars(&staging, &bars, version).await?;
-        check_overlaps(&client, &target.database, &staging.database).await?;
+        check_overlaps(&on_staging, &target.database, &staging.database).await?;
         let mut report = BackfillReport {
             mode: BackfillMode::Staged,
             version,
             ..BackfillReport::default()
         };
-        count_rows(&client, &staging.database, &mut report).await?;
+        count_rows(&on_staging, &staging.database, &mut report).await?;
         for table in rows::DATA_TABLES {
             if report.rows_of(table) == 0 {
                 continue;
@@ -372,7 +388,7 @@ pub async fn backfill(
                 "INSERT INTO `{}`.`{table}` SELECT * FROM `{}`.`{table}`",
                 target.database, staging.database
             );
-            let mut copy = client.query(&copy);
+            let mut copy = on_staging.query(&copy);
             if target.insert_quorum > 0 {
                 copy = copy.with_setting("insert_quorum", target.insert_quorum.to_string());
             }
@@ -384,7 +400,7 @@ pub async fn backfill(
     }
     .await;
     let drop = format!("DROP DATABASE IF EXISTS `{}`", staging.database);
-    if let Err(e) = client.query(&drop).execute().await {
+    if let Err(e) = on_staging.query(&drop).execute().await {
         tracing::warn!(staging = %staging.database, error = %e, "could not drop the staging database");
     }
     let mut report = result?;
@@ -651,7 +667,7 @@ async fn check_overlaps(
              max(window_start_ms) AS last_ms, uniqExact({columns}) AS windows \
              FROM `{target}`.`{table}` \
              WHERE version >= {LIVE_VERSION_FLOOR} \
-               AND ({columns}) IN (SELECT {columns} FROM `{staging}`.`{table}`) \
+               AND ({columns}) GLOBAL IN (SELECT {columns} FROM `{staging}`.`{table}`) \
              GROUP BY key, interval_s ORDER BY key, interval_s"
         );
         collect(
