@@ -215,6 +215,13 @@ impl fmt::Display for Overlap {
         )?;
         match self.reason {
             OverlapReason::LiveFinal => write!(f, "already final from the live pipeline"),
+            // A pipeline that has read nothing yet may still write any window.
+            OverlapReason::PastLiveFrontier {
+                frontier_ms: i64::MIN,
+            } => write!(
+                f,
+                "a live pipeline is recorded that has made nothing durable yet, so it may still write any window"
+            ),
             OverlapReason::PastLiveFrontier { frontier_ms } => write!(
                 f,
                 "at or after the live pipeline's durable frontier {}",
