@@ -670,6 +670,15 @@ pub fn run(config: &InsiteConfig, args: BenchQueryArgs) -> anyhow::Result<()> {
             args.rate, fixed.ms_at(0.99), floor_fixed.ms_at(0.99), fixed.ms_at(0.99) / floor_fixed.ms_at(0.99).max(1e-9)
         ));
         phases.extend([peak, floor_peak, fixed, floor_fixed]);
+        // Where the service's latest-bar answers came from over all the
+        // phases: held in memory, or read through to Redis (a held value
+        // older than `max_age_ms`, or not held).
+        let metrics = crate::load::get_text(addr, "/metrics").await?;
+        let sources: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("insite_query_cache_total") && l.contains("/v1/symbols/{symbol}/bar"))
+            .collect();
+        ratios.push(format!("latest bar answers by source: {}", sources.join("; ")));
         }
         let day = |s: &str, extra: &str| {
             format!("/v1/aggs/{s}/range/1m/{DAY}/{}{extra}", DAY + 86_400_000)

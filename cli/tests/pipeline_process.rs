@@ -15,10 +15,7 @@ use std::time::Duration;
 use insite_pipeline::{Connections, PipelineConfig};
 use insite_testkit::child::terminate;
 use insite_testkit::pipeline::{config, run_until_durable, Backlog};
-use insite_testkit::results::{
-    assert_bars_equal, assert_sentiment_equal, durable_frontier, read_bars, read_late,
-    read_sentiment, record_frontier, wait_durable,
-};
+use insite_testkit::results::{durable_frontier, record_frontier, wait_durable, RunTables};
 use insite_testkit::wait::eventually;
 use insite_testkit::TestEnv;
 
@@ -31,28 +28,33 @@ fn spawn_pipeline(connections: &Connections, config: &PipelineConfig, extra: &[S
     insite_testkit::child::spawn_pipeline(insite, connections, config, extra)
 }
 
+/// Publishes a backlog of `events` synthetic events from `seed`, out of
+/// order by up to 3 s (some arrive beyond the 2 s lateness, so late events
+/// are compared too), and runs one uninterrupted process over it into a
+/// database of its own, `name`: the input's last event time and the tables
+/// every other run over it must give.
+async fn reference_run(env: &TestEnv, seed: u64, events: u64, name: &str) -> (i64, RunTables) {
+    let done = Backlog {
+        seed,
+        events,
+        start_ms: START_MS,
+        jitter_ms: 3_000,
+    }
+    .publish(env)
+    .await;
+    let reference = env.with_database(name);
+    run_until_durable(&reference, &config(name), done).await;
+    let want = RunTables::read(&reference.clickhouse).await;
+    assert!(!want.late.is_empty(), "the input has late events");
+    assert!(!want.bars.is_empty(), "the input has bars");
+    (done, want)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_any_moment_and_restarted_it_ends_with_the_uninterrupted_tables() {
     let env = TestEnv::new("pipeline_crash");
-    let done = Backlog {
-        seed: 7,
-        events: 150_000,
-        start_ms: START_MS,
-        // Out of order by up to 3 s: some events arrive beyond the 2 s
-        // lateness, so late events are compared too.
-        jitter_ms: 3_000,
-    }
-    .publish(&env)
-    .await;
-
-    // The uninterrupted run, into a database of its own.
-    let straight = env.with_database("straight");
-    run_until_durable(&straight, &config("straight"), done).await;
-    let want_bars = read_bars(&straight.clickhouse).await;
-    let want_sentiment = read_sentiment(&straight.clickhouse).await;
-    let want_late = read_late(&straight.clickhouse).await;
-    assert!(!want_late.is_empty(), "the input has late events");
-    assert!(want_bars.len() > 500, "{} bars", want_bars.len());
+    let (done, want) = reference_run(&env, 7, 150_000, "straight").await;
+    assert!(want.bars.len() > 500, "{} bars", want.bars.len());
 
     // The same input through a process killed with SIGKILL at several
     // moments, restarted each time.
@@ -94,44 +96,15 @@ async fn killed_at_any_moment_and_restarted_it_ends_with_the_uninterrupted_table
         progress_seen.iter().any(Option::is_some),
         "no kill after the first durable flush: {progress_seen:?}"
     );
-    assert_bars_equal(
-        &read_bars(&crashy.clickhouse).await,
-        &want_bars,
-        "killed and restarted vs uninterrupted",
-    );
-    assert_sentiment_equal(
-        &read_sentiment(&crashy.clickhouse).await,
-        &want_sentiment,
-        "killed and restarted vs uninterrupted",
-    );
-    assert_eq!(
-        read_late(&crashy.clickhouse).await,
-        want_late,
-        "late events, killed and restarted vs uninterrupted"
-    );
+    RunTables::read(&crashy.clickhouse)
+        .await
+        .assert_equal(&want, "killed and restarted vs uninterrupted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_timely_processes_give_the_tables_of_one() {
     let env = TestEnv::new("pipeline_cluster");
-    let done = Backlog {
-        seed: 7,
-        events: 60_000,
-        start_ms: START_MS,
-        // Out of order by up to 3 s: some events arrive beyond the 2 s
-        // lateness, so late events are compared too.
-        jitter_ms: 3_000,
-    }
-    .publish(&env)
-    .await;
-
-    let one = env.with_database("one");
-    run_until_durable(&one, &config("one"), done).await;
-    let want_bars = read_bars(&one.clickhouse).await;
-    let want_sentiment = read_sentiment(&one.clickhouse).await;
-    let want_late = read_late(&one.clickhouse).await;
-    assert!(!want_late.is_empty(), "the input has late events");
-    assert!(!want_bars.is_empty());
+    let (done, want) = reference_run(&env, 7, 60_000, "one").await;
 
     let two = env.connections.clone();
     let two_config = config("two");
@@ -155,21 +128,9 @@ async fn two_timely_processes_give_the_tables_of_one() {
         .collect();
     wait_durable(&two.clickhouse, "two", done).await;
     terminate(children);
-    assert_bars_equal(
-        &read_bars(&two.clickhouse).await,
-        &want_bars,
-        "two processes vs one",
-    );
-    assert_sentiment_equal(
-        &read_sentiment(&two.clickhouse).await,
-        &want_sentiment,
-        "two processes vs one",
-    );
-    assert_eq!(
-        read_late(&two.clickhouse).await,
-        want_late,
-        "late events, two processes vs one"
-    );
+    RunTables::read(&two.clickhouse)
+        .await
+        .assert_equal(&want, "two processes vs one");
 }
 
 /// The processes of one pipeline, killed when dropped (so that a failing
@@ -250,21 +211,8 @@ async fn wait_progress(connections: &Connections, pipeline: &str, before: Option
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rescaled_2_3_1_processes_mid_stream_it_gives_the_tables_of_one() {
     let env = TestEnv::new("pipeline_rescale");
-    let done = Backlog {
-        seed: 11,
-        events: 150_000,
-        start_ms: START_MS,
-        jitter_ms: 3_000,
-    }
-    .publish(&env)
-    .await;
-
-    let one = env.with_database("one");
-    run_until_durable(&one, &config("one"), done).await;
-    let want_bars = read_bars(&one.clickhouse).await;
-    let want_sentiment = read_sentiment(&one.clickhouse).await;
-    let want_late = read_late(&one.clickhouse).await;
-    assert!(want_bars.len() > 500, "{} bars", want_bars.len());
+    let (done, want) = reference_run(&env, 11, 150_000, "one").await;
+    assert!(want.bars.len() > 500, "{} bars", want.bars.len());
 
     let scaled = env.connections.clone();
     let scaled_config = config("rescale");
@@ -302,19 +250,7 @@ async fn rescaled_2_3_1_processes_mid_stream_it_gives_the_tables_of_one() {
         "frontiers: after 2 processes {after_two:?}, after 3 {after_three:?}, input through {done}"
     );
 
-    assert_bars_equal(
-        &read_bars(&scaled.clickhouse).await,
-        &want_bars,
-        "rescaled 2 -> 3 -> 1 vs one process",
-    );
-    assert_sentiment_equal(
-        &read_sentiment(&scaled.clickhouse).await,
-        &want_sentiment,
-        "rescaled 2 -> 3 -> 1 vs one process",
-    );
-    assert_eq!(
-        read_late(&scaled.clickhouse).await,
-        want_late,
-        "late events, rescaled 2 -> 3 -> 1 vs one process"
-    );
+    RunTables::read(&scaled.clickhouse)
+        .await
+        .assert_equal(&want, "rescaled 2 -> 3 -> 1 vs one process");
 }

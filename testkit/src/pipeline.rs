@@ -149,3 +149,26 @@ pub async fn wait_running(env: &TestEnv, durable: &str) {
     .await
     .expect("the pipeline starts");
 }
+
+/// An output task running on a tokio task of its own, as the pipeline
+/// runs it: the sender of its input, the durable frontiers it reports, and
+/// its end.
+pub struct RunningOutput {
+    /// The dataflow's side: results, raw events and progress.
+    pub input: tokio::sync::mpsc::Sender<insite_pipeline::output::WorkerOutput>,
+    /// The durable frontier per input stream (`i64::MIN`: none yet).
+    pub durable: tokio::sync::watch::Receiver<[TimestampMs; 2]>,
+    /// The task; ends once its input closes and everything is written.
+    pub done: tokio::task::JoinHandle<Result<(), insite_pipeline::output::OutputError>>,
+}
+
+/// Spawns `task` with an input channel of `capacity` batches.
+pub fn spawn_output(task: insite_pipeline::output::OutputTask, capacity: usize) -> RunningOutput {
+    let (input, rx) = tokio::sync::mpsc::channel(capacity);
+    let (durable_tx, durable) = tokio::sync::watch::channel([i64::MIN; 2]);
+    RunningOutput {
+        input,
+        durable,
+        done: tokio::spawn(task.run(rx, durable_tx)),
+    }
+}

@@ -296,6 +296,37 @@ pub async fn read_late(clickhouse: &ClickHouseConfig) -> Vec<LateRow> {
         .expect("reading late_events")
 }
 
+/// What a run leaves in the tables compared across runs: `bars` and
+/// `sentiment` (FINAL) and the late events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunTables {
+    /// `bars` FINAL.
+    pub bars: BarTable,
+    /// `sentiment` FINAL.
+    pub sentiment: SentimentTable,
+    /// `late_events` FINAL.
+    pub late: Vec<LateRow>,
+}
+
+impl RunTables {
+    /// The three tables of `clickhouse`'s database.
+    pub async fn read(clickhouse: &ClickHouseConfig) -> Self {
+        Self {
+            bars: read_bars(clickhouse).await,
+            sentiment: read_sentiment(clickhouse).await,
+            late: read_late(clickhouse).await,
+        }
+    }
+
+    /// Asserts that these are `want`'s tables, naming the first window that
+    /// differs; `what` says which runs are compared.
+    pub fn assert_equal(&self, want: &Self, what: &str) {
+        assert_bars_equal(&self.bars, &want.bars, what);
+        assert_sentiment_equal(&self.sentiment, &want.sentiment, what);
+        assert_eq!(self.late, want.late, "late events, {what}");
+    }
+}
+
 /// Checks that `pipeline`'s checkpoint of each input stream is past every
 /// data message the stream holds (only the clock ticks written after the
 /// data may be after it): a restart would read none of them again.

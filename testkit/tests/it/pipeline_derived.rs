@@ -13,7 +13,9 @@ use insite_schemas::{Finality, Interval};
 use insite_sinks::clickhouse::{migrate, WriterConfig};
 use insite_sinks::nats::DerivedPublisher;
 use insite_testkit::fixtures::{self, bar};
-use insite_testkit::pipeline::{config, publish_recorded, run_until_durable, RECORDED_TRADES};
+use insite_testkit::pipeline::{
+    config, publish_recorded, run_until_durable, spawn_output, RunningOutput, RECORDED_TRADES,
+};
 use insite_testkit::TestEnv;
 
 /// Final bars, one per second of event time, each with the next window's
@@ -50,9 +52,11 @@ async fn a_derived_stream_that_never_answers_does_not_hold_up_clickhouse() {
         1,
         Duration::from_millis(20),
     );
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let (durable_tx, mut durable_rx) = tokio::sync::watch::channel([i64::MIN; 2]);
-    let handle = tokio::spawn(task.run(rx, durable_tx));
+    let RunningOutput {
+        input: tx,
+        durable: mut durable_rx,
+        done: handle,
+    } = spawn_output(task, 64);
 
     let started = Instant::now();
     let t0 = 1_700_000_000_000;

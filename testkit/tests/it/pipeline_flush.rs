@@ -12,6 +12,7 @@ use insite_pipeline::source::InputSource;
 use insite_schemas::Interval;
 use insite_sinks::clickhouse::{migrate, WriterConfig};
 use insite_testkit::fixtures::{bar, trade};
+use insite_testkit::pipeline::{spawn_output, RunningOutput};
 use insite_testkit::TestEnv;
 
 /// How long the input runs.
@@ -41,9 +42,11 @@ async fn each_table_gets_about_one_insert_a_second_at_the_defaults() {
     let (_checkpoints_tx, checkpoints) = tokio::sync::watch::channel([(0, None); 2]);
     let task = OutputTask::new(&client, &writer, None, None, 1, Duration::from_millis(20))
         .with_progress(store, Resume::default(), Some(checkpoints));
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let (durable_tx, mut durable_rx) = tokio::sync::watch::channel([i64::MIN; 2]);
-    let handle = tokio::spawn(task.run(rx, durable_tx));
+    let RunningOutput {
+        input: tx,
+        durable: mut durable_rx,
+        done: handle,
+    } = spawn_output(task, 64);
 
     // 100 outputs a second, each with a trade, a final bar and a new
     // frontier of both streams: before, every one of them could be a

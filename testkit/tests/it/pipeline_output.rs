@@ -11,6 +11,7 @@ use insite_sinks::clickhouse::{migrate, rows::BarRow, MigrateError, WriterConfig
 use insite_sinks::nats::DerivedPublisher;
 use insite_sinks::redis::{RedisSink, RedisSinkConfig};
 use insite_testkit::fixtures::bar;
+use insite_testkit::pipeline::{spawn_output, RunningOutput};
 use insite_testkit::TestEnv;
 use redis::AsyncCommands;
 
@@ -42,9 +43,11 @@ async fn writes_results_and_reports_the_durable_frontier() {
         2,
         Duration::from_millis(20),
     );
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let (durable_tx, mut durable_rx) = tokio::sync::watch::channel([i64::MIN; 2]);
-    let handle = tokio::spawn(task.run(rx, durable_tx));
+    let RunningOutput {
+        input: tx,
+        durable: mut durable_rx,
+        done: handle,
+    } = spawn_output(task, 64);
 
     let t0 = 1_700_000_000_000;
     let second = |start| bar("AAPL", Interval::SECOND, start);
@@ -139,9 +142,11 @@ async fn a_durable_frontier_never_runs_ahead_of_clickhouse_across_overlapping_fl
         2,
         Duration::from_millis(5),
     );
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let (durable_tx, mut durable_rx) = tokio::sync::watch::channel([i64::MIN; 2]);
-    let handle = tokio::spawn(task.run(rx, durable_tx));
+    let RunningOutput {
+        input: tx,
+        durable: mut durable_rx,
+        done: handle,
+    } = spawn_output(task, 8);
 
     const SYMBOLS: [&str; 7] = ["AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "META", "GOOG"];
     const WINDOWS: i64 = 60;
@@ -239,9 +244,11 @@ async fn no_insert_before_the_database_is_ready() {
         Duration::from_millis(5),
     )
     .writing_after(ready);
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let (durable_tx, mut durable_rx) = tokio::sync::watch::channel([i64::MIN; 2]);
-    let handle = tokio::spawn(task.run(rx, durable_tx));
+    let RunningOutput {
+        input: tx,
+        durable: mut durable_rx,
+        done: handle,
+    } = spawn_output(task, 8);
 
     let t0 = 1_700_000_000_000;
     for k in 0..3 {
@@ -311,9 +318,11 @@ async fn a_database_that_cannot_be_made_ready_ends_the_output_task() {
         Duration::from_millis(5),
     )
     .writing_after(ready);
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let (durable_tx, _durable_rx) = tokio::sync::watch::channel([i64::MIN; 2]);
-    let handle = tokio::spawn(task.run(rx, durable_tx));
+    let RunningOutput {
+        input: tx,
+        durable: _durable_rx,
+        done: handle,
+    } = spawn_output(task, 8);
     // The task may already have ended: a failed send is part of that.
     let _ = tx
         .send(WorkerOutput::Bars(vec![bar(
